@@ -1,0 +1,307 @@
+"""The one place that knows camera and world conventions.
+
+Every frame conversion and every intrinsics computation in MultiCam goes through this module.
+Nothing else in the code base (trajectory sampler, exporters, Blender backend, ``recam``) repeats
+this math; the Unreal scripts in ``ue_scripts/`` never convert at all, they replay UE poses.
+
+Frames
+------
+UE world (``ue``)
+    Unreal Engine: left-handed, X forward, Y right, Z up, centimetres.
+UE camera / pose (``ue_matrix``)
+    UE's row-vector 4x4 transform as stored by MultiCamVideo: row 0 = camera forward (X) axis in
+    world, row 1 = right (Y), row 2 = up (Z), row 3 = location in cm with a trailing 1.
+    ``p_world_row = p_local_row @ M``.
+UE rotator
+    (pitch, yaw, roll) in degrees. Positive yaw turns the view from +X toward +Y (to the right seen
+    from above), positive pitch looks up, positive roll rotates about the forward axis clockwise as
+    seen from behind the camera (UE's ``FRotationMatrix``).
+Right-handed world (``rh``)
+    Metres, Z up, made right-handed by the documented axis map ``RH_FROM_UE = diag(1, -1, 1)``:
+    ``x_rh = x_ue / 100``, ``y_rh = -y_ue / 100``, ``z_rh = z_ue / 100``. This is also the Blender
+    world (Blender is right-handed, Z up, metres).
+OpenCV camera (``opencv``)
+    x right, y down, z forward. ``c2w`` maps camera to the right-handed world (metres).
+OpenGL / Blender camera (``opengl``)
+    x right, y up, z backward (the camera looks down -z). ``c2w`` maps camera to the RH world;
+    a Blender camera object's ``matrix_world`` is exactly this matrix.
+ReCamMaster (``recammaster``)
+    The convention of ReCamMaster's public code: the UE matrix transposed to a column-vector c2w,
+    its columns reordered to (right, -up, forward) and the translation divided by 100, world left
+    in UE axes (so the rotation block has determinant -1). Used by ``recam`` only.
+
+All functions are vectorised: poses are arrays of shape ``(..., 4, 4)``, vectors ``(..., 3)``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+
+CM_PER_M = 100.0
+SENSOR_WIDTH_MM = 23.76
+SENSOR_HEIGHT_MM = 23.76
+
+#: The dataset's four camera sets: (focal length mm, aperture f-number), and their folder names.
+CAMERA_SETS: tuple[tuple[float, float], ...] = ((18.0, 10.0), (24.0, 5.0), (35.0, 2.4), (50.0, 2.4))
+
+#: Right-handed world axes expressed from UE world axes (a reflection of Y). Its own inverse.
+RH_FROM_UE: FloatArray = np.diag([1.0, -1.0, 1.0])
+
+
+def camera_set_folder(focal_mm: float, aperture: float) -> str:
+    """``f18_aperture10``, ``f35_aperture2.4``: the dataset's folder name for a camera set."""
+    return f"f{focal_mm:g}_aperture{aperture:g}"
+
+
+# ----------------------------------------------------------------------------------------------
+# UE matrix <-> (location, rotator)
+# ----------------------------------------------------------------------------------------------
+
+
+def ue_rotator_to_axes(rotator_deg: ArrayLike) -> FloatArray:
+    """UE rotator(s) ``(..., 3)`` as (pitch, yaw, roll) degrees -> rows X, Y, Z ``(..., 3, 3)``.
+
+    Matches UE's ``FRotationMatrix`` (row-vector convention): row 0 is the forward axis.
+    """
+    r = np.radians(np.asarray(rotator_deg, dtype=np.float64))
+    sp, cp = np.sin(r[..., 0]), np.cos(r[..., 0])
+    sy, cy = np.sin(r[..., 1]), np.cos(r[..., 1])
+    sr, cr = np.sin(r[..., 2]), np.cos(r[..., 2])
+    out = np.empty(r.shape[:-1] + (3, 3))
+    out[..., 0, 0] = cp * cy
+    out[..., 0, 1] = cp * sy
+    out[..., 0, 2] = sp
+    out[..., 1, 0] = sr * sp * cy - cr * sy
+    out[..., 1, 1] = sr * sp * sy + cr * cy
+    out[..., 1, 2] = -sr * cp
+    out[..., 2, 0] = -(cr * sp * cy + sr * sy)
+    out[..., 2, 1] = cy * sr - cr * sp * sy
+    out[..., 2, 2] = cr * cp
+    return out
+
+
+def ue_location_rotator_to_matrix(location_cm: ArrayLike, rotator_deg: ArrayLike) -> FloatArray:
+    """UE location (cm) and rotator (deg) -> UE row-vector 4x4 matrix ``(..., 4, 4)``."""
+    loc = np.asarray(location_cm, dtype=np.float64)
+    axes = ue_rotator_to_axes(rotator_deg)
+    shape = np.broadcast_shapes(loc.shape[:-1], axes.shape[:-2])
+    out = np.zeros(shape + (4, 4))
+    out[..., :3, :3] = axes
+    out[..., 3, :3] = loc
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def ue_matrix_to_location_rotator(matrix: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """UE row-vector matrix ``(..., 4, 4)`` -> (location cm ``(..., 3)``, rotator deg ``(..., 3)``).
+
+    Same algorithm as UE's ``FMatrix::Rotator``; scale is ignored (axes are normalised).
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    x = m[..., 0, :3] / np.linalg.norm(m[..., 0, :3], axis=-1, keepdims=True)
+    y = m[..., 1, :3] / np.linalg.norm(m[..., 1, :3], axis=-1, keepdims=True)
+    z = m[..., 2, :3] / np.linalg.norm(m[..., 2, :3], axis=-1, keepdims=True)
+    pitch = np.degrees(np.arctan2(x[..., 2], np.hypot(x[..., 0], x[..., 1])))
+    yaw = np.degrees(np.arctan2(x[..., 1], x[..., 0]))
+    ref = ue_rotator_to_axes(np.stack([pitch, yaw, np.zeros_like(yaw)], axis=-1))
+    sy_axis = ref[..., 1, :]
+    roll = np.degrees(np.arctan2(np.sum(z * sy_axis, -1), np.sum(y * sy_axis, -1)))
+    return m[..., 3, :3].copy(), np.stack([pitch, yaw, roll], axis=-1)
+
+
+def ue_look_at_rotator(eye_cm: ArrayLike, target_cm: ArrayLike) -> FloatArray:
+    """Rotator (pitch, yaw, 0) in degrees of a camera at ``eye_cm`` looking at ``target_cm`` (UE)."""
+    d = np.asarray(target_cm, dtype=np.float64) - np.asarray(eye_cm, dtype=np.float64)
+    yaw = np.degrees(np.arctan2(d[..., 1], d[..., 0]))
+    pitch = np.degrees(np.arctan2(d[..., 2], np.hypot(d[..., 0], d[..., 1])))
+    return np.stack([pitch, yaw, np.zeros_like(yaw)], axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Points
+# ----------------------------------------------------------------------------------------------
+
+
+def ue_to_rh_points(points_cm: ArrayLike) -> FloatArray:
+    """UE world points (cm) -> right-handed world points (m). Also the Blender world."""
+    return (np.asarray(points_cm, dtype=np.float64) @ RH_FROM_UE) / CM_PER_M
+
+
+def rh_to_ue_points(points_m: ArrayLike) -> FloatArray:
+    """Right-handed world points (m) -> UE world points (cm)."""
+    return (np.asarray(points_m, dtype=np.float64) @ RH_FROM_UE) * CM_PER_M
+
+
+# ----------------------------------------------------------------------------------------------
+# UE pose <-> OpenCV / OpenGL camera-to-world
+# ----------------------------------------------------------------------------------------------
+
+# Columns of the camera axes in terms of UE camera axes (forward X, right Y, up Z), as signed
+# selections: camera_axis_k = sign_k * ue_axis[index_k].
+_OPENCV_FROM_UE_AXES = ((1, 1.0), (2, -1.0), (0, 1.0))  # x=right, y=-up (down), z=forward
+_OPENGL_FROM_UE_AXES = ((1, 1.0), (2, 1.0), (0, -1.0))  # x=right, y=up, z=-forward (backward)
+
+
+def _ue_to_c2w(matrix: ArrayLike, axes: tuple[tuple[int, float], ...]) -> FloatArray:
+    m = np.asarray(matrix, dtype=np.float64)
+    out = np.zeros(m.shape[:-2] + (4, 4))
+    for col, (row, sign) in enumerate(axes):
+        out[..., :3, col] = sign * (m[..., row, :3] @ RH_FROM_UE)
+    out[..., :3, 3] = ue_to_rh_points(m[..., 3, :3])
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def _c2w_to_ue(c2w: ArrayLike, axes: tuple[tuple[int, float], ...]) -> FloatArray:
+    c = np.asarray(c2w, dtype=np.float64)
+    out = np.zeros(c.shape[:-2] + (4, 4))
+    for col, (row, sign) in enumerate(axes):
+        out[..., row, :3] = sign * (c[..., :3, col] @ RH_FROM_UE)
+    out[..., 3, :3] = rh_to_ue_points(c[..., :3, 3])
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def ue_to_opencv_c2w(ue_matrix: ArrayLike) -> FloatArray:
+    """UE row-vector pose(s) -> OpenCV camera-to-world (x right, y down, z forward), RH world, m."""
+    return _ue_to_c2w(ue_matrix, _OPENCV_FROM_UE_AXES)
+
+
+def opencv_c2w_to_ue(c2w: ArrayLike) -> FloatArray:
+    """Inverse of :func:`ue_to_opencv_c2w`."""
+    return _c2w_to_ue(c2w, _OPENCV_FROM_UE_AXES)
+
+
+def ue_to_opencv_w2c(ue_matrix: ArrayLike) -> FloatArray:
+    """UE pose(s) -> OpenCV world-to-camera (extrinsic ``[R|t]`` as 4x4), RH world in metres."""
+    return invert_rigid(ue_to_opencv_c2w(ue_matrix))
+
+
+def opencv_w2c_to_ue(w2c: ArrayLike) -> FloatArray:
+    """Inverse of :func:`ue_to_opencv_w2c`."""
+    return opencv_c2w_to_ue(invert_rigid(w2c))
+
+
+def ue_to_opengl_c2w(ue_matrix: ArrayLike) -> FloatArray:
+    """UE pose(s) -> OpenGL/Blender camera-to-world (x right, y up, z back); Blender ``matrix_world``."""
+    return _ue_to_c2w(ue_matrix, _OPENGL_FROM_UE_AXES)
+
+
+def opengl_c2w_to_ue(c2w: ArrayLike) -> FloatArray:
+    """Inverse of :func:`ue_to_opengl_c2w` (e.g. a Blender camera's ``matrix_world`` -> UE pose)."""
+    return _c2w_to_ue(c2w, _OPENGL_FROM_UE_AXES)
+
+
+ue_to_blender_c2w = ue_to_opengl_c2w
+blender_c2w_to_ue = opengl_c2w_to_ue
+
+
+def opencv_to_opengl_c2w(c2w: ArrayLike) -> FloatArray:
+    """Flip the camera's y and z axes: OpenCV c2w <-> OpenGL c2w (the map is its own inverse)."""
+    out = np.array(c2w, dtype=np.float64, copy=True)
+    out[..., :3, 1:3] *= -1.0
+    return out
+
+
+opengl_to_opencv_c2w = opencv_to_opengl_c2w
+
+
+def ue_to_recammaster_c2w(ue_matrix: ArrayLike) -> FloatArray:
+    """UE pose(s) -> ReCamMaster's camera-to-world: transpose, columns (right, -up, forward), /100.
+
+    The world stays in UE axes (no handedness fix), exactly as ReCamMaster's data loader does.
+    """
+    m = np.asarray(ue_matrix, dtype=np.float64)
+    c2w = np.swapaxes(m, -1, -2).copy()  # columns: forward, right, up, location
+    out = np.empty_like(c2w)
+    out[..., :, 0] = c2w[..., :, 1]
+    out[..., :, 1] = -c2w[..., :, 2]
+    out[..., :, 2] = c2w[..., :, 0]
+    out[..., :, 3] = c2w[..., :, 3]
+    out[..., :3, 3] /= CM_PER_M
+    out[..., 3, :] = (0.0, 0.0, 0.0, 1.0)
+    return out
+
+
+def invert_rigid(t: ArrayLike) -> FloatArray:
+    """Inverse of rigid transforms ``(..., 4, 4)`` (rotation transposed, no general inverse)."""
+    t = np.asarray(t, dtype=np.float64)
+    out = np.zeros_like(t)
+    r_t = np.swapaxes(t[..., :3, :3], -1, -2)
+    out[..., :3, :3] = r_t
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", r_t, t[..., :3, 3])
+    out[..., 3, 3] = 1.0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Intrinsics
+# ----------------------------------------------------------------------------------------------
+
+SensorFit = Literal["horizontal", "vertical", "auto"]
+
+
+def intrinsics_matrix(
+    focal_mm: float | ArrayLike,
+    width_px: int,
+    height_px: int,
+    sensor_width_mm: float = SENSOR_WIDTH_MM,
+    sensor_height_mm: float = SENSOR_HEIGHT_MM,
+    sensor_fit: SensorFit = "horizontal",
+) -> FloatArray:
+    """3x3 OpenCV K (square pixels, principal point at the image centre) ``(..., 3, 3)``.
+
+    ``sensor_fit`` says which sensor side spans the image: ``horizontal`` (UE and MultiCamVideo:
+    the filmback width maps to the image width), ``vertical``, or ``auto`` (the larger image side,
+    as Blender does). Continuous pixel convention: cx = W / 2, the pixel (0, 0) covers
+    [0, 1) x [0, 1), so its centre is at (0.5, 0.5); subtract 0.5 for OpenCV's integer centres.
+    """
+    if width_px <= 0 or height_px <= 0:
+        raise ValueError(f"image size must be positive, got {width_px}x{height_px}")
+    f = np.asarray(focal_mm, dtype=np.float64)
+    if np.any(f <= 0):
+        raise ValueError(f"focal_mm must be > 0, got {focal_mm}")
+    if sensor_fit == "auto":
+        sensor_fit = "horizontal" if width_px >= height_px else "vertical"
+    if sensor_fit == "horizontal":
+        fpx = f / sensor_width_mm * width_px
+    elif sensor_fit == "vertical":
+        fpx = f / sensor_height_mm * height_px
+    else:
+        raise ValueError(f"sensor_fit must be horizontal, vertical or auto, got {sensor_fit!r}")
+    k = np.zeros(f.shape + (3, 3))
+    k[..., 0, 0] = fpx
+    k[..., 1, 1] = fpx
+    k[..., 0, 2] = width_px / 2.0
+    k[..., 1, 2] = height_px / 2.0
+    k[..., 2, 2] = 1.0
+    return k
+
+
+def horizontal_fov_deg(focal_mm: float, sensor_width_mm: float = SENSOR_WIDTH_MM) -> float:
+    """Horizontal field of view in degrees."""
+    return float(np.degrees(2.0 * np.arctan(sensor_width_mm / (2.0 * focal_mm))))
+
+
+def project_points_ue(
+    points_cm: ArrayLike, ue_matrix: ArrayLike, k: ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """Project UE world points ``(..., N, 3)`` through UE poses ``(..., 4, 4)`` and K.
+
+    Returns (pixel coordinates ``(..., N, 2)`` in the continuous convention of
+    :func:`intrinsics_matrix`, depth along the optical axis in metres ``(..., N)``).
+    """
+    w2c = ue_to_opencv_w2c(ue_matrix)
+    p = ue_to_rh_points(points_cm)
+    pc = np.einsum("...ij,...nj->...ni", w2c[..., :3, :3], p) + w2c[..., None, :3, 3]
+    kk = np.asarray(k, dtype=np.float64)
+    uvw = np.einsum("...ij,...nj->...ni", kk, pc)
+    depth = pc[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = uvw[..., :2] / uvw[..., 2:3]
+    return uv, depth
