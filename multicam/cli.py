@@ -17,7 +17,7 @@ def _register() -> None:
     from multicam import cli_cameras
 
     cli_cameras.register(app)
-    for mod in ("scene_catalog.cli", "render_jobs.cli"):
+    for mod in ("scene_catalog.cli", "render_jobs.cli", "render_jobs.cli_generate"):
         try:
             module = __import__(mod, fromlist=["register"])
         except ModuleNotFoundError as exc:
