@@ -1,9 +1,72 @@
-"""``multicam presets`` and ``multicam sample-cameras`` (filled in by the trajectory work)."""
+"""``multicam presets`` and ``multicam sample-cameras``: camera files without rendering."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from tqdm import tqdm
+
+from multicam.errors import fail
+
+CHUNK_SCENES = 256
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is a file, expected a folder")
+
+
+def presets(
+    out: Path = typer.Option(..., "--out", help="Output folder; writes OUT/cameras/camera_extrinsics.json."),
+    distance_m: float = typer.Option(4.0, "--distance-m", help="Distance from camera to subject, metres (> 2)."),
+    frames: int = typer.Option(81, "--frames", help="Frames per camera (>= 2)."),
+) -> None:
+    """Write the ten validation trajectories (cam01..cam10 = cam_type 1..10)."""
+    from exporters.camera_json import CAMERA_FILE, write_camera_json
+    from trajectory.presets import DOLLY_M, preset_poses
+
+    _check_out_dir(out)
+    if frames < 2:
+        fail(f"--frames: must be >= 2, got {frames}")
+    if not distance_m > DOLLY_M:
+        fail(f"--distance-m: must be > {DOLLY_M} m (the zoom-in preset dollies {DOLLY_M} m), got {distance_m}")
+    poses = preset_poses(distance_m, frames)  # (10, F, 4, 4)
+    path = write_camera_json(out / CAMERA_FILE, poses.swapaxes(0, 1))
+    typer.echo(f"wrote {path}")
+
+
+def sample_cameras(
+    scenes: int = typer.Option(..., "--scenes", help="Number of scenes (scene1..sceneN)."),
+    seed: int = typer.Option(..., "--seed", help="Dataset seed."),
+    out: Path = typer.Option(..., "--out", help="Output folder; writes OUT/scene{i}/..."),
+    frames: int = typer.Option(81, "--frames", help="Frames per camera (>= 2)."),
+    radius_m: float | None = typer.Option(None, "--radius-m", help="Hemisphere radius: 3, 5, 7 or 10 m (default: drawn per scene)."),
+    cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
+) -> None:
+    """Sample camera trajectories for N scenes and write their camera files and scene.json."""
+    from exporters.scene_files import write_scene_cameras
+    from trajectory.sampler import ALLOWED_RADII_M, sample_scenes
+
+    _check_out_dir(out)
+    if scenes <= 0:
+        fail(f"--scenes: must be > 0, got {scenes}")
+    if frames < 2:
+        fail(f"--frames: must be >= 2, got {frames}")
+    if cameras < 1:
+        fail(f"--cameras: must be >= 1, got {cameras}")
+    if radius_m is not None and radius_m not in ALLOWED_RADII_M:
+        fail(f"--radius-m: must be one of {', '.join(f'{r:g}' for r in ALLOWED_RADII_M)}, got {radius_m:g}")
+    with tqdm(total=scenes, unit="scene", desc="sample-cameras") as bar:
+        for start in range(1, scenes + 1, CHUNK_SCENES):
+            ids = range(start, min(start + CHUNK_SCENES, scenes + 1))
+            batch = sample_scenes(seed, ids, n_cameras=cameras, frames=frames, radius_m=radius_m)
+            for sample in batch.scenes:
+                write_scene_cameras(sample, out / f"scene{sample.scene_index}")
+                bar.update(1)
+    typer.echo(f"wrote {scenes} scenes to {out}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("presets")(presets)
+    app.command("sample-cameras")(sample_cameras)

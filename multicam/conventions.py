@@ -97,6 +97,33 @@ def ue_location_rotator_to_matrix(location_cm: ArrayLike, rotator_deg: ArrayLike
     return out
 
 
+def ue_location_pitch_yaw_to_matrix(
+    location_cm: ArrayLike, pitch_deg: ArrayLike, yaw_deg: ArrayLike
+) -> FloatArray:
+    """Roll-free special case of :func:`ue_location_rotator_to_matrix` (same result, ~3x faster).
+
+    Location ``(..., 3)`` cm, pitch and yaw ``(...)`` degrees -> ``(..., 4, 4)``. The sampler's hot path.
+    """
+    loc = np.asarray(location_cm, dtype=np.float64)
+    p = np.radians(np.asarray(pitch_deg, dtype=np.float64))
+    y = np.radians(np.asarray(yaw_deg, dtype=np.float64))
+    sp, cp, sy, cy = np.sin(p), np.cos(p), np.sin(y), np.cos(y)
+    out = np.zeros(np.broadcast_shapes(loc.shape[:-1], p.shape, y.shape) + (4, 4))
+    np.multiply(cp, cy, out=out[..., 0, 0])
+    np.multiply(cp, sy, out=out[..., 0, 1])
+    out[..., 0, 2] = sp
+    np.negative(sy, out=out[..., 1, 0])
+    out[..., 1, 1] = cy
+    np.multiply(sp, cy, out=out[..., 2, 0])
+    np.negative(out[..., 2, 0], out=out[..., 2, 0])
+    np.multiply(sp, sy, out=out[..., 2, 1])
+    np.negative(out[..., 2, 1], out=out[..., 2, 1])
+    out[..., 2, 2] = cp
+    out[..., 3, :3] = loc
+    out[..., 3, 3] = 1.0
+    return out
+
+
 def ue_matrix_to_location_rotator(matrix: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """UE row-vector matrix ``(..., 4, 4)`` -> (location cm ``(..., 3)``, rotator deg ``(..., 3)``).
 
