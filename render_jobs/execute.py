@@ -1,0 +1,163 @@
+"""Running one job inside a worker: materialize, render into a temp folder, verify, rename into place.
+
+This is the only code that touches a scene folder. The order of operations is what makes a run
+safe to kill at any instant:
+
+1. if the final folder already exists it is verified and, if good, reported done without rendering
+   (a previous run renamed it and was killed before recording it);
+2. the backend renders into ``DATASET/.tmp/<job>.<host>.<pid>.<nonce>/``;
+3. the folder is verified (:func:`render_jobs.verify.verify_scene_dir`);
+4. it is renamed into ``train/f{focal}_aperture{a}/scene{i}`` in one ``rename`` (atomic, and it fails
+   if another run got there first, so a completed folder is never replaced).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from render_jobs.backend import Backend, RenderError
+from render_jobs.planner import TMP_DIR, load_settings, materialize, write_scene_spec
+from render_jobs.verify import verify_scene_dir
+
+
+@dataclass
+class Outcome:
+    job_id: str
+    ok: bool
+    #: ``rendered``, ``already`` (found complete), ``error`` (RenderError/verification), ``crash``
+    #: (unexpected exception), ``fatal`` (the backend cannot start: stop the run).
+    kind: str
+    duration_s: float
+    frames: int = 0
+    error: str | None = None
+
+
+def tmp_dir_name(job_id: str, pid: int | None = None) -> str:
+    return f"{job_id}.{socket.gethostname()}.{pid or os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+def cleanup_tmp(dataset_dir: str | os.PathLike[str], pid: int | None = None) -> int:
+    """Remove temp folders left by dead processes on this host (or by ``pid``); return how many."""
+    root = Path(dataset_dir) / TMP_DIR
+    if not root.is_dir():
+        return 0
+    host = socket.gethostname()
+    n = 0
+    for d in root.iterdir():
+        parts = d.name.split(".")
+        if len(parts) < 4 or parts[-3] != host or not parts[-2].isdigit():
+            continue
+        p = int(parts[-2])
+        if pid is not None:
+            if p != pid:
+                continue
+        elif _alive(p):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobContext:
+    """Per-worker state: the dataset's settings and one backend instance reused across jobs."""
+
+    def __init__(
+        self,
+        dataset_dir: str | os.PathLike[str],
+        backend_name: str,
+        backend_options: dict[str, Any] | None = None,
+        write_specs: bool = True,
+    ) -> None:
+        self.dataset_dir = Path(dataset_dir)
+        self.settings, self.n_cameras = load_settings(self.dataset_dir)
+        self.backend_name = backend_name
+        self.backend_options = dict(backend_options or {})
+        self.write_specs = write_specs
+        self._backend: Backend | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from render_jobs.backends import get_backend
+
+            self._backend = get_backend(self.backend_name, **self.backend_options)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def execute(self, entry: dict[str, Any]) -> Outcome:
+        t0 = time.perf_counter()
+        job_id = entry["job_id"]
+        try:
+            backend = self.backend
+        except Exception as exc:  # noqa: BLE001 - reported to the coordinator, which stops the run
+            return Outcome(
+                job_id,
+                False,
+                "fatal",
+                time.perf_counter() - t0,
+                error=f"backend {self.backend_name!r} cannot start: {type(exc).__name__}: {exc}",
+            )
+        try:
+            job = materialize(entry, self.settings, self.n_cameras)
+            final = self.dataset_dir / job.output_dir
+            if final.exists() and self._adopt(job, final):
+                return Outcome(job_id, True, "already", time.perf_counter() - t0)
+            if self.write_specs:
+                write_scene_spec(self.dataset_dir, job)
+            tmp = self.dataset_dir / TMP_DIR / tmp_dir_name(job_id)
+            tmp.mkdir(parents=True)
+            try:
+                backend.render(job, tmp)
+                problems = verify_scene_dir(job, tmp)
+                if problems:
+                    raise RenderError("output failed verification: " + "; ".join(problems))
+                final.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.rename(tmp, final)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not self._adopt(job, final):
+                        raise
+                    return Outcome(job_id, True, "already", time.perf_counter() - t0)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+            frames = job.settings.frames * len(job.cameras)
+            return Outcome(job_id, True, "rendered", time.perf_counter() - t0, frames=frames)
+        except RenderError as exc:
+            return Outcome(job_id, False, "error", time.perf_counter() - t0, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - any crash is recorded against the job
+            tb = traceback.format_exc(limit=6)
+            return Outcome(
+                job_id, False, "crash", time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}\n{tb}"
+            )
+
+    def _adopt(self, job: Any, final: Path) -> bool:
+        """A final folder exists: keep it if it verifies; otherwise move it aside and return False."""
+        if not verify_scene_dir(job, final):
+            return True
+        aside = final.with_name(f".{final.name}.invalid-{int(time.time())}")
+        os.replace(final, aside)
+        return False

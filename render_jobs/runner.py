@@ -1,0 +1,497 @@
+"""``run_dataset``: run every job of a planned dataset that is not done, locally or on Ray.
+
+One coordinator (this process) owns the job store: it claims jobs, hands them to workers and records
+outcomes. Workers only render into temp folders and rename verified results into place (see
+:mod:`render_jobs.execute`), so the coordinator, a worker or the machine may die at any moment and
+``run_dataset`` run again simply resumes.
+
+Executors
+---------
+``local``
+    ``workers`` processes on this machine (spawned, so ``bpy`` and friends start clean). Each keeps
+    one backend instance for all its jobs. A job past ``job_timeout_s`` gets its worker killed and
+    replaced. Ctrl-C stops the workers, gives unfinished jobs back (pending) and returns.
+``ray``
+    One Ray task per job on ``ray.init(address)`` (or a local Ray when ``address`` is None), with
+    ``num_cpus``/``num_gpus`` from ``backend.resources()``. Ray places tasks and retries those whose
+    worker or node died (``max_retries``); the coordinator retries failed renders with exponential
+    backoff, cancels tasks past the time limit, and records every outcome. The dataset folder must be
+    on a file system that every node mounts at the same path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import heapq
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from render_jobs.execute import JobContext, Outcome, cleanup_tmp
+from render_jobs.planner import iter_manifest, load_settings, read_plan
+from render_jobs.store import JobStore
+
+EXECUTORS = ("local", "ray")
+
+
+class RunError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunSummary:
+    executor: str
+    backend: str
+    #: Jobs this run tried to finish (not done when it started).
+    to_run: int = 0
+    rendered: int = 0
+    already: int = 0
+    failed: int = 0
+    retried: int = 0
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    frames: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def jobs_per_s(self) -> float:
+        return (self.rendered + self.already) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["jobs_per_s"] = round(self.jobs_per_s, 2)
+        return d
+
+
+class _Books:
+    """Shared bookkeeping of both executors: claims, outcomes, retries with backoff, progress."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        entries: dict[str, dict[str, Any]],
+        summary: RunSummary,
+        max_attempts: int,
+        backoff_s: float,
+        progress: bool,
+        frames_per_job: int,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.store = store
+        self.entries = entries
+        self.summary = summary
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        runnable = store.runnable()
+        self.attempts = dict(runnable)
+        self.queue: deque[str] = deque(j for j, _ in runnable)
+        self.delayed: list[tuple[float, str]] = []  # (ready_at, job_id)
+        self.claimed: set[str] = set()
+        summary.to_run = len(runnable)
+        self.bar = tqdm(
+            total=len(runnable),
+            unit="scene",
+            desc=f"render ({summary.backend})",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        self.t0 = time.perf_counter()
+        self.frames_per_job = frames_per_job
+        self._pending_done: list[tuple[str, float]] = []
+        self._pending_fail: list[tuple[str, str, bool]] = []
+
+    def has_work(self) -> bool:
+        return bool(self.queue or self.delayed)
+
+    def next_ready_in(self) -> float | None:
+        if self.queue:
+            return 0.0
+        if self.delayed:
+            return max(0.0, self.delayed[0][0] - time.monotonic())
+        return None
+
+    def take(self, n: int) -> list[str]:
+        """Claim up to ``n`` jobs that are ready now."""
+        now = time.monotonic()
+        while self.delayed and self.delayed[0][0] <= now:
+            self.queue.append(heapq.heappop(self.delayed)[1])
+        want = []
+        while self.queue and len(want) < n:
+            want.append(self.queue.popleft())
+        if not want:
+            return []
+        got = self.store.claim(want)
+        for j in got:
+            self.attempts[j] = self.attempts.get(j, 0) + 1
+        self.claimed.update(got)
+        return got
+
+    def record(self, out: Outcome) -> None:
+        self.claimed.discard(out.job_id)
+        if out.ok:
+            self._pending_done.append((out.job_id, out.duration_s))
+            if out.kind == "already":
+                self.summary.already += 1
+            else:
+                self.summary.rendered += 1
+                self.summary.frames += out.frames
+            self.bar.update(1)
+        else:
+            err = out.error or out.kind
+            retry = out.kind != "fatal" and self.attempts.get(out.job_id, 1) < self.max_attempts
+            self._pending_fail.append((out.job_id, err, retry))
+            if retry:
+                self.summary.retried += 1
+                delay = self.backoff_s * 2 ** (self.attempts.get(out.job_id, 1) - 1)
+                heapq.heappush(self.delayed, (time.monotonic() + delay, out.job_id))
+            else:
+                self.summary.failed += 1
+                self.summary.errors[out.job_id] = err.splitlines()[0] if err else err
+                self.bar.update(1)
+
+    def flush(self) -> None:
+        if self._pending_done or self._pending_fail:
+            self.store.finish(self._pending_done, self._pending_fail)
+            self._pending_done, self._pending_fail = [], []
+            elapsed = time.perf_counter() - self.t0
+            fps = self.summary.frames / elapsed if elapsed > 0 else 0.0
+            self.bar.set_postfix(
+                done=self.summary.rendered + self.summary.already,
+                failed=self.summary.failed,
+                frames_s=f"{fps:.1f}",
+                refresh=False,
+            )
+
+    def release_claimed(self, why: str) -> None:
+        self.flush()
+        if self.claimed:
+            self.store.release(sorted(self.claimed), why)
+            self.claimed.clear()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_dataset(
+    dataset_dir: str | os.PathLike[str],
+    backend_name: str,
+    executor: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    backend_options: dict[str, Any] | None = None,
+    job_timeout_s: float | None = None,
+    progress: bool = True,
+    *,
+    max_attempts: int = 3,
+    backoff_s: float = 1.0,
+) -> RunSummary:
+    """Run every job of ``dataset_dir`` that is not ``done``; return a :class:`RunSummary`.
+
+    Jobs are tried up to ``max_attempts`` times (backoff ``backoff_s * 2**(attempt-1)`` seconds between
+    tries); a job whose tries all fail is ``failed`` (see ``multicam retry``).
+    """
+    if executor not in EXECUTORS:
+        raise RunError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise RunError(f"workers must be >= 1, got {workers}")
+    from render_jobs.backends import BACKENDS
+
+    if backend_name not in BACKENDS:
+        raise RunError(f"unknown backend {backend_name!r}; available: {', '.join(sorted(BACKENDS))}")
+    dataset = Path(dataset_dir).resolve()
+    read_plan(dataset)
+    settings, n_cameras = load_settings(dataset)
+    summary = RunSummary(executor=executor, backend=backend_name)
+    t0 = time.perf_counter()
+    with JobStore.for_dataset(dataset) as store:
+        store.recover()
+        cleanup_tmp(dataset)
+        entries = {e["job_id"]: e for e in iter_manifest(dataset)}
+        books = _Books(
+            store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
+        )
+        try:
+            if books.has_work():
+                if executor == "local":
+                    _run_local(dataset, books, backend_name, backend_options or {}, workers, job_timeout_s)
+                else:
+                    _run_ray(
+                        dataset, books, backend_name, backend_options or {}, workers, address, job_timeout_s
+                    )
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            books.release_claimed("interrupted (Ctrl-C)")
+        finally:
+            books.release_claimed("run ended")
+            books.close()
+            summary.elapsed_s = time.perf_counter() - t0
+            summary.counts = store.counts()
+    return summary
+
+
+# -- local executor -----------------------------------------------------------------------------------
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: die with the coordinator (so a SIGKILLed run leaves no orphan renderers)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _worker_main(
+    conn: Connection, dataset_dir: str, backend_name: str, options: dict[str, Any], parent_pid: int
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the coordinator died before prctl took effect
+        return
+    ctx = JobContext(dataset_dir, backend_name, options)
+    try:
+        while True:
+            try:
+                entry = conn.recv()
+            except (EOFError, OSError):
+                break
+            if entry is None:
+                break
+            conn.send(ctx.execute(entry))
+    finally:
+        ctx.close()
+
+
+class _Worker:
+    def __init__(self, mpctx: Any, dataset: Path, backend_name: str, options: dict[str, Any]) -> None:
+        self.conn, child = mpctx.Pipe()
+        self.proc = mpctx.Process(
+            target=_worker_main, args=(child, str(dataset), backend_name, options, os.getpid()), daemon=True
+        )
+        self.proc.start()
+        child.close()
+        self.job: str | None = None
+        self.started = 0.0
+
+    def send(self, entry: dict[str, Any]) -> None:
+        self.job = entry["job_id"]
+        self.started = time.monotonic()
+        self.conn.send(entry)
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+        self.proc.join(timeout=None if kill else 10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def _run_local(
+    dataset: Path,
+    books: _Books,
+    backend_name: str,
+    options: dict[str, Any],
+    n_workers: int,
+    job_timeout_s: float | None,
+) -> None:
+    mpctx = mp.get_context("spawn")
+
+    def spawn() -> _Worker:
+        return _Worker(mpctx, dataset, backend_name, options)
+
+    pool = [spawn() for _ in range(n_workers)]
+    fatal: str | None = None
+    try:
+        while True:
+            idle = [w for w in pool if w.job is None]
+            if fatal is None and idle:
+                for w, j in zip(idle, books.take(len(idle)), strict=False):
+                    w.send(books.entries[j])
+            busy = [w for w in pool if w.job is not None]
+            if not busy:
+                if fatal is not None or not books.has_work():
+                    break
+                time.sleep(min(books.next_ready_in() or 0.0, 0.5))
+                continue
+            timeout = 0.5
+            if job_timeout_s is not None:
+                now = time.monotonic()
+                timeout = min(timeout, max(0.0, min(w.started + job_timeout_s - now for w in busy)))
+            if not books.queue and books.delayed:
+                timeout = min(timeout, books.next_ready_in() or 0.0)
+            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=timeout)
+            for i, w in enumerate(pool):
+                if w.job is None:
+                    continue
+                if w.conn in ready:
+                    try:
+                        out: Outcome = w.conn.recv()
+                    except (EOFError, OSError):
+                        out = _dead(w)
+                        pool[i] = _replace(w, dataset, spawn)
+                    else:
+                        w.job = None
+                elif w.proc.sentinel in ready:
+                    out = _dead(w)
+                    pool[i] = _replace(w, dataset, spawn)
+                elif job_timeout_s is not None and time.monotonic() - w.started > job_timeout_s:
+                    out = Outcome(
+                        w.job,
+                        False,
+                        "error",
+                        time.monotonic() - w.started,
+                        error=f"time limit of {job_timeout_s:g} s exceeded; worker killed",
+                    )
+                    w.stop(kill=True)
+                    pool[i] = _replace(w, dataset, spawn)
+                else:
+                    continue
+                if out.kind == "fatal":
+                    fatal = out.error
+                books.record(out)
+            books.flush()
+    finally:
+        for w in pool:
+            w.stop(kill=w.job is not None)
+            cleanup_tmp(dataset, w.proc.pid)
+    if fatal is not None:
+        raise RunError(fatal)
+
+
+def _dead(w: _Worker) -> Outcome:
+    w.proc.join(timeout=5)
+    code = w.proc.exitcode
+    assert w.job is not None
+    return Outcome(
+        w.job,
+        False,
+        "crash",
+        time.monotonic() - w.started,
+        error=f"worker process died (exit code {code}) while rendering",
+    )
+
+
+def _replace(w: _Worker, dataset: Path, spawn: Callable[[], _Worker]) -> _Worker:
+    w.job = None
+    w.stop(kill=True)
+    cleanup_tmp(dataset, w.proc.pid)
+    return spawn()
+
+
+# -- ray executor ---------------------------------------------------------------------------------------
+
+_RAY_CONTEXTS: dict[tuple[str, str, str], JobContext] = {}
+
+
+def _ray_execute(dataset_dir: str, backend_name: str, options_json: str, entry: dict[str, Any]) -> Outcome:
+    """Body of the Ray task; the JobContext (and its backend) is cached per Ray worker process."""
+    import json
+
+    key = (dataset_dir, backend_name, options_json)
+    ctx = _RAY_CONTEXTS.get(key)
+    if ctx is None:
+        ctx = _RAY_CONTEXTS[key] = JobContext(dataset_dir, backend_name, json.loads(options_json))
+    return ctx.execute(entry)
+
+
+def _run_ray(
+    dataset: Path,
+    books: _Books,
+    backend_name: str,
+    options: dict[str, Any],
+    workers: int,
+    address: str | None,
+    job_timeout_s: float | None,
+    *,
+    ray_max_retries: int = 2,
+) -> None:
+    import json
+
+    import ray
+
+    from render_jobs.backends import get_backend
+
+    probe = get_backend(backend_name, **options)
+    try:
+        res = dict(probe.resources())
+    finally:
+        probe.close()
+    started_ray = False
+    if not ray.is_initialized():
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address is None:
+            kw["num_cpus"] = max(workers * float(res.get("num_cpus", 1)), 1)
+        ray.init(address=address, **kw)
+        started_ray = True
+    try:
+        remote = ray.remote(_ray_execute).options(
+            num_cpus=float(res.get("num_cpus", 1)),
+            num_gpus=float(res.get("num_gpus", 0)),
+            max_retries=ray_max_retries,
+            retry_exceptions=False,
+        )
+        opts_json = json.dumps(options, sort_keys=True)
+        in_flight: dict[Any, tuple[str, float]] = {}
+        fatal: str | None = None
+        while True:
+            if fatal is None and len(in_flight) < workers:
+                for j in books.take(workers - len(in_flight)):
+                    ref = remote.remote(str(dataset), backend_name, opts_json, books.entries[j])
+                    in_flight[ref] = (j, time.monotonic())
+            if not in_flight:
+                if fatal is not None or not books.has_work():
+                    break
+                time.sleep(min(books.next_ready_in() or 0.0, 0.5))
+                continue
+            timeout = 0.5
+            if not books.queue and books.delayed:
+                timeout = min(timeout, books.next_ready_in() or 0.0)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+            for ref in ready:
+                j, t = in_flight.pop(ref)
+                try:
+                    out: Outcome = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - Ray task/worker failure after its retries
+                    out = Outcome(j, False, "crash", time.monotonic() - t, error=f"ray task failed: {exc}")
+                if out.kind == "fatal":
+                    fatal = out.error
+                books.record(out)
+            if job_timeout_s is not None:
+                now = time.monotonic()
+                for ref, (j, t) in list(in_flight.items()):
+                    if now - t > job_timeout_s:
+                        ray.cancel(ref, force=True)
+                        in_flight.pop(ref)
+                        books.record(
+                            Outcome(
+                                j,
+                                False,
+                                "error",
+                                now - t,
+                                error=f"time limit of {job_timeout_s:g} s exceeded; task cancelled",
+                            )
+                        )
+            books.flush()
+        if fatal is not None:
+            raise RunError(fatal)
+    except KeyboardInterrupt:
+        for ref in list(locals().get("in_flight", {})):
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_ray:
+            ray.shutdown()

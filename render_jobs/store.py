@@ -1,0 +1,273 @@
+"""The job store: the single truth about progress, an SQLite file in the dataset folder.
+
+States: ``pending`` -> ``running`` -> ``done`` | ``failed`` (``failed`` jobs go back to ``pending``
+with :meth:`JobStore.retry_failed`). Each row keeps its attempts, last error, owner (``host:pid``
+of the coordinator that started it) and timings; the ``events`` table is an append-only history
+(one ``done`` event per job proves it completed exactly once).
+
+Durability: WAL journal with ``synchronous=NORMAL`` (a committed change survives a killed process; after a power
+loss the last commits may be lost, never corrupted, and finished folders are re-adopted on the next run), a busy timeout so concurrent
+processes wait instead of failing. A killed coordinator leaves ``running`` rows behind; the next
+run on the same host finds their owner dead and puts them back to ``pending`` (:meth:`recover`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STORE_FILE = "jobs.sqlite"
+STATES = ("pending", "running", "done", "failed")
+_EVENT_REQUEUED = "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'requeued', ?, ?, ?)"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id      TEXT PRIMARY KEY,
+    scene_index INTEGER NOT NULL,
+    output_dir  TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','running','done','failed')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    owner       TEXT,
+    started_at  REAL,
+    finished_at REAL,
+    duration_s  REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, scene_index);
+CREATE TABLE IF NOT EXISTS events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id  TEXT NOT NULL,
+    event   TEXT NOT NULL,
+    at      REAL NOT NULL,
+    owner   TEXT,
+    detail  TEXT
+);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
+"""
+
+
+def this_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job_id: str
+    scene_index: int
+    output_dir: str
+    state: str
+    attempts: int
+    last_error: str | None
+    owner: str | None
+    duration_s: float | None
+
+
+class JobStore:
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.executescript(_SCHEMA)
+        self.owner = this_owner()
+
+    @classmethod
+    def for_dataset(cls, dataset_dir: str | os.PathLike[str]) -> JobStore:
+        return cls(Path(dataset_dir) / STORE_FILE)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    def add_jobs(self, rows: Iterable[tuple[str, int, str]]) -> int:
+        """Insert ``(job_id, scene_index, output_dir)`` rows as pending; existing ids are kept as they are."""
+        with self.transaction() as c:
+            cur = c.executemany(
+                "INSERT OR IGNORE INTO jobs(job_id, scene_index, output_dir) VALUES (?, ?, ?)", rows
+            )
+            return cur.rowcount
+
+    # -- the coordinator's transitions -----------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Put ``running`` jobs whose coordinator is gone back to ``pending``; return their ids.
+
+        A job's owner is ``host:pid``. On this host a dead pid means a killed run; jobs owned by other
+        hosts are left alone (use :meth:`requeue_running` when you know those runs are gone)."""
+        host = socket.gethostname()
+        out = []
+        with self.transaction() as c:
+            for job_id, owner in c.execute("SELECT job_id, owner FROM jobs WHERE state='running'").fetchall():
+                h, _, pid = (owner or ":").rpartition(":")
+                if h == host and pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+                    out.append(job_id)
+            self._set_pending(c, out, "recovered: its run was killed")
+        return out
+
+    def requeue_running(self) -> list[str]:
+        with self.transaction() as c:
+            ids = [r[0] for r in c.execute("SELECT job_id FROM jobs WHERE state='running'")]
+            self._set_pending(c, ids, "requeued by user")
+        return ids
+
+    def _set_pending(self, c: sqlite3.Connection, ids: list[str], why: str) -> None:
+        now = time.time()
+        c.executemany("UPDATE jobs SET state='pending', owner=NULL WHERE job_id=?", [(i,) for i in ids])
+        c.executemany(
+            "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'requeued', ?, ?, ?)",
+            [(i, now, self.owner, why) for i in ids],
+        )
+
+    def runnable(self) -> list[tuple[str, int]]:
+        """``(job_id, attempts)`` of pending jobs in scene order."""
+        return [
+            (r[0], r[1])
+            for r in self.conn.execute(
+                "SELECT job_id, attempts FROM jobs WHERE state='pending' ORDER BY scene_index"
+            )
+        ]
+
+    def claim(self, job_ids: list[str]) -> list[str]:
+        """Mark pending jobs running (owned by this process); return those that were claimed."""
+        now = time.time()
+        got = []
+        with self.transaction() as c:
+            for j in job_ids:
+                cur = c.execute(
+                    "UPDATE jobs SET state='running', attempts=attempts+1, owner=?, started_at=?, "
+                    "finished_at=NULL WHERE job_id=? AND state='pending'",
+                    (self.owner, now, j),
+                )
+                if cur.rowcount:
+                    got.append(j)
+            c.executemany(
+                "INSERT INTO events(job_id, event, at, owner) VALUES (?, 'started', ?, ?)",
+                [(j, now, self.owner) for j in got],
+            )
+        return got
+
+    def finish(self, done: list[tuple[str, float]], failed: list[tuple[str, str, bool]]) -> None:
+        """Record outcomes in one transaction: ``done`` = (job_id, duration_s);
+        ``failed`` = (job_id, error, retry) - retry puts it back to pending, else it is failed."""
+        now = time.time()
+        with self.transaction() as c:
+            for j, dur in done:
+                cur = c.execute(
+                    "UPDATE jobs SET state='done', owner=NULL, finished_at=?, duration_s=?, last_error=NULL "
+                    "WHERE job_id=? AND state='running' AND owner=?",
+                    (now, dur, j, self.owner),
+                )
+                if cur.rowcount:
+                    c.execute(
+                        "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'done', ?, ?, ?)",
+                        (j, now, self.owner, f"{dur:.3f}s"),
+                    )
+            for j, err, retry in failed:
+                state = "pending" if retry else "failed"
+                c.execute(
+                    "UPDATE jobs SET state=?, owner=NULL, finished_at=?, last_error=? "
+                    "WHERE job_id=? AND state='running' AND owner=?",
+                    (state, now, err, j, self.owner),
+                )
+                c.execute(
+                    "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, ?, ?, ?, ?)",
+                    (j, "retry" if retry else "failed", now, self.owner, err),
+                )
+
+    def release(self, job_ids: list[str], why: str = "interrupted") -> None:
+        """Give claimed jobs back (Ctrl-C): pending again, the attempt not counted."""
+        now = time.time()
+        with self.transaction() as c:
+            for j in job_ids:
+                cur = c.execute(
+                    "UPDATE jobs SET state='pending', owner=NULL, attempts=MAX(attempts-1, 0) "
+                    "WHERE job_id=? AND state='running' AND owner=?",
+                    (j, self.owner),
+                )
+                if cur.rowcount:
+                    c.execute(
+                        _EVENT_REQUEUED,
+                        (j, now, self.owner, why),
+                    )
+
+    def retry_failed(self, reset_attempts: bool = True) -> list[str]:
+        with self.transaction() as c:
+            ids = [
+                r[0] for r in c.execute("SELECT job_id FROM jobs WHERE state='failed' ORDER BY scene_index")
+            ]
+            sql = (
+                "UPDATE jobs SET state='pending'"
+                + (", attempts=0" if reset_attempts else "")
+                + " WHERE job_id=?"
+            )
+            c.executemany(sql, [(i,) for i in ids])
+            c.executemany(
+                "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'requeued', ?, ?, ?)",
+                [(i, time.time(), self.owner, "multicam retry") for i in ids],
+            )
+        return ids
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for state, n in self.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+            out[state] = n
+        return out
+
+    def rows(self, state: str | None = None) -> list[JobRow]:
+        sql = (
+            "SELECT job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s FROM jobs"
+            + (" WHERE state=?" if state else "")
+            + " ORDER BY scene_index"
+        )
+        return [JobRow(*r) for r in self.conn.execute(sql, (state,) if state else ())]
+
+    def get(self, job_id: str) -> JobRow:
+        r = self.conn.execute(
+            "SELECT job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s "
+            "FROM jobs WHERE job_id=?",
+            (job_id,),
+        ).fetchone()
+        if r is None:
+            raise KeyError(job_id)
+        return JobRow(*r)
+
+    def event_counts(self, event: str) -> dict[str, int]:
+        return dict(
+            self.conn.execute("SELECT job_id, COUNT(*) FROM events WHERE event=? GROUP BY job_id", (event,))
+        )

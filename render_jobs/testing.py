@@ -1,0 +1,168 @@
+"""Test backends (not renderers): they write real MultiCamVideo scene folders through the
+:class:`~render_jobs.backend.Backend` interface so that the job machinery can be tested and
+benchmarked without Blender or Unreal.
+
+``test-synthetic``
+    Encodes one real H.264 mp4 per camera through :class:`exporters.video.Mp4Writer` (a colour
+    ramp that depends on the job and camera, so files differ), writes the camera JSON from the
+    job's poses and ``scene.json``. Options make it misbehave on purpose:
+
+    - ``fail_once``: job ids (or ``"*"``) that raise :class:`RenderError` on their first attempt;
+      the attempt is remembered by a marker file in ``state_dir`` so it works across processes.
+    - ``fail_always``: job ids that always raise :class:`RenderError`.
+    - ``crash``: job ids whose first attempt kills the worker process (``os._exit``).
+    - ``sleep_s``: seconds to sleep per job (before writing), to simulate render time.
+    - ``log_path``: append ``"<job_id> <pid>\\n"`` after each completed render (for tests).
+
+``test-noop``
+    Does no rendering work: it links one pre-encoded tiny video per camera and writes the camera
+    JSON. Used by ``bench/bench_orchestration.py`` to measure the machinery alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from exporters.camera_json import CAMERA_FILE, cam_name, write_camera_json
+from exporters.video import Mp4Writer
+from multicam.io import atomic_write_json
+from render_jobs.backend import RenderError
+from render_jobs.schema import RenderJob
+
+
+def _ids(value: Iterable[str] | str | None) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset(v for v in value.split(",") if v)
+    return frozenset(value)
+
+
+def write_scene_files(job: RenderJob, out_dir: Path, backend: str) -> None:
+    """The non-video outputs every backend writes: camera JSON (from the job's poses) and scene.json."""
+    out_dir = Path(out_dir)
+    write_camera_json(out_dir / CAMERA_FILE, job.poses_array(), [c.name for c in job.cameras])
+    atomic_write_json(out_dir / "scene.json", {**job.scene, "job_id": job.job_id, "backend": backend})
+
+
+class SyntheticTestBackend:
+    name = "test-synthetic"
+
+    def __init__(
+        self,
+        fail_once: Iterable[str] | str | None = None,
+        fail_always: Iterable[str] | str | None = None,
+        crash: Iterable[str] | str | None = None,
+        sleep_s: float = 0.0,
+        state_dir: str | os.PathLike[str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+        num_cpus: float = 1.0,
+    ) -> None:
+        self.fail_once = _ids(fail_once)
+        self.fail_always = _ids(fail_always)
+        self.crash = _ids(crash)
+        self.sleep_s = float(sleep_s)
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.num_cpus = float(num_cpus)
+        if (self.fail_once or self.crash) and self.state_dir is None:
+            raise ValueError(
+                "fail_once and crash need state_dir (to remember first attempts across processes)"
+            )
+
+    def resources(self) -> dict[str, float]:
+        return {"num_cpus": self.num_cpus, "num_gpus": 0.0}
+
+    def _first_time(self, kind: str, job_id: str) -> bool:
+        assert self.state_dir is not None
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.state_dir / f"{job_id}.{kind}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        os.close(fd)
+        return True
+
+    @staticmethod
+    def _match(ids: frozenset[str], job_id: str) -> bool:
+        return "*" in ids or job_id in ids
+
+    def render(self, job: RenderJob, out_dir: Path) -> None:
+        if self._match(self.fail_always, job.job_id):
+            raise RenderError(f"{job.job_id}: synthetic failure (fail_always)")
+        if self._match(self.fail_once, job.job_id) and self._first_time("fail_once", job.job_id):
+            raise RenderError(f"{job.job_id}: synthetic failure on first attempt (fail_once)")
+        if self._match(self.crash, job.job_id) and self._first_time("crash", job.job_id):
+            os._exit(17)
+        if self.sleep_s > 0:
+            time.sleep(self.sleep_s)
+        s = job.settings
+        h, w = s.height, s.width
+        ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+        for ci, cam in enumerate(job.cameras):
+            base = (job.scene_index * 37 + ci * 53) % 256
+            with Mp4Writer(
+                Path(out_dir) / "videos" / f"{cam.name}.mp4",
+                w,
+                h,
+                fps=s.fps,
+                crf=s.video_crf,
+                preset="ultrafast",
+            ) as wr:
+                for f in range(s.frames):
+                    img = np.empty((h, w, 3), np.float32)
+                    img[..., 0] = ramp[..., 0]
+                    img[..., 1] = (base + 4 * f) % 256
+                    img[..., 2] = (255 - ramp[..., 0] + ci * 20) % 256
+                    wr.write(img.astype(np.uint8))
+        write_scene_files(job, out_dir, self.name)
+        if self.log_path is not None:
+            with open(self.log_path, "a") as fh:
+                fh.write(f"{job.job_id} {os.getpid()}\n")
+
+    def close(self) -> None:
+        pass
+
+
+class NoopTestBackend:
+    """Renders nothing: hard-links a cached tiny video per camera, writes the camera JSON and scene.json."""
+
+    name = "test-noop"
+
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._templates: dict[tuple[int, int, int, float], Path] = {}
+
+    def resources(self) -> dict[str, float]:
+        return {"num_cpus": 1.0, "num_gpus": 0.0}
+
+    def _template(self, job: RenderJob, out_dir: Path) -> Path:
+        s = job.settings
+        key = (s.width, s.height, s.frames, s.fps)
+        path = self._templates.get(key)
+        if path is None or not path.exists():
+            folder = self.cache_dir or (Path(out_dir).parent / ".noop-cache")
+            path = folder / f"noop_{s.width}x{s.height}_{s.frames}f_{s.fps:g}fps_{os.getpid()}.mp4"
+            if not path.exists():
+                frame = np.zeros((s.height, s.width, 3), np.uint8)
+                with Mp4Writer(path, s.width, s.height, fps=s.fps, preset="ultrafast") as wr:
+                    for _ in range(s.frames):
+                        wr.write(frame)
+            self._templates[key] = path
+        return path
+
+    def render(self, job: RenderJob, out_dir: Path) -> None:
+        tpl = self._template(job, out_dir)
+        videos = Path(out_dir) / "videos"
+        videos.mkdir(parents=True, exist_ok=True)
+        for ci in range(len(job.cameras)):
+            os.link(tpl, videos / f"{cam_name(ci)}.mp4")
+        write_scene_files(job, out_dir, self.name)
+
+    def close(self) -> None:
+        pass

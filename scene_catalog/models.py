@@ -1,0 +1,168 @@
+"""The scene catalog: environments, characters and animations as plain typed data.
+
+A catalog file (YAML, TOML or JSON) has three lists::
+
+    environments:
+      - id: plaza
+        asset: builtin:plaza            # UE map path, .blend/.glb path, or builtin:<name>
+        size: medium                    # small | medium | large | huge -> allowed hemisphere radii
+        radii_m: [3, 5]                 # optional: explicit subset of {3, 5, 7, 10} (overrides size)
+        tags: [outdoor, urban]
+        anchors:                        # where a character may stand
+          - id: center                  # optional, defaults to a0, a1, ...
+            location_cm: [0, 0, 0]      # UE world cm; z is the ground height
+            free_radius_m: 10           # obstacle-free radius around the anchor
+    characters:
+      - {id: ada, asset: builtin:mannequin, height_m: 1.75, skeleton: mannequin}
+    animations:
+      - {id: walk, asset: builtin:walk, skeleton: mannequin, length_frames: 120, fps: 30, loopable: true}
+
+Relative asset paths resolve against the folder of the catalog file that names them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: The hemisphere radii (metres) of MultiCamVideo.
+ALLOWED_RADII_M: tuple[float, ...] = (3.0, 5.0, 7.0, 10.0)
+
+#: Environment size class -> allowed hemisphere radii (metres).
+SIZE_RADII_M: dict[str, tuple[float, ...]] = {
+    "small": (3.0,),
+    "medium": (3.0, 5.0),
+    "large": (3.0, 5.0, 7.0),
+    "huge": (3.0, 5.0, 7.0, 10.0),
+}
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Anchor(_Model):
+    """A point where the character stands: UE world cm (z = ground height) and its free radius."""
+
+    id: str = Field("", pattern=r"^$|" + ID_PATTERN)
+    location_cm: tuple[float, float, float]
+    free_radius_m: float = Field(10.0, gt=0)
+
+
+class Environment(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    asset: str = Field(min_length=1)
+    size: str = "huge"
+    radii_m: tuple[float, ...] | None = None
+    tags: tuple[str, ...] = ()
+    anchors: tuple[Anchor, ...]
+
+    @field_validator("anchors")
+    @classmethod
+    def _has_anchors(cls, v: tuple[Anchor, ...]) -> tuple[Anchor, ...]:
+        if not v:
+            raise ValueError("needs at least one anchor (where the character stands)")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if v not in SIZE_RADII_M:
+            raise ValueError(f"size {v!r} is not one of {', '.join(SIZE_RADII_M)}")
+        return v
+
+    @field_validator("radii_m")
+    @classmethod
+    def _radii(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("radii_m must not be empty")
+        bad = [r for r in v if r not in ALLOWED_RADII_M]
+        if bad:
+            allowed = ", ".join(f"{r:g}" for r in ALLOWED_RADII_M)
+            raise ValueError(
+                f"radii {', '.join(f'{r:g}' for r in bad)} not in the allowed set {{{allowed}}} m"
+            )
+        if len(set(v)) != len(v):
+            raise ValueError(f"radii_m has duplicates: {list(v)}")
+        return tuple(sorted(v))
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if "indoor" in v and "outdoor" in v:
+            raise ValueError("an environment cannot be tagged both indoor and outdoor")
+        return v
+
+    @model_validator(mode="after")
+    def _anchors(self) -> Environment:
+        ids = [a.id for a in self.anchors if a.id]
+        dup = sorted(k for k, n in Counter(ids).items() if n > 1)
+        if dup:
+            raise ValueError(f"duplicate anchor ids: {', '.join(dup)}")
+        smallest = min(self.allowed_radii_m)
+        for i, a in enumerate(self.anchors):
+            if a.free_radius_m < smallest:
+                raise ValueError(
+                    f"anchor {a.id or i} has free_radius_m {a.free_radius_m:g} < the smallest allowed "
+                    f"radius {smallest:g} m; no camera hemisphere fits"
+                )
+        return self
+
+    @property
+    def allowed_radii_m(self) -> tuple[float, ...]:
+        return self.radii_m if self.radii_m is not None else SIZE_RADII_M[self.size]
+
+    def anchor_id(self, index: int) -> str:
+        return self.anchors[index].id or f"a{index}"
+
+    def anchor_radii_m(self, index: int) -> tuple[float, ...]:
+        """Radii allowed at one anchor: the environment's radii that fit in its free radius."""
+        free = self.anchors[index].free_radius_m
+        return tuple(r for r in self.allowed_radii_m if r <= free)
+
+
+class Character(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    asset: str = Field(min_length=1)
+    height_m: float = Field(1.8, gt=0.2, le=5.0)
+    skeleton: str = Field("mannequin", min_length=1)
+
+
+class Animation(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    asset: str = Field(min_length=1)
+    skeleton: str = Field("mannequin", min_length=1)
+    #: Length in frames at ``fps``.
+    length_frames: int = Field(ge=1)
+    fps: float = Field(30.0, gt=0, le=1000)
+    loopable: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.length_frames / self.fps
+
+
+class Catalog(_Model):
+    environments: tuple[Environment, ...] = ()
+    characters: tuple[Character, ...] = ()
+    animations: tuple[Animation, ...] = ()
+    #: Files it was loaded from (informational).
+    sources: tuple[str, ...] = ()
+
+    def environment(self, id: str) -> Environment:
+        return next(e for e in self.environments if e.id == id)
+
+    def character(self, id: str) -> Character:
+        return next(c for c in self.characters if c.id == id)
+
+    def animation(self, id: str) -> Animation:
+        return next(a for a in self.animations if a.id == id)
+
+    def content_key(self) -> str:
+        """A stable JSON of the content (sources excluded), for plan idempotency checks."""
+        return self.model_dump_json(exclude={"sources"})
