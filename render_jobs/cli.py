@@ -1,0 +1,183 @@
+"""``multicam plan``, ``multicam render``, ``multicam status``, ``multicam retry``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from multicam.errors import fail
+
+
+def _parse_options(options: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--option: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def plan(
+    catalog: list[Path] = typer.Option(..., "--catalog", help="Catalog file(s); repeat to merge several."),
+    scenes: int = typer.Option(..., "--scenes", help="Number of scenes (jobs) to plan."),
+    seed: int = typer.Option(..., "--seed", help="Dataset seed (composition and camera trajectories)."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to create (or re-plan identically)."),
+    width: int = typer.Option(1280, "--width", help="Render width in pixels."),
+    height: int = typer.Option(1280, "--height", help="Render height in pixels."),
+    frames: int = typer.Option(81, "--frames", help="Frames per video (>= 2)."),
+    fps: float = typer.Option(15.0, "--fps", help="Video frame rate."),
+    samples: int = typer.Option(64, "--samples", help="Render samples (Cycles) / spatial samples (UE MRQ)."),
+    cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
+    extra_passes: list[str] = typer.Option([], "--pass", help="Extra outputs: depth, mask (repeatable)."),
+    check_assets: bool = typer.Option(True, "--check-assets/--no-check-assets",
+                                      help="Check that local asset files exist."),
+    write_specs: bool = typer.Option(False, "--write-specs", help="Write every plan/specs/scene{k}.json now "
+                                     "(default: each is written when its job runs)."),
+) -> None:
+    """Plan N render jobs from a catalog into a dataset folder (manifest, job store, folder layout)."""
+    from pydantic import ValidationError
+
+    from render_jobs.planner import PlanError, plan_dataset, read_plan, write_scene_specs
+    from render_jobs.schema import RenderSettings
+    from scene_catalog.cli import _load
+
+    if scenes < 1:
+        fail(f"--scenes: must be >= 1, got {scenes}")
+    if cameras < 1:
+        fail(f"--cameras: must be >= 1, got {cameras}")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is a file, expected a folder")
+    try:
+        settings = RenderSettings(width=width, height=height, frames=frames, fps=fps, samples=samples,
+                                  extra_passes=extra_passes)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
+    cat = _load(catalog, check_assets)
+    try:
+        manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
+    except PlanError as exc:
+        fail(str(exc))
+    info = read_plan(out)
+    typer.echo(f"planned {scenes} scenes into {out} ({manifest}) in {info['plan_seconds']:.2f} s")
+    for kind, s in info["spread"].items():
+        typer.echo(f"  {kind}: {s['items']} used {s['min']}..{s['max']} times each")
+    typer.echo("  folders: " + ", ".join(f"{k} {v}" for k, v in sorted(info["folders"].items())))
+    if write_specs:
+        n = write_scene_specs(out, progress=True)
+        typer.echo(f"wrote {n} scene specs to {out / 'plan' / 'specs'}")
+
+
+def render(
+    dataset: Path = typer.Argument(..., help="A planned dataset folder."),
+    backend: str = typer.Option(..., "--backend", help="Renderer backend: blender, unreal (test-* for tests)."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
+    workers: int = typer.Option(1, "--workers", help="Parallel jobs (local processes / Ray tasks in flight)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
+    timeout_s: float | None = typer.Option(None, "--timeout", help="Per-job time limit in seconds."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per job before it is marked failed."),
+    backoff_s: float = typer.Option(1.0, "--backoff", help="Seconds before the first retry (doubles each try)."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Backend option KEY=VALUE (VALUE as JSON if it "
+                                      "parses), repeatable."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Render every job that is not done; resumable (run it again after a crash or Ctrl-C)."""
+    from render_jobs.backends import BACKENDS
+    from render_jobs.planner import PlanError
+    from render_jobs.runner import EXECUTORS, RunError, run_dataset
+
+    if executor not in EXECUTORS:
+        fail(f"--executor: must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if backend not in BACKENDS:
+        fail(f"--backend: must be one of {', '.join(sorted(BACKENDS))}, got {backend!r}")
+    if workers < 1:
+        fail(f"--workers: must be >= 1, got {workers}")
+    if max_attempts < 1:
+        fail(f"--max-attempts: must be >= 1, got {max_attempts}")
+    if timeout_s is not None and timeout_s <= 0:
+        fail(f"--timeout: must be > 0, got {timeout_s}")
+    options = _parse_options(option)
+    try:
+        summary = run_dataset(dataset, backend, executor=executor, workers=workers, address=address,
+                              backend_options=options, job_timeout_s=timeout_s, progress=progress,
+                              max_attempts=max_attempts, backoff_s=backoff_s)
+    except PlanError as exc:
+        fail(str(exc))
+    except RunError as exc:
+        fail(str(exc), code=1)
+    c = summary.counts
+    typer.echo(f"rendered {summary.rendered}, found complete {summary.already}, failed {summary.failed} "
+               f"in {summary.elapsed_s:.1f} s; dataset: {c['done']} done, {c['pending']} pending, "
+               f"{c['running']} running, {c['failed']} failed")
+    for job_id, err in summary.errors.items():
+        typer.echo(f"  failed {job_id}: {err}", err=True)
+    if summary.interrupted:
+        typer.echo("interrupted; run the same command again to resume", err=True)
+        raise typer.Exit(130)
+    if c["failed"]:
+        typer.echo("some jobs failed: see `multicam status`, then `multicam retry` to re-queue them", err=True)
+        raise typer.Exit(1)
+
+
+def status(
+    dataset: Path = typer.Argument(..., help="A planned dataset folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print job counts and the failed jobs with their last error."""
+    from render_jobs.planner import PlanError, read_plan
+    from render_jobs.store import JobStore
+
+    try:
+        plan_info = read_plan(dataset)
+    except PlanError as exc:
+        fail(str(exc))
+    with JobStore.for_dataset(dataset) as store:
+        counts = store.counts()
+        failed = store.rows("failed")
+        running = store.rows("running")
+    if as_json:
+        typer.echo(json.dumps({"counts": counts, "failed": [
+            {"job_id": r.job_id, "output_dir": r.output_dir, "attempts": r.attempts, "error": r.last_error}
+            for r in failed], "running": [{"job_id": r.job_id, "owner": r.owner} for r in running]}, indent=1))
+        return
+    total = sum(counts.values())
+    typer.echo(f"{dataset}: {total} jobs (seed {plan_info['seed']}), " + ", ".join(
+        f"{k} {v}" for k, v in counts.items()))
+    for r in running:
+        typer.echo(f"  running {r.job_id} ({r.output_dir}) owner {r.owner}")
+    for r in failed:
+        err = (r.last_error or "").strip().splitlines()
+        typer.echo(f"  failed {r.job_id} ({r.output_dir}) after {r.attempts} attempt(s): {err[0] if err else ''}")
+
+
+def retry(
+    dataset: Path = typer.Argument(..., help="A planned dataset folder."),
+    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running (only when no "
+                                 "render is running on any machine)."),
+) -> None:
+    """Re-queue failed jobs (attempts reset) so that the next `multicam render` runs them."""
+    from render_jobs.planner import PlanError, read_plan
+    from render_jobs.store import JobStore
+
+    try:
+        read_plan(dataset)
+    except PlanError as exc:
+        fail(str(exc))
+    with JobStore.for_dataset(dataset) as store:
+        ids = store.retry_failed()
+        extra = store.requeue_running() if running else []
+    typer.echo(f"re-queued {len(ids)} failed job(s)" + (f" and {len(extra)} running job(s)" if running else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
+    app.command("render")(render)
+    app.command("status")(status)
+    app.command("retry")(retry)

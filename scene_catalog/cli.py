@@ -1,0 +1,80 @@
+"""``multicam catalog validate FILE...`` and ``multicam catalog stats FILE...``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from multicam.errors import fail
+
+catalog_app = typer.Typer(help="Check and summarise scene catalogs (environments, characters, animations).",
+                          no_args_is_help=True)
+
+
+def _load(files: list[Path], check_assets: bool):  # type: ignore[no-untyped-def]
+    from scene_catalog.loader import CatalogError, load_catalog
+
+    try:
+        return load_catalog(*files, check_assets=check_assets)
+    except CatalogError as exc:
+        for p in exc.problems:
+            typer.echo(f"error: {p}", err=True)
+        typer.echo(f"{len(exc.problems)} problem(s) found; nothing was written", err=True)
+        raise typer.Exit(2) from None
+
+
+@catalog_app.command("validate")
+def validate(
+    files: list[Path] = typer.Argument(..., help="Catalog files (.yaml, .yml, .toml, .json); merged in order."),
+    check_assets: bool = typer.Option(True, "--check-assets/--no-check-assets",
+                                      help="Check that local asset files (.blend, .glb, ...) exist."),
+) -> None:
+    """Validate catalog files; print every problem (file, entry, field) and exit 2 if there is any."""
+    cat = _load(files, check_assets)
+    anchors = sum(len(e.anchors) for e in cat.environments)
+    typer.echo(f"ok: {len(cat.environments)} environments ({anchors} anchors), {len(cat.characters)} characters, "
+               f"{len(cat.animations)} animations")
+
+
+@catalog_app.command("stats")
+def stats(
+    files: list[Path] = typer.Argument(..., help="Catalog files; merged in order."),
+    scenes: int = typer.Option(0, "--scenes", help="Also draw N scenes and report how evenly items are used."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --scenes."),
+    check_assets: bool = typer.Option(True, "--check-assets/--no-check-assets"),
+) -> None:
+    """Summarise a catalog: counts, skeletons, radii, tags, and (with --scenes) the usage spread."""
+    from collections import Counter
+
+    from scene_catalog.compose import compose_scenes, usage_spread
+
+    if scenes < 0:
+        fail(f"--scenes: must be >= 0, got {scenes}")
+    cat = _load(files, check_assets)
+    typer.echo(f"environments: {len(cat.environments)}  characters: {len(cat.characters)}  "
+               f"animations: {len(cat.animations)}")
+    sizes = Counter(e.size if e.radii_m is None else "custom" for e in cat.environments)
+    typer.echo("environment sizes: " + ", ".join(f"{k} {v}" for k, v in sorted(sizes.items())))
+    radii = Counter(r for e in cat.environments for r in e.allowed_radii_m)
+    typer.echo("environments allowing radius: " + ", ".join(f"{r:g} m: {n}" for r, n in sorted(radii.items())))
+    tags = Counter(t for e in cat.environments for t in e.tags)
+    if tags:
+        typer.echo("tags: " + ", ".join(f"{k} {v}" for k, v in sorted(tags.items())))
+    typer.echo(f"anchors: {sum(len(e.anchors) for e in cat.environments)}")
+    for sk in sorted({c.skeleton for c in cat.characters}):
+        nc = sum(c.skeleton == sk for c in cat.characters)
+        na = sum(a.skeleton == sk for a in cat.animations)
+        typer.echo(f"skeleton {sk}: {nc} characters, {na} animations")
+    combos = sum(len(e.anchors) for e in cat.environments) * sum(
+        sum(a.skeleton == c.skeleton for a in cat.animations) for c in cat.characters)
+    typer.echo(f"distinct (environment, character, animation, anchor) tuples: {combos}")
+    if scenes:
+        draws = compose_scenes(cat, scenes, seed)
+        typer.echo(f"{scenes} scenes, seed {seed}:")
+        for s in usage_spread(cat, draws):
+            typer.echo(f"  {s}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(catalog_app, name="catalog")
