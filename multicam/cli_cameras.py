@@ -41,7 +41,9 @@ def sample_cameras(
     seed: int = typer.Option(..., "--seed", help="Dataset seed."),
     out: Path = typer.Option(..., "--out", help="Output folder; writes OUT/scene{i}/..."),
     frames: int = typer.Option(81, "--frames", help="Frames per camera (>= 2)."),
-    radius_m: float | None = typer.Option(None, "--radius-m", help="Hemisphere radius: 3, 5, 7 or 10 m (default: drawn per scene)."),
+    radius_m: float | None = typer.Option(
+        None, "--radius-m", help="Hemisphere radius: 3, 5, 7 or 10 m (default: drawn per scene)."
+    ),
     cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
 ) -> None:
     """Sample camera trajectories for N scenes and write their camera files and scene.json."""

@@ -40,6 +40,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from multicam import detmath
+
 FloatArray = NDArray[np.float64]
 
 CM_PER_M = 100.0
@@ -69,9 +71,9 @@ def ue_rotator_to_axes(rotator_deg: ArrayLike) -> FloatArray:
     Matches UE's ``FRotationMatrix`` (row-vector convention): row 0 is the forward axis.
     """
     r = np.radians(np.asarray(rotator_deg, dtype=np.float64))
-    sp, cp = np.sin(r[..., 0]), np.cos(r[..., 0])
-    sy, cy = np.sin(r[..., 1]), np.cos(r[..., 1])
-    sr, cr = np.sin(r[..., 2]), np.cos(r[..., 2])
+    sp, cp = detmath.sincos(r[..., 0])
+    sy, cy = detmath.sincos(r[..., 1])
+    sr, cr = detmath.sincos(r[..., 2])
     out = np.empty(r.shape[:-1] + (3, 3))
     out[..., 0, 0] = cp * cy
     out[..., 0, 1] = cp * sy
@@ -107,7 +109,7 @@ def ue_location_pitch_yaw_to_matrix(
     loc = np.asarray(location_cm, dtype=np.float64)
     p = np.radians(np.asarray(pitch_deg, dtype=np.float64))
     y = np.radians(np.asarray(yaw_deg, dtype=np.float64))
-    sp, cp, sy, cy = np.sin(p), np.cos(p), np.sin(y), np.cos(y)
+    (sp, cp), (sy, cy) = detmath.sincos(p), detmath.sincos(y)
     out = np.zeros(np.broadcast_shapes(loc.shape[:-1], p.shape, y.shape) + (4, 4))
     np.multiply(cp, cy, out=out[..., 0, 0])
     np.multiply(cp, sy, out=out[..., 0, 1])
@@ -292,7 +294,7 @@ def intrinsics_matrix(
         raise ValueError(f"image size must be positive, got {width_px}x{height_px}")
     f = np.asarray(focal_mm, dtype=np.float64)
     if np.any(f <= 0):
-        raise ValueError(f"focal_mm must be > 0, got {focal_mm}")
+        raise ValueError(f"focal_mm must be > 0, got {focal_mm!r}")
     if sensor_fit == "auto":
         sensor_fit = "horizontal" if width_px >= height_px else "vertical"
     if sensor_fit == "horizontal":

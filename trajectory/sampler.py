@@ -25,6 +25,7 @@ Units: metres and degrees inside, UE centimetres in the output poses (see ``mult
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.interpolate import make_interp_spline
 
+from multicam import detmath as dm
 from multicam.conventions import CAMERA_SETS, CM_PER_M, ue_location_pitch_yaw_to_matrix
 from trajectory.speed import A_RANGE, progress
 
@@ -249,17 +251,17 @@ def _lerp(lo_hi: tuple[float, float], u: FloatArray) -> FloatArray:
 def _look_at(pos: FloatArray, target: FloatArray) -> tuple[FloatArray, FloatArray]:
     """(pitch, yaw) in degrees of cameras at ``pos`` looking at ``target`` (UE axes, metres)."""
     d = target - pos
-    yaw = np.degrees(np.arctan2(d[..., 1], d[..., 0]))
-    pitch = np.degrees(np.arctan2(d[..., 2], np.hypot(d[..., 0], d[..., 1])))
+    yaw = np.degrees(dm.arctan2(d[..., 1], d[..., 0]))
+    pitch = np.degrees(dm.arctan2(d[..., 2], dm.hypot(d[..., 0], d[..., 1])))
     return pitch, yaw
 
 
 def _camera_axes(pitch_deg: FloatArray, yaw_deg: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Forward, right, up unit vectors (UE axes) for roll 0."""
     p, y = np.radians(pitch_deg), np.radians(yaw_deg)
-    fwd = np.stack([np.cos(p) * np.cos(y), np.cos(p) * np.sin(y), np.sin(p)], -1)
-    right = np.stack([-np.sin(y), np.cos(y), np.zeros_like(y)], -1)
-    up = np.stack([-np.sin(p) * np.cos(y), -np.sin(p) * np.sin(y), np.cos(p)], -1)
+    fwd = np.stack([dm.cos(p) * dm.cos(y), dm.cos(p) * dm.sin(y), dm.sin(p)], -1)
+    right = np.stack([-dm.sin(y), dm.cos(y), np.zeros_like(y)], -1)
+    up = np.stack([-dm.sin(p) * dm.cos(y), -dm.sin(p) * dm.sin(y), dm.cos(p)], -1)
     return fwd, right, up
 
 
@@ -267,7 +269,7 @@ def _segment_min_distance(p0: FloatArray, v: FloatArray) -> FloatArray:
     """Minimum |p0 + t v| over t in [0, 1] (distance of a segment to the origin)."""
     vv = np.sum(v * v, -1)
     t = np.clip(-np.sum(p0 * v, -1) / np.where(vv > 0, vv, 1.0), 0.0, 1.0)
-    return np.linalg.norm(p0 + t[..., None] * v, axis=-1)
+    return dm.norm3(p0 + t[..., None] * v)
 
 
 def _pick(feasible: NDArray[np.bool_], u: FloatArray) -> NDArray[np.int64]:
@@ -329,7 +331,9 @@ class CameraBlockResult:
         return rec
 
 
-def sample_camera_block(u: FloatArray, radius_m: FloatArray, aim_height_m: FloatArray, frames: int) -> CameraBlockResult:
+def sample_camera_block(
+    u: FloatArray, radius_m: FloatArray, aim_height_m: FloatArray, frames: int
+) -> CameraBlockResult:
     """Sample N cameras from ``u`` ``(N, N_UNIFORMS)``; radii and aim heights ``(N,)``."""
     n = u.shape[0]
     kind = np.minimum((u[:, _U_TYPE] * len(TRAJECTORY_TYPES)).astype(np.int64), len(TRAJECTORY_TYPES) - 1)
@@ -341,17 +345,17 @@ def sample_camera_block(u: FloatArray, radius_m: FloatArray, aim_height_m: Float
     az = 360.0 * u[:, _U_AZ]
     # Elevation range: height >= MIN_HEIGHT_M and |pitch to the aim point| <= MAX_PITCH_DEG - 5 margin.
     grid = np.radians(np.linspace(0.0, MAX_PITCH_DEG, 91))
-    z = dist[:, None] * np.sin(grid)
-    hor = dist[:, None] * np.cos(grid)
-    pit = np.degrees(np.arctan2(aim_height_m[:, None] - z, hor))
+    z = dist[:, None] * dm.sin(grid)
+    hor = dist[:, None] * dm.cos(grid)
+    pit = np.degrees(dm.arctan2(aim_height_m[:, None] - z, hor))
     ok = (z >= MIN_HEIGHT_M) & (np.abs(pit) <= MAX_PITCH_DEG - 5.0)
     ok[:, -1] |= ~ok.any(-1)  # guarantee a non-empty range (never hit with the supported radii)
     lo = grid[np.argmax(ok, -1)]
     hi = grid[ok.shape[1] - 1 - np.argmax(ok[:, ::-1], -1)]
     elev = lo + (hi - lo) * u[:, _U_ELEV]
-    p0 = np.stack([dist * np.cos(elev) * np.cos(np.radians(az)),
-                   dist * np.cos(elev) * np.sin(np.radians(az)),
-                   dist * np.sin(elev)], -1)
+    p0 = np.stack([dist * dm.cos(elev) * dm.cos(np.radians(az)),
+                   dist * dm.cos(elev) * dm.sin(np.radians(az)),
+                   dist * dm.sin(elev)], -1)
     pitch0, yaw0 = _look_at(p0, aim)
 
     # --- speed -----------------------------------------------------------------------------------
@@ -409,8 +413,8 @@ def sample_camera_block(u: FloatArray, radius_m: FloatArray, aim_height_m: Float
         sign = np.where(u[m, _U_DIR] < 0.5, 1.0, -1.0)
         direction[m] = np.where(sign > 0, "left", "right")
         phi = np.radians(az[m, None] + (sign * angle[m])[:, None] * s[m])
-        r_h = np.hypot(p0[m, 0], p0[m, 1])[:, None]
-        pos[m] = np.stack([r_h * np.cos(phi), r_h * np.sin(phi), np.broadcast_to(p0[m, None, 2], phi.shape)], -1)
+        r_h = dm.hypot(p0[m, 0], p0[m, 1])[:, None]
+        pos[m] = np.stack([r_h * dm.cos(phi), r_h * dm.sin(phi), np.broadcast_to(p0[m, None, 2], phi.shape)], -1)
         pitch[m], yaw[m] = _look_at(pos[m], aim[m, None, :])
 
     # random: smoothed polyline through 1-3 sampled points, facing the character
@@ -439,6 +443,16 @@ def sample_camera_block(u: FloatArray, radius_m: FloatArray, aim_height_m: Float
     )
 
 
+@functools.cache
+def _spline_weights(k: int) -> FloatArray:
+    """Interpolating spline (degree min(3, k), uniform parameter) through k+1 points, sampled at _DENSE
+    parameters, as a fixed ``(_DENSE, k+1)`` linear map of the points (a spline is linear in its data)."""
+    spline = make_interp_spline(np.linspace(0.0, 1.0, k + 1), np.eye(k + 1), k=min(3, k), axis=0)
+    w = np.asarray(spline(np.linspace(0.0, 1.0, _DENSE)), dtype=np.float64)
+    w.setflags(write=False)
+    return w
+
+
 def _random_paths(
     u: FloatArray, p0: FloatArray, aim: FloatArray, length: FloatArray, n_pts: NDArray[np.int64], s: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, list[FloatArray], NDArray[np.int64], NDArray[np.bool_]]:
@@ -455,20 +469,17 @@ def _random_paths(
         w = 0.2 + 0.8 * block[..., 2]
         w = np.where(np.arange(3)[None, :] < n_pts[:, None], w, 0.0)
         w = w / w.sum(-1, keepdims=True)
-        seg = np.stack([np.cos(seg_el) * np.cos(seg_az), np.cos(seg_el) * np.sin(seg_az), np.sin(seg_el)], -1)
+        seg = np.stack([dm.cos(seg_el) * dm.cos(seg_az), dm.cos(seg_el) * dm.sin(seg_az), dm.sin(seg_el)], -1)
         seg = seg * (w * length[:, None])[..., None]
         ctrl[:, c, 0] = p0
         ctrl[:, c, 1:] = p0[:, None, :] + np.cumsum(seg, axis=1)
     for k in (1, 2, 3):
         sel = n_pts == k
-        if not sel.any():
-            continue
-        pts = ctrl[sel][:, :, : k + 1]  # (ms, cand, k+1, 3)
-        y = np.moveaxis(pts, 2, 0)  # (k+1, ms, cand, 3)
-        spline = make_interp_spline(np.linspace(0.0, 1.0, k + 1), y, k=min(3, k), axis=0)
-        dense[sel] = np.moveaxis(spline(dense_t), 0, 2)
+        if sel.any():
+            # dense = W_k @ control points, element by element (einsum, no BLAS): bit-stable whatever the batch
+            dense[sel] = np.einsum("dj,mcjx->mcdx", _spline_weights(k), ctrl[sel][:, :, : k + 1])
     # scale about the start so that the curve's arc length is exactly `length`
-    seglen = np.linalg.norm(np.diff(dense, axis=2), axis=-1)
+    seglen = dm.norm3(np.diff(dense, axis=2))
     arclen = np.concatenate([np.zeros(seglen.shape[:2] + (1,)), np.cumsum(seglen, -1)], -1)
     total = arclen[..., -1]
     scale = length[:, None] / np.where(total > 0, total, 1.0)
@@ -477,9 +488,9 @@ def _random_paths(
     arclen = arclen * scale[..., None]
     # feasibility over the dense samples
     rel = dense - aim[:, None, None, :]
-    pitch_d = np.degrees(np.arctan2(-rel[..., 2], np.hypot(rel[..., 0], rel[..., 1])))
+    pitch_d = np.degrees(dm.arctan2(-rel[..., 2], dm.hypot(rel[..., 0], rel[..., 1])))
     feas = (
-        (np.linalg.norm(dense, axis=-1).min(-1) > MIN_DISTANCE_M + 0.05)
+        (dm.norm3(dense).min(-1) > MIN_DISTANCE_M + 0.05)
         & (dense[..., 2].min(-1) >= MIN_HEIGHT_M)
         & (np.abs(pitch_d).max(-1) <= MAX_PITCH_DEG - 1.0)
     )
@@ -494,7 +505,7 @@ def _random_paths(
     fb = ~any_ok
     if fb.any():
         _, yaw0 = _look_at(p0[fb], aim[fb])
-        right = np.stack([-np.sin(np.radians(yaw0)), np.cos(np.radians(yaw0)), np.zeros_like(yaw0)], -1)
+        right = np.stack([-dm.sin(np.radians(yaw0)), dm.cos(np.radians(yaw0)), np.zeros_like(yaw0)], -1)
         curve[fb] = p0[fb, None, :] + right[:, None, :] * (length[fb, None, None] * dense_t[None, :, None])
         arc[fb] = length[fb, None] * dense_t[None, :]
         wps[fb] = p0[fb, None, :] + right[:, None, :] * length[fb, None, None] * np.array([0, 1, 1, 1.0])[None, :, None]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from multicam import detmath
+
 A_RANGE = (0.5, 3.0)
 
 
@@ -28,7 +30,7 @@ def progress(frames: int, a: ArrayLike | None = None) -> NDArray[np.float64]:
     const = np.isnan(aa) | (np.abs(aa) < 1e-12)
     safe = np.where(const, 1.0, aa)
     with np.errstate(over="ignore", invalid="ignore"):
-        var = np.expm1(-safe * t) / np.expm1(-safe)
+        var = detmath.expm1(-safe * t) / detmath.expm1(-safe)
     out = np.where(const, t, var)
     out[..., 0] = 0.0
     out[..., -1] = 1.0
