@@ -1,0 +1,430 @@
+"""ReCamMaster transformer: diffusers' Wan2.1 DiT with ReCamMaster's per-block camera modules.
+
+Input layout (ReCamMaster, arXiv 2503.11647): the noisy TARGET latents and the clean SOURCE latents are
+concatenated along frames, target first, ``(B, 16, 2T, h, w)``; RoPE positions run over frames ``0 .. 2T-1``.
+Per DiT block, with ``x`` the block input and ``t`` the block's modulation
+``(shift, scale, gate, c_shift, c_scale, c_gate) = scale_shift_table + temb``::
+
+    cam  = cam_encoder(cam_emb)                     # (B, T, 12) -> (B, T, dim), zero-initialised
+    cam  = cat([cam, cam], frames)                  # the source half gets the same camera rows
+    a    = norm1(x) * (1 + scale) + shift + cam     # cam broadcast over each frame's h*w/4 tokens
+    x    = x + gate * projector(self_attn(a))       # projector identity-initialised
+    x    = x + cross_attn(norm2(x), text)
+    x    = x + c_gate * ffn(norm3(x) * (1 + c_scale) + c_shift)
+
+The module names ``blocks.N.cam_encoder`` and ``blocks.N.projector`` are ReCamMaster's, so a state dict
+converted with :mod:`recam.convert` matches the released DiffSynth checkpoint key for key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.transformers.transformer_wan import (
+    WanAttention,
+    WanTransformer3DModel,
+    WanTransformerBlock,
+)
+from torch import nn
+
+from recam import convert
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+FULL_CONFIG = CONFIG_DIR / "wan2.1_t2v_1.3b.json"
+TINY_CONFIG = CONFIG_DIR / "tiny.json"
+CAM_DIM = 12
+TRAINABLE_KEYWORDS = ("attn1", "cam_encoder", "projector")
+
+
+def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A transformer config as a dict: None -> Wan2.1-T2V-1.3B, "tiny", a JSON path, or a mapping."""
+    if config is None:
+        path: Path | None = FULL_CONFIG
+    elif isinstance(config, Mapping):
+        path = None
+        data = dict(config)
+    elif str(config) == "tiny":
+        path = TINY_CONFIG
+    else:
+        path = Path(config)
+        if path.is_dir():
+            path = path / "config.json"
+    if path is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"transformer config not found: {path}")
+        data = json.loads(path.read_text())
+    return {k: (tuple(v) if k == "patch_size" else v) for k, v in data.items() if not k.startswith("_")}
+
+
+class ReCamAttnProcessor:
+    """Drop-in for diffusers' ``WanAttnProcessor`` (no image branch) with cheaper elementwise work.
+
+    One QKV GEMM (weights concatenated on the fly, so the parameters stay ``to_q/to_k/to_v`` and train as
+    usual), RoPE applied in float32 on the half-width cos/sin, ``F.scaled_dot_product_attention`` directly.
+    Same function as the stock processor to float rounding; written so ``torch.compile`` fuses the elementwise
+    parts.
+    """
+
+    def __call__(
+        self,
+        attn: WanAttention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        if attn.add_k_proj is not None:
+            raise NotImplementedError("ReCamAttnProcessor has no image-conditioning branch (Wan I2V)")
+        if encoder_hidden_states is None:
+            w = torch.cat([attn.to_q.weight, attn.to_k.weight, attn.to_v.weight])
+            b = torch.cat([attn.to_q.bias, attn.to_k.bias, attn.to_v.bias])
+            query, key, value = F.linear(hidden_states, w, b).chunk(3, dim=-1)
+        else:
+            query = attn.to_q(hidden_states)
+            w = torch.cat([attn.to_k.weight, attn.to_v.weight])
+            b = torch.cat([attn.to_k.bias, attn.to_v.bias])
+            key, value = F.linear(encoder_hidden_states, w, b).chunk(2, dim=-1)
+        query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
+        key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+        if rotary_emb is not None:
+            cos = rotary_emb[0][..., 0::2].float()
+            sin = rotary_emb[1][..., 1::2].float()
+            query = _rope_fp32(query, cos, sin)
+            key = _rope_fp32(key, cos, sin)
+        out = F.scaled_dot_product_attention(
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=attention_mask
+        )
+        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
+        return attn.to_out[0](out)
+
+
+def _rope_fp32(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Interleaved-pair rotation (Wan/diffusers convention) in float32; x (B, S, H, D), cos/sin (1, S, 1, D/2)."""
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).type_as(x)
+
+
+class ReCamMasterTransformerBlock(WanTransformerBlock):
+    """``WanTransformerBlock`` plus ``cam_encoder`` (12 -> dim, zero init) and ``projector`` (dim -> dim, identity)."""
+
+    cam_encoder: nn.Linear
+    projector: nn.Linear
+
+    @classmethod
+    def upgrade(cls, block: WanTransformerBlock) -> ReCamMasterTransformerBlock:
+        """Turn a freshly built ``WanTransformerBlock`` into this class in place (no re-initialisation)."""
+        dim = block.scale_shift_table.shape[-1]
+        block.__class__ = cls
+        assert isinstance(block, cls)
+        block.cam_encoder = nn.Linear(CAM_DIM, dim)
+        block.projector = nn.Linear(dim, dim)
+        block.reset_camera_modules()
+        return block
+
+    @torch.no_grad()
+    def reset_camera_modules(self) -> None:
+        """ReCamMaster's initialisation: cam_encoder = 0, projector = identity (the block then equals Wan's)."""
+        self.cam_encoder.weight.zero_()
+        self.cam_encoder.bias.zero_()
+        self.projector.weight.copy_(torch.eye(self.projector.in_features))
+        self.projector.bias.zero_()
+
+    def forward(  # type: ignore[override]
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor],
+        cam_emb: torch.Tensor,
+    ) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
+            self.scale_shift_table + temb.float()
+        ).chunk(6, dim=1)
+
+        # camera: (B, T, 12) -> (B, 2T, 1, dim), added to every token of its latent frame
+        cam = self.cam_encoder(cam_emb.to(self.cam_encoder.weight.dtype)).float()
+        cam = torch.cat([cam, cam], dim=1).unsqueeze(2)
+        b, s, d = hidden_states.shape
+        norm_x = self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa
+        norm_x = (norm_x.view(b, cam.shape[1], -1, d) + cam).view(b, s, d).type_as(hidden_states)
+
+        # 1. self-attention, projector before the gate
+        attn_output = self.projector(self.attn1(norm_x, None, None, rotary_emb))
+        hidden_states = (hidden_states.float() + attn_output * gate_msa).type_as(hidden_states)
+
+        # 2. cross-attention
+        norm_x = self.norm2(hidden_states.float()).type_as(hidden_states)
+        hidden_states = hidden_states + self.attn2(norm_x, encoder_hidden_states, None, None)
+
+        # 3. feed-forward
+        norm_x = (self.norm3(hidden_states.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(hidden_states)
+        ff_output = self.ffn(norm_x)
+        return (hidden_states.float() + ff_output.float() * c_gate_msa).type_as(hidden_states)
+
+
+class ReCamMasterTransformer(WanTransformer3DModel):
+    """Wan2.1 DiT (diffusers) with ReCamMaster's camera conditioning; defaults are Wan2.1-T2V-1.3B."""
+
+    _no_split_modules = ["ReCamMasterTransformerBlock"]
+    _repeated_blocks = ["ReCamMasterTransformerBlock"]
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: tuple[int, ...] = (1, 2, 2),
+        num_attention_heads: int = 12,
+        attention_head_dim: int = 128,
+        in_channels: int = 16,
+        out_channels: int = 16,
+        text_dim: int = 4096,
+        freq_dim: int = 256,
+        ffn_dim: int = 8960,
+        num_layers: int = 30,
+        cross_attn_norm: bool = True,
+        qk_norm: str | None = "rms_norm_across_heads",
+        eps: float = 1e-6,
+        image_dim: int | None = None,
+        added_kv_proj_dim: int | None = None,
+        rope_max_seq_len: int = 1024,
+        pos_embed_seq_len: int | None = None,
+    ) -> None:
+        if image_dim is not None or added_kv_proj_dim is not None:
+            raise ValueError(
+                "ReCamMaster is built on the text-to-video Wan model: image_dim/added_kv_proj_dim unsupported"
+            )
+        super().__init__(
+            patch_size=tuple(patch_size),
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=attention_head_dim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            text_dim=text_dim,
+            freq_dim=freq_dim,
+            ffn_dim=ffn_dim,
+            num_layers=num_layers,
+            cross_attn_norm=cross_attn_norm,
+            qk_norm=qk_norm,
+            eps=eps,
+            image_dim=image_dim,
+            added_kv_proj_dim=added_kv_proj_dim,
+            rope_max_seq_len=rope_max_seq_len,
+            pos_embed_seq_len=pos_embed_seq_len,
+        )
+        for block in self.blocks:
+            ReCamMasterTransformerBlock.upgrade(block)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ construction / loading
+    @classmethod
+    def from_config_file(
+        cls, config: str | os.PathLike[str] | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> ReCamMasterTransformer:
+        """Randomly initialised model from a local config (None = Wan2.1-T2V-1.3B), camera modules at init."""
+        cfg = load_config(config)
+        cfg.update(overrides)
+        return cls(**cfg)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> ReCamMasterTransformer:
+        """Tiny random model for CPU tests (2 blocks, dim 24, text_dim 32)."""
+        return cls.from_config_file("tiny", **overrides)
+
+    @classmethod
+    def from_wan_original(
+        cls,
+        path_or_state_dict: str | os.PathLike[str] | Mapping[str, torch.Tensor],
+        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> ReCamMasterTransformer:
+        """Build from Wan2.1 original single-file weights (Wan / DiffSynth names) with a local config.
+
+        Uses diffusers' own converter; no hub access. Camera modules keep their ReCamMaster initialisation unless
+        the file already holds them (then they are loaded too). Missing or unexpected Wan weights raise KeyError.
+        """
+        source = str(path_or_state_dict) if not isinstance(path_or_state_dict, Mapping) else "<state dict>"
+        sd = convert.to_diffusers(convert.load_state_dict(path_or_state_dict))
+        model = cls.from_config_file(config)
+        expected = set(model.state_dict())
+        camera = {k for k in expected if convert.is_camera_key(k)}
+        missing = sorted(expected - camera - set(sd))
+        unexpected = sorted(set(sd) - expected)
+        if missing or unexpected:
+            raise KeyError(_key_report(source, missing, unexpected))
+        model.load_state_dict(sd, strict=False)
+        if dtype is not None:
+            model.to_mixed_precision(dtype)
+        return model
+
+    def load_recammaster_checkpoint(
+        self, path_or_state_dict: str | os.PathLike[str] | Mapping[str, torch.Tensor], strict: bool = True
+    ) -> tuple[list[str], list[str]]:
+        """Load a ReCamMaster checkpoint (DiffSynth ``step20000.ckpt`` names, or diffusers names).
+
+        Returns (missing, unexpected) key lists (diffusers names); with ``strict`` any of them raises KeyError
+        naming the file and the first offending keys. Shape mismatches always raise.
+        """
+        source = str(path_or_state_dict) if not isinstance(path_or_state_dict, Mapping) else "<state dict>"
+        sd = convert.to_diffusers(convert.load_state_dict(path_or_state_dict))
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(sd))
+        unexpected = sorted(set(sd) - set(expected))
+        if strict and (missing or unexpected):
+            raise KeyError(_key_report(source, missing, unexpected))
+        for k in sorted(set(sd) & set(expected)):
+            if sd[k].shape != expected[k].shape:
+                raise ValueError(
+                    f"{source}: key {k} has shape {tuple(sd[k].shape)}, model expects {tuple(expected[k].shape)}"
+                )
+        self.load_state_dict(sd, strict=False)
+        return missing, unexpected
+
+    def recammaster_state_dict(self) -> dict[str, torch.Tensor]:
+        """This model's weights in ReCamMaster/DiffSynth (= Wan original + camera modules) names."""
+        return convert.diffusers_to_wan_original(self.state_dict())
+
+    def to_mixed_precision(self, dtype: torch.dtype = torch.bfloat16) -> ReCamMasterTransformer:
+        """Cast to ``dtype`` but keep ``_keep_in_fp32_modules`` (time embedder, modulation tables, norms, RoPE)
+        in float32, as diffusers' ``from_pretrained(torch_dtype=...)`` does."""
+        keep = self._keep_in_fp32_modules or []
+        tensors: dict[str, torch.Tensor] = dict(self.named_parameters())
+        tensors.update(self.named_buffers())
+        kept = {n: t.detach().float().clone() for n, t in tensors.items() if any(k in n.split(".") for k in keep)}
+        nn.Module.to(self, dtype)
+        for n, t in self.named_parameters():
+            if n in kept:
+                t.data = kept[n].to(t.device)
+        for n, b in self.named_buffers():
+            if n in kept:
+                b.data = kept[n].to(b.device)
+        return self
+
+    # ------------------------------------------------------------------ training helpers
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters ReCamMaster trains: self-attention (attn1), cam_encoder, projector."""
+        return [p for n, p in self.named_parameters() if _is_trainable_name(n)]
+
+    def trainable_parameter_names(self) -> list[str]:
+        return [n for n, _ in self.named_parameters() if _is_trainable_name(n)]
+
+    def freeze_for_recammaster(self) -> list[nn.Parameter]:
+        """Freeze everything except :meth:`trainable_parameters` (which are returned)."""
+        self.requires_grad_(False)
+        params = self.trainable_parameters()
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    # ------------------------------------------------------------------ speed options
+    def set_fast_attention(self, enabled: bool = True) -> None:
+        """Use :class:`ReCamAttnProcessor` (fused QKV GEMM, fp32 RoPE on half-width tables) in every block."""
+        for block in self.blocks:
+            for attn in (block.attn1, block.attn2):
+                assert isinstance(attn, WanAttention)
+                attn.set_processor(ReCamAttnProcessor() if enabled else WanAttention._default_processor_cls())  # type: ignore[arg-type]
+
+    def compile_blocks(self, **compile_kwargs: Any) -> None:
+        """``torch.compile`` each transformer block (identical blocks share one compiled graph)."""
+        for block in self.blocks:
+            block.compile(**compile_kwargs)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        cam_emb: torch.Tensor,
+        return_dict: bool = False,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor]:
+        """hidden_states (B, C, 2T, h, w) target-then-source latents; timestep (B,) in [0, 1000];
+        encoder_hidden_states (B, L, text_dim); cam_emb (B, T, 12). Returns ``(velocity (B, C, 2T, h, w),)``."""
+        if attention_kwargs:
+            raise ValueError("attention_kwargs (LoRA scale) is not supported by ReCamMasterTransformer")
+        batch_size, _, num_frames, height, width = hidden_states.shape
+        p_t, p_h, p_w = self.config["patch_size"]
+        post_f, post_h, post_w = num_frames // p_t, height // p_h, width // p_w
+        if post_f % 2 or post_f == 0:
+            raise ValueError(f"hidden_states needs an even number of latent frames (target+source), got {num_frames}")
+        if cam_emb.shape != (batch_size, post_f // 2, CAM_DIM):
+            raise ValueError(
+                f"cam_emb must have shape (B, T, 12) = ({batch_size}, {post_f // 2}, 12), got {tuple(cam_emb.shape)}"
+            )
+        if timestep.ndim != 1:
+            raise ValueError(f"timestep must have shape (B,), got {tuple(timestep.shape)}")
+
+        rotary_emb = self.rope(hidden_states)
+        hidden_states = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
+
+        temb, timestep_proj, encoder_hidden_states, _ = self.condition_embedder(timestep, encoder_hidden_states, None)
+        timestep_proj = timestep_proj.unflatten(1, (6, -1))
+
+        for block in self.blocks:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                hidden_states = self._gradient_checkpointing_func(
+                    block, hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb
+                )
+            else:
+                hidden_states = block(hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb)
+
+        shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
+        hidden_states = (self.norm_out(hidden_states.float()) * (1 + scale) + shift).type_as(hidden_states)
+        hidden_states = self.proj_out(hidden_states)
+        hidden_states = hidden_states.reshape(batch_size, post_f, post_h, post_w, p_t, p_h, p_w, -1)
+        hidden_states = hidden_states.permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return (hidden_states.flatten(6, 7).flatten(4, 5).flatten(2, 3),)
+
+
+def _is_trainable_name(name: str) -> bool:
+    parts = name.split(".")
+    return any(k in parts for k in TRAINABLE_KEYWORDS)
+
+
+def _key_report(source: str, missing: Iterable[str], unexpected: Iterable[str], limit: int = 8) -> str:
+    missing, unexpected = list(missing), list(unexpected)
+    msg = [f"{source}: checkpoint does not match the ReCamMaster transformer"]
+    if missing:
+        msg.append(f"{len(missing)} missing key(s), e.g. {missing[:limit]}")
+    if unexpected:
+        msg.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:limit]}")
+    return "; ".join(msg)
+
+
+def flops_per_forward(config: Mapping[str, Any], frames: int, height: int, width: int, text_len: int = 512) -> dict:
+    """Matmul FLOPs of one forward pass (B=1) at latent size (frames, height, width), split by kind.
+
+    Counts 2*m*n*k per GEMM; attention counts QK^T and PV. Elementwise work is not counted (MFU convention).
+    """
+    p_t, p_h, p_w = config["patch_size"]
+    dim = config["num_attention_heads"] * config["attention_head_dim"]
+    s = (frames // p_t) * (height // p_h) * (width // p_w)
+    layers = config["num_layers"]
+    ffn = config["ffn_dim"]
+    per_block_linear = (
+        2 * s * dim * 3 * dim  # self-attn qkv
+        + 2 * s * dim * dim  # self-attn out
+        + 2 * s * dim * dim  # projector
+        + 2 * s * dim * dim  # cross-attn q
+        + 2 * text_len * dim * 2 * dim  # cross-attn k, v
+        + 2 * s * dim * dim  # cross-attn out
+        + 2 * 2 * s * dim * ffn  # ffn
+    )
+    per_block_self_attn = 4 * s * s * dim
+    per_block_cross_attn = 4 * s * text_len * dim
+    patch = 2 * s * config["in_channels"] * math.prod(config["patch_size"]) * dim
+    head = 2 * s * dim * config["out_channels"] * math.prod(config["patch_size"])
+    return {
+        "tokens": s,
+        "linear": layers * per_block_linear + patch + head,
+        "self_attention": layers * per_block_self_attn,
+        "cross_attention": layers * per_block_cross_attn,
+        "total": layers * (per_block_linear + per_block_self_attn + per_block_cross_attn) + patch + head,
+    }
