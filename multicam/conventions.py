@@ -334,3 +334,13 @@ def project_points_ue(
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = uvw[..., :2] / uvw[..., 2:3]
     return uv, depth
+
+
+def ue_yaw_to_rh_yaw(yaw_deg: ArrayLike) -> FloatArray:
+    """UE yaw in degrees (+ turns +X toward +Y_ue, clockwise seen from above) -> the right-handed
+    (Blender) rotation about +Z in radians (+ = counter-clockwise), for objects placed by yaw.
+
+    ``Rz(ue_yaw_to_rh_yaw(y)) @ [1, 0, 0]`` is the UE forward axis of rotator ``(0, y, 0)`` mapped by
+    ``RH_FROM_UE``, i.e. the reflection turns a UE yaw into its negative.
+    """
+    return -np.radians(np.asarray(yaw_deg, dtype=np.float64))
