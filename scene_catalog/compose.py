@@ -7,7 +7,9 @@ Rules:
   The animation is the least-used one among those whose skeleton matches the character's.
 - **Compatible**: never an animation on a character with another skeleton.
 - **No repeats**: no (environment, character, animation, anchor) tuple repeats until every
-  compatible tuple has been used (then a new cycle starts).
+  compatible tuple of that environment has been used (then that environment starts a new cycle).
+  Balance wins over novelty: an environment with few anchors is not skipped once its tuples run out
+  (with the paper's catalog the space is far larger than the plan, so nothing repeats at all).
 - **Prefix-stable**: scene ``k`` depends only on the catalog, the seed and ``k`` (draws come from a
   generator seeded with ``(seed, k)``), so scene ``k`` is the same whatever ``N`` is.
 """
@@ -66,8 +68,8 @@ def compose_scenes(
     for sk in {c.skeleton for c in chars}:
         by_skeleton[sk] = np.array([i for i, a in enumerate(anims) if a.skeleton == sk], dtype=np.int64)
     char_anims = [by_skeleton[c.skeleton] for c in chars]
-    total_tuples = sum(len(e.anchors) for e in envs) * sum(len(a) for a in char_anims)
-    used: set[tuple[int, int, int, int]] = set()
+    per_env_tuples = sum(len(a) for a in char_anims)
+    used: list[set[tuple[int, int, int]]] = [set() for _ in envs]
     starts = [animation_start_range(a, frames, fps) for a in anims]
 
     out: list[SceneDraw] = []
@@ -78,11 +80,11 @@ def compose_scenes(
         env_order = np.lexsort((u[:n_e], env_count))
         char_order = np.lexsort((u[n_e : n_e + n_c], char_count))
         tie_a = u[n_e + n_c : n_e + n_c + n_a]
-        if len(used) >= total_tuples:
-            used.clear()
-        pick = _pick(env_order, char_order, char_anims, anim_count, tie_a, anchor_count, used)
-        e, c, a, x = pick
-        used.add(pick)
+        e = int(env_order[0])
+        if len(used[e]) >= per_env_tuples * len(envs[e].anchors):
+            used[e].clear()
+        c, a, x = _pick(e, char_order, char_anims, anim_count, tie_a, anchor_count[e], used[e])
+        used[e].add((c, a, x))
         env_count[e] += 1
         char_count[c] += 1
         anim_count[a] += 1
@@ -103,27 +105,18 @@ def compose_scenes(
     return out
 
 
-def _pick(
-    env_order: np.ndarray,
-    char_order: np.ndarray,
-    char_anims: list[np.ndarray],
-    anim_count: np.ndarray,
-    tie_a: np.ndarray,
-    anchor_count: list[np.ndarray],
-    used: set[tuple[int, int, int, int]],
-) -> tuple[int, int, int, int]:
-    """Least-used environment and character first; fall back to the next ones only when every
-    (animation, anchor) of that pair was already used in this cycle."""
-    for e in env_order.tolist():
-        anchors = np.argsort(anchor_count[e], kind="stable").tolist()
-        for c in char_order.tolist():
-            cand = char_anims[c]
-            order = cand[np.lexsort((tie_a[cand], anim_count[cand]))].tolist()
-            for a in order:
-                for x in anchors:
-                    if (e, c, a, x) not in used:
-                        return (e, c, a, x)
-    raise AssertionError("unreachable: the used set is cleared when every tuple was used")
+def _pick(e: int, char_order: np.ndarray, char_anims: list[np.ndarray], anim_count: np.ndarray,
+          tie_a: np.ndarray, anchor_count: np.ndarray, used: set[tuple[int, int, int]]) -> tuple[int, int, int]:
+    """In environment ``e``: the least-used character, then its least-used compatible animation and the
+    least-used anchor, skipping (character, animation, anchor) combinations used in this cycle."""
+    anchors = np.argsort(anchor_count, kind="stable").tolist()
+    for c in char_order.tolist():
+        cand = char_anims[c]
+        for a in cand[np.lexsort((tie_a[cand], anim_count[cand]))].tolist():
+            for x in anchors:
+                if (c, a, x) not in used:
+                    return (c, a, x)
+    raise AssertionError(f"unreachable: environment {e}'s cycle is reset when all its tuples were used")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,13 @@ class Anchor(_Model):
     location_cm: tuple[float, float, float]
     free_radius_m: float = Field(10.0, gt=0)
 
+    @field_validator("location_cm", mode="before")
+    @classmethod
+    def _xyz(cls, v: object) -> object:
+        if not isinstance(v, list | tuple) or len(v) != 3:
+            raise ValueError(f"must be [x, y, z] in UE cm (z = ground height), got {v!r}")
+        return v
+
 
 class Environment(_Model):
     id: str = Field(pattern=ID_PATTERN)
