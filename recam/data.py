@@ -133,7 +133,9 @@ def discover_scenes(root: str | os.PathLike[str], default_prompt: str = DEFAULT_
             caps[cam] = meta.get(key) or from_json.get(cam) or default_prompt
         scenes.append(Scene(root, rel, cams, caps))
     if not scenes:
-        raise DataError(f"dataset {root}: no scene with cameras/camera_extrinsics.json and >= 2 videos/camNN.mp4")
+        raise DataError(
+            f"dataset {root}: no scene with cameras/camera_extrinsics.json and >= 2 videos/camNN.mp4"
+        )
     return scenes
 
 
@@ -152,7 +154,7 @@ def center_crop_resize(frame: NDArray[np.uint8], height: int, width: int) -> NDA
     else:
         ch, cw = h, round(h * width / height)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
-    crop = frame[y0:y0 + ch, x0:x0 + cw]
+    crop = frame[y0 : y0 + ch, x0 : x0 + cw]
     if crop.shape[:2] == (height, width):
         return np.ascontiguousarray(crop)
     interp = cv2.INTER_AREA if ch > height else cv2.INTER_CUBIC
@@ -227,12 +229,21 @@ class PairDataset(torch.utils.data.Dataset[dict[str, Any]]):
     [-1, 1] and the target's ``caption``.
     """
 
-    def __init__(self, entries: list[dict[str, Any]], num_frames: int, height: int, width: int,
-                 cache: Path | None, text_len: int) -> None:
+    def __init__(
+        self,
+        entries: list[dict[str, Any]],
+        num_frames: int,
+        height: int,
+        width: int,
+        cache: Path | None,
+        text_len: int,
+    ) -> None:
         self.entries = entries
         self.num_frames, self.height, self.width = num_frames, height, width
         self.cache, self.text_len = cache, text_len
-        self.pairs = [(i, c, t) for i, e in enumerate(entries) for c in e["cameras"] for t in e["cameras"] if c != t]
+        self.pairs = [
+            (i, c, t) for i, e in enumerate(entries) for c in e["cameras"] for t in e["cameras"] if c != t
+        ]
         self._poses: dict[int, tuple[NDArray[np.float64], list[str]]] = {}
 
     @classmethod
@@ -245,8 +256,15 @@ class PairDataset(torch.utils.data.Dataset[dict[str, Any]]):
         return cls(entries, s["num_frames"], s["height"], s["width"], cache, s["text_len"])
 
     @classmethod
-    def from_dataset(cls, root: str | os.PathLike[str], num_frames: int = 81, height: int = 480, width: int = 832,
-                     cache: str | os.PathLike[str] | None = None, text_len: int = 512) -> PairDataset:
+    def from_dataset(
+        cls,
+        root: str | os.PathLike[str],
+        num_frames: int = 81,
+        height: int = 480,
+        width: int = 832,
+        cache: str | os.PathLike[str] | None = None,
+        text_len: int = 512,
+    ) -> PairDataset:
         done = {}
         if cache is not None and (Path(cache) / CACHE_FILE).exists():
             s = read_cache_settings(cache)
@@ -258,8 +276,15 @@ class PairDataset(torch.utils.data.Dataset[dict[str, Any]]):
             if sc.rel in done:
                 entries.append(dict(done[sc.rel], cached=True))
             else:
-                entries.append({"rel": sc.rel, "cameras": list(sc.cameras), "dir": str(sc.path), "cached": False,
-                                "captions": sc.captions})
+                entries.append(
+                    {
+                        "rel": sc.rel,
+                        "cameras": list(sc.cameras),
+                        "dir": str(sc.path),
+                        "cached": False,
+                        "captions": sc.captions,
+                    }
+                )
         return cls(entries, num_frames, height, width, Path(cache) if cache else None, text_len)
 
     def __len__(self) -> int:
@@ -279,8 +304,12 @@ class PairDataset(torch.utils.data.Dataset[dict[str, Any]]):
     def __getitem__(self, idx: int) -> dict[str, Any]:
         i, cond, tgt = self.pairs[idx]
         e = self.entries[i]
-        item: dict[str, Any] = {"scene": e["rel"], "cond": cond, "tgt": tgt,
-                                "cam_emb": torch.from_numpy(self.cam_emb(i, cond, tgt))}
+        item: dict[str, Any] = {
+            "scene": e["rel"],
+            "cond": cond,
+            "tgt": tgt,
+            "cam_emb": torch.from_numpy(self.cam_emb(i, cond, tgt)),
+        }
         d = Path(e["dir"])
         if e["cached"]:
             assert self.cache is not None

@@ -45,7 +45,9 @@ class PrepareStats:
     prompts_encoded: int = 0
 
 
-def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> None:
+def _save_safetensors(
+    path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None
+) -> None:
     from safetensors.torch import save
 
     atomic_write_bytes(path, save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta))
@@ -73,11 +75,23 @@ def _check_settings(cache: Path, settings: dict[str, Any]) -> None:
     atomic_write_json(path, settings)
 
 
-def prepare(dataset: str | os.PathLike[str], wan_dir: str | os.PathLike[str], out: str | os.PathLike[str], *,
-            num_frames: int = 81, height: int = 480, width: int = 832, text_len: int = 512,
-            shard_index: int = 0, num_shards: int = 1, device: str = "auto", tile: int | None = 256,
-            latent_dtype: str = "bf16", default_prompt: str = DEFAULT_PROMPT, progress: bool = True,
-            ) -> PrepareStats:
+def prepare(
+    dataset: str | os.PathLike[str],
+    wan_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    num_frames: int = 81,
+    height: int = 480,
+    width: int = 832,
+    text_len: int = 512,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    device: str = "auto",
+    tile: int | None = 256,
+    latent_dtype: str = "bf16",
+    default_prompt: str = DEFAULT_PROMPT,
+    progress: bool = True,
+) -> PrepareStats:
     """Fill the cache ``out`` from ``dataset``; see the module docstring."""
     from recam.text import PromptEncoder
     from recam.vae import encode_video, load_vae, set_tiling
@@ -108,14 +122,23 @@ def prepare(dataset: str | os.PathLike[str], wan_dir: str | os.PathLike[str], ou
         text_dim = enc.dim
         for t in tqdm(missing, desc="T5 captions", unit="caption", disable=not progress):
             (emb,) = enc.encode([t])
-            _save_safetensors(cache / "prompts" / f"{prompt_key(t)}.safetensors", {"emb": emb.to(torch.bfloat16)
-                              if latent_dtype == "bf16" else emb}, {"text": t})
+            _save_safetensors(
+                cache / "prompts" / f"{prompt_key(t)}.safetensors",
+                {"emb": emb.to(torch.bfloat16) if latent_dtype == "bf16" else emb},
+                {"text": t},
+            )
             stats.prompts_encoded += 1
         del enc
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    settings = {"version": CACHE_VERSION, "num_frames": num_frames, "height": height, "width": width,
-                "text_len": text_len, "latent_dtype": latent_dtype}
+    settings = {
+        "version": CACHE_VERSION,
+        "num_frames": num_frames,
+        "height": height,
+        "width": width,
+        "text_len": text_len,
+        "latent_dtype": latent_dtype,
+    }
     if text_dim is not None:
         settings["text_dim"] = text_dim
     elif (cache / CACHE_FILE).exists():
@@ -125,7 +148,9 @@ def prepare(dataset: str | os.PathLike[str], wan_dir: str | os.PathLike[str], ou
     if todo:
         vae = load_vae(wan_dir, dev, model_dtype)
         set_tiling(vae, tile)
-        bar = tqdm(total=sum(len(sc.cameras) for sc in todo), desc="VAE videos", unit="video", disable=not progress)
+        bar = tqdm(
+            total=sum(len(sc.cameras) for sc in todo), desc="VAE videos", unit="video", disable=not progress
+        )
         for sc in todo:
             sdir = cache_scene_dir(cache, sc.rel)
             for cam in sc.cameras:
@@ -142,11 +167,15 @@ def prepare(dataset: str | os.PathLike[str], wan_dir: str | os.PathLike[str], ou
             tmp = sdir / "cameras" / ".camera_extrinsics.json.tmp"
             shutil.copyfile(sc.camera_file, tmp)
             os.replace(tmp, sdir / CAMERA_FILE)
-            atomic_write_json(sdir / SCENE_DONE, {
-                "rel": sc.rel, "cameras": list(sc.cameras),
-                "prompts": {c: prompt_key(sc.captions[c]) for c in sc.cameras},
-                "captions": dict(sc.captions),
-            })
+            atomic_write_json(
+                sdir / SCENE_DONE,
+                {
+                    "rel": sc.rel,
+                    "cameras": list(sc.cameras),
+                    "prompts": {c: prompt_key(sc.captions[c]) for c in sc.cameras},
+                    "captions": dict(sc.captions),
+                },
+            )
             stats.scenes += 1
         bar.close()
     return stats

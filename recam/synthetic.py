@@ -25,22 +25,42 @@ def _world_points(rng: np.random.Generator, frames: int) -> tuple[NDArray[np.flo
     g = np.linspace(-600.0, 600.0, 25)
     gx, gy = np.meshgrid(g, g)
     ground = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], -1)
-    ground_col = np.where(((gx.ravel() // 100 + gy.ravel() // 100) % 2 == 0)[:, None],
-                          rng.integers(40, 120, 3), rng.integers(140, 230, 3)).astype(np.uint8)
+    ground_col = np.where(
+        ((gx.ravel() // 100 + gy.ravel() // 100) % 2 == 0)[:, None],
+        rng.integers(40, 120, 3),
+        rng.integers(140, 230, 3),
+    ).astype(np.uint8)
     ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
     hz = np.linspace(10.0, 180.0, 12)
     a, z = np.meshgrid(ang, hz)
     spin = np.linspace(0, np.pi, frames)[:, None]
-    col_pts = np.stack([30 * np.cos(a.ravel() + spin), 30 * np.sin(a.ravel() + spin),
-                        np.broadcast_to(z.ravel(), (frames, a.size))], -1)
-    col_col = (127 + 120 * np.stack([np.sin(3 * a.ravel()), np.cos(2 * a.ravel() + z.ravel() / 40),
-                                     np.sin(z.ravel() / 30)], -1)).astype(np.uint8)
+    col_pts = np.stack(
+        [
+            30 * np.cos(a.ravel() + spin),
+            30 * np.sin(a.ravel() + spin),
+            np.broadcast_to(z.ravel(), (frames, a.size)),
+        ],
+        -1,
+    )
+    col_col = (
+        127
+        + 120
+        * np.stack(
+            [np.sin(3 * a.ravel()), np.cos(2 * a.ravel() + z.ravel() / 40), np.sin(z.ravel() / 30)], -1
+        )
+    ).astype(np.uint8)
     pts = np.concatenate([np.broadcast_to(ground, (frames,) + ground.shape), col_pts], axis=1)
     return pts, np.concatenate([ground_col, col_col])
 
 
-def render_points(points_cm: NDArray[np.float64], colours: NDArray[np.uint8], poses_ue: NDArray[np.float64],
-                  focal_mm: float, width: int, height: int) -> NDArray[np.uint8]:
+def render_points(
+    points_cm: NDArray[np.float64],
+    colours: NDArray[np.uint8],
+    poses_ue: NDArray[np.float64],
+    focal_mm: float,
+    width: int,
+    height: int,
+) -> NDArray[np.uint8]:
     """Splat ``points (F, N, 3)`` seen by ``poses (F, 4, 4)`` -> RGB ``(F, H, W, 3)``, far to near."""
     k = intrinsics_matrix(focal_mm, width, height)
     uv, depth = project_points_ue(points_cm, poses_ue, k)
@@ -61,8 +81,15 @@ def render_points(points_cm: NDArray[np.float64], colours: NDArray[np.uint8], po
     return out
 
 
-def write_synthetic_dataset(root: str | os.PathLike[str], scenes: int = 2, cameras: int = 3, frames: int = 17,
-                            size: int = 64, seed: int = 0, split: str = "train") -> list[Path]:
+def write_synthetic_dataset(
+    root: str | os.PathLike[str],
+    scenes: int = 2,
+    cameras: int = 3,
+    frames: int = 17,
+    size: int = 64,
+    seed: int = 0,
+    split: str = "train",
+) -> list[Path]:
     """Write ``scenes`` scene folders under ``root/split/<camera set>/sceneN``; returns them."""
     from trajectory.sampler import sample_scene
 

@@ -22,10 +22,21 @@ from recam.wandir import wan_paths
 
 #: Wan's umT5-XXL encoder (``Wan2.1/wan/modules/t5.py``: umt5_xxl encoder-only).
 UMT5_XXL_CONFIG: dict[str, Any] = {
-    "vocab_size": 256384, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64,
-    "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
-    "feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": True,
-    "layer_norm_epsilon": 1e-6, "dropout_rate": 0.0, "pad_token_id": 0, "eos_token_id": 1,
+    "vocab_size": 256384,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "feed_forward_proj": "gated-gelu",
+    "dense_act_fn": "gelu_new",
+    "is_gated_act": True,
+    "layer_norm_epsilon": 1e-6,
+    "dropout_rate": 0.0,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
     "tie_word_embeddings": False,
 }
 TEXT_LEN = 512
@@ -87,8 +98,9 @@ def load_tokenizer(wan_dir: str | os.PathLike[str]) -> Any:
     return AutoTokenizer.from_pretrained(str(wan_paths(wan_dir).tokenizer), local_files_only=True)
 
 
-def load_text_encoder(wan_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
-                      dtype: torch.dtype = torch.float32) -> Any:
+def load_text_encoder(
+    wan_dir: str | os.PathLike[str], device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> Any:
     """``UMT5EncoderModel`` from ``text_encoder/`` or Wan's original ``models_t5_umt5-xxl-enc-bf16.pth``."""
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -111,8 +123,13 @@ def load_text_encoder(wan_dir: str | os.PathLike[str], device: str | torch.devic
 class PromptEncoder:
     """Tokenizer + umT5 encoder: ``encode(prompts)`` -> list of ``(L_i, D)`` float32 CPU tensors."""
 
-    def __init__(self, wan_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, max_length: int = TEXT_LEN) -> None:
+    def __init__(
+        self,
+        wan_dir: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        max_length: int = TEXT_LEN,
+    ) -> None:
         self.tokenizer = load_tokenizer(wan_dir)
         self.model = load_text_encoder(wan_dir, device, dtype)
         self.device = torch.device(device)
@@ -124,8 +141,15 @@ class PromptEncoder:
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> list[torch.Tensor]:
-        tok = self.tokenizer(list(prompts), padding="max_length", truncation=True, max_length=self.max_length,
-                             add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        tok = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_length,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
         ids = tok.input_ids.to(self.device)
         mask = tok.attention_mask.to(self.device)
         hidden = self.model(ids, attention_mask=mask).last_hidden_state.float().cpu()

@@ -27,8 +27,13 @@ def build_tiny_tokenizer(max_length: int = TINY_TEXT_LEN):  # type: ignore[no-un
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=max_length)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=max_length,
+    )
 
 
 def make_tiny_wan_dir(out: str | os.PathLike[str], seed: int = 0, text_len: int = TINY_TEXT_LEN) -> Path:
@@ -45,9 +50,20 @@ def make_tiny_wan_dir(out: str | os.PathLike[str], seed: int = 0, text_len: int 
     tokenizer.save_pretrained(str(out / "tokenizer"))
     vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1)
     vae.save_pretrained(str(out / "vae"))
-    cfg = UMT5Config(vocab_size=len(tokenizer), d_model=TINY_TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                     relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
-                     feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1)
+    cfg = UMT5Config(
+        vocab_size=len(tokenizer),
+        d_model=TINY_TEXT_DIM,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        dropout_rate=0.0,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     UMT5EncoderModel(cfg).save_pretrained(str(out / "text_encoder"))
     model = ReCamMasterTransformer.tiny(text_dim=TINY_TEXT_DIM)
     model.save_pretrained(str(out / "transformer"))

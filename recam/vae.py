@@ -41,8 +41,9 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_vae(wan_dir: str | os.PathLike[str], device: str | torch.device = "cpu",
-             dtype: torch.dtype = torch.float32) -> Any:
+def load_vae(
+    wan_dir: str | os.PathLike[str], device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> Any:
     """The Wan VAE from ``wan_dir`` (``vae/`` folder, or the original ``Wan2.1_VAE.pth``)."""
     from diffusers import AutoencoderKLWan
 
@@ -85,8 +86,12 @@ def set_tiling(vae: Any, tile: int | None) -> None:
         vae.disable_tiling()
         return
     stride = max(SPATIAL_STRIDE, (tile * 3 // 4) // SPATIAL_STRIDE * SPATIAL_STRIDE)
-    vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
-                      tile_sample_stride_height=stride, tile_sample_stride_width=stride)
+    vae.enable_tiling(
+        tile_sample_min_height=tile,
+        tile_sample_min_width=tile,
+        tile_sample_stride_height=stride,
+        tile_sample_stride_width=stride,
+    )
 
 
 @torch.no_grad()

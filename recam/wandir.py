@@ -46,7 +46,8 @@ class WanPaths:
     @property
     def text_encoder(self) -> Path:
         return self._first(
-            "T5 text encoder", [self.root / "text_encoder" / "config.json", *(self.root / f for f in T5_FILES)]
+            "T5 text encoder",
+            [self.root / "text_encoder" / "config.json", *(self.root / f for f in T5_FILES)],
         )
 
     @property

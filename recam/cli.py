@@ -1,0 +1,235 @@
+"""The ``recam`` command line: ``prepare``, ``train``, ``infer`` and two helpers for tests and demos."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from exporters.camera_json import CameraFileError
+from recam.data import DEFAULT_PROMPT, DataError
+from recam.wandir import WanDirError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="recam",
+    help="Train and run ReCamMaster (camera-controlled video-to-video, Wan2.1) on MultiCamVideo-format data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: Errors that mean the user pointed at the wrong thing or asked for something impossible: exit 2.
+USAGE_ERRORS = (DataError, WanDirError, CameraFileError, FileNotFoundError, ValueError)
+
+
+def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except USAGE_ERRORS as exc:
+        typer.echo(f"recam: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _cmd_prepare(
+    dataset: Path = typer.Argument(..., help="Dataset root (MultiCamVideo layout)."),
+    wan_dir: Path = typer.Option(..., "--wan-dir", help="Local Wan2.1 folder (VAE, T5, tokenizer)."),
+    out: Path = typer.Option(..., "--out", help="Cache folder (created; reruns resume)."),
+    num_frames: int = typer.Option(81, help="Frames per video (4k+1)."),
+    height: int = typer.Option(480, help="Model height (multiple of 16)."),
+    width: int = typer.Option(832, help="Model width (multiple of 16)."),
+    text_len: int = typer.Option(512, help="Text tokens (umT5 max length)."),
+    shard_index: int = typer.Option(0, help="This process's shard (0-based)."),
+    num_shards: int = typer.Option(1, help="Number of shards (e.g. one per GPU)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N (auto uses LOCAL_RANK)."),
+    tile: int = typer.Option(256, help="VAE tile size in pixels (0 = no tiling)."),
+    latent_dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32 latents on disk."),
+    default_prompt: str = typer.Option(DEFAULT_PROMPT, help="Caption for videos without one."),
+) -> None:
+    """VAE-encode every video and T5-encode every caption once into CACHE (resumable, sharded)."""
+    from recam.prepare import prepare
+
+    if not 0 <= shard_index < num_shards:
+        raise typer.BadParameter(f"need 0 <= --shard-index < --num-shards, got {shard_index} of {num_shards}")
+    stats = _run(
+        prepare,
+        dataset,
+        wan_dir,
+        out,
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        text_len=text_len,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        device=device,
+        tile=tile or None,
+        latent_dtype=latent_dtype,
+        default_prompt=default_prompt,
+    )
+    typer.echo(
+        f"prepared {stats.scenes} scene(s) ({stats.scenes_skipped} already done), "
+        f"{stats.videos_encoded} video(s) encoded, {stats.prompts_encoded} caption(s) encoded -> {out}"
+    )
+
+
+def _cmd_train(
+    cache: Path = typer.Option(..., "--cache", help="Cache written by `recam prepare`."),
+    wan_dir: Path = typer.Option(..., "--wan-dir", help="Local Wan2.1 folder (transformer weights)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs); reruns resume."),
+    steps: int = typer.Option(1000, min=1, help="Total optimisation steps."),
+    batch_size: int = typer.Option(1, min=1, help="Samples per step per GPU."),
+    lr: float = typer.Option(1e-4, help="AdamW learning rate."),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
+    max_grad_norm: float = typer.Option(0.0, help="Gradient clipping norm (0 = off)."),
+    gradient_checkpointing: bool = typer.Option(False, help="Recompute block activations in backward."),
+    save_every: int = typer.Option(500, min=1, help="Checkpoint every N steps (and at the end)."),
+    log_every: int = typer.Option(10, min=1, help="Write log.csv every N steps."),
+    eval_every: int = typer.Option(
+        0, min=0, help="Fixed-noise eval loss to eval.csv every N steps (0 = off)."
+    ),
+    seed: int = typer.Option(0, help="Seed of pairs, timesteps and noise."),
+    num_workers: int = typer.Option(2, min=0, help="DataLoader workers."),
+    transformer_config: str | None = typer.Option(
+        None, help="Transformer config JSON for original Wan weights."
+    ),
+    init_checkpoint: Path | None = typer.Option(None, help="Start from this ReCamMaster checkpoint."),
+    precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), bf16 or fp32."),
+    export: bool = typer.Option(True, help="Write RUN/recammaster.safetensors at the end."),
+) -> None:
+    """Train ReCamMaster's trainable modules on a prepared cache (DDP via `accelerate launch`)."""
+    from recam.train import TrainConfig, train
+
+    if precision not in ("auto", "bf16", "fp32"):
+        raise typer.BadParameter(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+    cfg = TrainConfig(
+        cache=str(cache),
+        wan_dir=str(wan_dir),
+        out=str(out),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        gradient_checkpointing=gradient_checkpointing,
+        save_every=save_every,
+        log_every=log_every,
+        eval_every=eval_every,
+        seed=seed,
+        num_workers=num_workers,
+        transformer_config=transformer_config,
+        init_checkpoint=str(init_checkpoint) if init_checkpoint else None,
+        precision=precision,
+        export=export,
+    )
+    res = _run(train, cfg)
+    typer.echo(f"trained steps {res['start_step']}..{res['steps']} -> {out}")
+
+
+def _cmd_infer(
+    video: Path = typer.Option(..., "--video", help="Source video (mp4)."),
+    prompt: str = typer.Option(..., "--prompt", help="Text prompt."),
+    out: Path = typer.Option(..., "--out", help="Output mp4."),
+    wan_dir: Path = typer.Option(..., "--wan-dir", help="Local Wan2.1 folder."),
+    cam_type: int | None = typer.Option(None, "--cam-type", min=1, max=10, help="Preset trajectory 1..10."),
+    cameras: Path | None = typer.Option(None, "--cameras", help="Camera file (camera_extrinsics.json)."),
+    cam: str | None = typer.Option(None, "--cam", help="Camera of --cameras, e.g. cam03."),
+    checkpoint: Path | None = typer.Option(
+        None, help="ReCamMaster checkpoint file, or a `recam train` run folder."
+    ),
+    transformer_config: str | None = typer.Option(
+        None, help="Transformer config JSON for original Wan weights."
+    ),
+    num_frames: int = typer.Option(81, help="Frames (4k+1)."),
+    height: int = typer.Option(480, help="Height (multiple of 16)."),
+    width: int = typer.Option(832, help="Width (multiple of 16)."),
+    steps: int = typer.Option(50, min=1, help="Denoising steps."),
+    cfg: float = typer.Option(5.0, help="Classifier-free guidance scale (1 = off)."),
+    shift: float = typer.Option(5.0, help="Flow-matching shift."),
+    seed: int = typer.Option(0, help="Noise seed."),
+    negative_prompt: str | None = typer.Option(None, help="Negative prompt (default: Wan's)."),
+    distance_m: float = typer.Option(4.0, help="Preset trajectories' distance to the subject."),
+    tile: int = typer.Option(256, help="VAE tile size in pixels (0 = no tiling)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+) -> None:
+    """Re-render VIDEO along a new camera trajectory."""
+    from recam.infer import DEFAULT_NEGATIVE_PROMPT, infer
+
+    if (cam_type is None) == (cameras is None):
+        raise typer.BadParameter("give exactly one of --cam-type or --cameras (with --cam)")
+    if cameras is not None and cam is None:
+        raise typer.BadParameter("--cameras needs --cam (e.g. --cam cam03)")
+    path = _run(
+        infer,
+        video,
+        prompt,
+        out,
+        wan_dir,
+        cam_type=cam_type,
+        cameras=cameras,
+        cam=cam,
+        checkpoint=checkpoint,
+        transformer_config=transformer_config,
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        steps=steps,
+        cfg=cfg,
+        shift=shift,
+        seed=seed,
+        negative_prompt=DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt,
+        distance_m=distance_m,
+        tile=tile or None,
+        device=device,
+    )
+    typer.echo(f"wrote {path}")
+
+
+def _cmd_tiny_wan_dir(
+    out: Path = typer.Argument(..., help="Folder to create."),
+    seed: int = typer.Option(0, help="Weight seed."),
+) -> None:
+    """Write a tiny random wan dir (VAE, umT5, tokenizer, transformer) for tests and CPU demos."""
+    from recam.tiny import make_tiny_wan_dir
+
+    typer.echo(f"wrote {make_tiny_wan_dir(out, seed)}")
+
+
+def _cmd_synthetic(
+    out: Path = typer.Argument(..., help="Dataset root to write."),
+    scenes: int = typer.Option(2, min=1),
+    cameras: int = typer.Option(3, min=2),
+    frames: int = typer.Option(17, min=2),
+    size: int = typer.Option(64, min=16),
+    seed: int = typer.Option(0),
+) -> None:
+    """Write a small synthetic MultiCamVideo-layout dataset (splat renderings, real trajectories)."""
+    from recam.synthetic import write_synthetic_dataset
+
+    if size % 2:
+        raise typer.BadParameter(f"--size must be even, got {size}")
+    paths = write_synthetic_dataset(out, scenes, cameras, frames, size, seed)
+    typer.echo(f"wrote {len(paths)} scene(s) under {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prepare")(_cmd_prepare)
+    app.command("train")(_cmd_train)
+    app.command("infer")(_cmd_infer)
+    app.command("tiny-wan-dir")(_cmd_tiny_wan_dir)
+    app.command("synthetic")(_cmd_synthetic)
+
+
+register(app)
+
+
+def main() -> None:
+    app(prog_name="recam")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""``recam infer``: re-render a video along a new camera trajectory with ReCamMaster.
+
+The source video is centre-cropped/resized to ``height x width``, its first ``num_frames`` frames
+VAE-encoded; the prompt and the negative prompt are umT5-encoded; the target camera is a preset
+(``--cam-type 1..10`` from :mod:`trajectory.presets`) or a camera of a camera file; its embedding
+uses the target trajectory's own frame 0 as reference (as ReCamMaster's inference does). Sampling:
+flow matching, ``steps`` Euler steps with shift 5, classifier-free guidance ``cfg``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from exporters.video import encode_mp4
+from recam.cameras import preset_embedding, relative_pose_embedding
+from recam.data import load_video
+from recam.prepare import pick_device
+from recam.vae import TEMPORAL_STRIDE, latent_shape
+
+#: Wan2.1's default negative prompt, used by ReCamMaster's inference script.
+DEFAULT_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，"
+    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，"
+    "三条腿，背景人很多，倒着走"
+)
+
+
+def camera_embedding(
+    num_frames: int,
+    cam_type: int | None = None,
+    cameras: str | os.PathLike[str] | None = None,
+    cam: str | None = None,
+    distance_m: float = 4.0,
+) -> np.ndarray:
+    """The target camera embedding ``(T, 12)`` from a preset or a camera file (exactly one of them)."""
+    if (cam_type is None) == (cameras is None):
+        raise ValueError("give exactly one of --cam-type or --cameras/--cam")
+    if cam_type is not None:
+        return preset_embedding(cam_type, num_frames, TEMPORAL_STRIDE, distance_m)
+    if cam is None:
+        raise ValueError("--cameras needs --cam (e.g. --cam cam03)")
+    assert cameras is not None
+    return relative_pose_embedding(cameras, cam, cam, num_frames, TEMPORAL_STRIDE)
+
+
+def infer(
+    video: str | os.PathLike[str],
+    prompt: str,
+    out: str | os.PathLike[str],
+    wan_dir: str | os.PathLike[str],
+    *,
+    cam_type: int | None = None,
+    cameras: str | os.PathLike[str] | None = None,
+    cam: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    transformer_config: str | None = None,
+    num_frames: int = 81,
+    height: int = 480,
+    width: int = 832,
+    steps: int = 50,
+    cfg: float = 5.0,
+    shift: float = 5.0,
+    seed: int = 0,
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+    distance_m: float = 4.0,
+    tile: int | None = 256,
+    fps: float = 15.0,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Write the re-rendered video to ``out`` (``num_frames`` frames, ``height x width``); returns its path."""
+    from recam.pipeline import load_transformer, sample
+    from recam.text import PromptEncoder, pad_prompt_embeddings
+    from recam.vae import decode_latents, encode_video, load_vae, set_tiling
+
+    latent_shape(num_frames, height, width)
+    cam_emb = torch.from_numpy(camera_embedding(num_frames, cam_type, cameras, cam, distance_m))[None]
+    frames = load_video(video, num_frames, height, width)
+    dev = pick_device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+
+    enc = PromptEncoder(wan_dir, dev, dtype)
+    embs = enc.encode([prompt, negative_prompt])
+    ctx = pad_prompt_embeddings(embs, enc.max_length)
+    del enc
+
+    vae = load_vae(wan_dir, dev, dtype)
+    set_tiling(vae, tile)
+    source = encode_video(vae, frames)[None]
+
+    model = load_transformer(wan_dir, transformer_config, checkpoint)
+    if dev.type == "cuda":
+        model.to_mixed_precision(torch.bfloat16)
+    model.to(dev).eval()
+    latents = sample(
+        model,
+        source,
+        ctx[:1],
+        cam_emb,
+        negative_emb=ctx[1:],
+        steps=steps,
+        cfg=cfg,
+        shift=shift,
+        seed=seed,
+        progress=progress,
+    )
+    del model
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    video_out = decode_latents(vae, latents)
+    return encode_mp4(out, list(video_out[:num_frames]), fps=fps)
