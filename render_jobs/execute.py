@@ -26,6 +26,7 @@ from typing import Any
 
 from render_jobs.backend import Backend, RenderError
 from render_jobs.planner import TMP_DIR, load_settings, materialize, write_scene_spec
+from render_jobs.store import pid_alive
 from render_jobs.verify import verify_scene_dir
 
 
@@ -60,21 +61,11 @@ def cleanup_tmp(dataset_dir: str | os.PathLike[str], pid: int | None = None) -> 
         if pid is not None:
             if p != pid:
                 continue
-        elif _alive(p):
+        elif pid_alive(p):
             continue
         shutil.rmtree(d, ignore_errors=True)
         n += 1
     return n
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JobContext:

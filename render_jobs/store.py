@@ -5,10 +5,11 @@ with :meth:`JobStore.retry_failed`). Each row keeps its attempts, last error, ow
 of the coordinator that started it) and timings; the ``events`` table is an append-only history
 (one ``done`` event per job proves it completed exactly once).
 
-Durability: WAL journal with ``synchronous=NORMAL`` (a committed change survives a killed process; after a power
-loss the last commits may be lost, never corrupted, and finished folders are re-adopted on the next run), a busy timeout so concurrent
-processes wait instead of failing. A killed coordinator leaves ``running`` rows behind; the next
-run on the same host finds their owner dead and puts them back to ``pending`` (:meth:`recover`).
+Durability: WAL journal with ``synchronous=NORMAL``: a committed change survives a killed process
+(after a power loss the last commits may be lost, never corrupted; finished folders are then
+re-adopted by the next run). A busy timeout makes concurrent processes wait instead of failing.
+A killed coordinator leaves ``running`` rows behind; the next run on the same host finds their
+owner dead and puts them back to ``pending`` (:meth:`JobStore.recover`).
 """
 
 from __future__ import annotations
@@ -56,14 +57,19 @@ def this_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host is running (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return not Path("/proc/self").exists()  # no /proc (not Linux): trust kill()
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,7 @@ class JobStore:
         with self.transaction() as c:
             for job_id, owner in c.execute("SELECT job_id, owner FROM jobs WHERE state='running'").fetchall():
                 h, _, pid = (owner or ":").rpartition(":")
-                if h == host and pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+                if h == host and pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                     out.append(job_id)
             self._set_pending(c, out, "recovered: its run was killed")
         return out
