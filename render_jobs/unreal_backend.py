@@ -1,0 +1,445 @@
+"""The ``unreal`` backend: renders a RenderJob with Unreal Engine 5 (Movie Render Queue), headless.
+
+Per job it
+
+1. converts the job into the plain JSON the editor script reads (:func:`ue_job_dict`): asset
+   paths, settings, and per camera and frame the UE location (cm) and rotator (deg), computed here
+   with :func:`multicam.conventions.ue_matrix_to_location_rotator` and unwrapped over time so
+   that sub-frame evaluation never swings through 360 degrees (the editor script has no numpy);
+2. launches ``UnrealEditor-Cmd <project> -ExecutePythonScript=ue_scripts/render_job.py -unattended
+   -nosplash -RenderOffscreen ... -abslog=<log>`` (:func:`build_command`) with a time limit; the
+   editor script renders one PNG sequence per camera and writes a result JSON;
+3. turns every way it can end into an outcome (:func:`interpret_run`): time limit, crash (signal),
+   non-zero exit, an error reported by the script, or success; engine errors are parsed from the
+   log (:func:`parse_engine_log`) into the :class:`~render_jobs.backend.RenderError` message;
+4. encodes the frames with the shared :class:`exporters.video.Mp4Writer`, writes
+   ``cameras/camera_extrinsics.json`` from the poses the sequences actually evaluated (checked
+   against the job's poses and against our conventions), ``scene.json``, and verifies the videos.
+
+Configuration (:class:`UnrealConfig`): a YAML/JSON file (argument ``config=`` or environment
+``MULTICAM_UE_CONFIG``), then environment ``MULTICAM_UE_EDITOR``, ``MULTICAM_UE_PROJECT``,
+``MULTICAM_UE_TIMEOUT_S``, then keyword options (``get_backend("unreal", editor=..., ...)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from exporters.camera_json import CAMERA_FILE, write_camera_json
+from exporters.video import Mp4Writer, probe_video
+from multicam.conventions import ue_location_rotator_to_matrix, ue_matrix_to_location_rotator
+from multicam.io import atomic_write_json
+from render_jobs.backend import RenderError
+from render_jobs.schema import RenderJob
+
+SCRIPT = Path(__file__).resolve().parent.parent / "ue_scripts" / "render_job.py"
+CONFIG_ENV = "MULTICAM_UE_CONFIG"
+ENV_OVERRIDES = {"MULTICAM_UE_EDITOR": "editor", "MULTICAM_UE_PROJECT": "project",
+                 "MULTICAM_UE_TIMEOUT_S": "timeout_s"}
+
+
+class UnrealConfigError(ValueError):
+    """Bad or missing configuration of the Unreal install; the message says where and what."""
+
+
+class UnrealConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Path of ``UnrealEditor-Cmd`` (``UnrealEditor-Cmd.exe`` on Windows).
+    editor: Path
+    #: The ``.uproject`` holding the maps and assets the catalog references.
+    project: Path
+    #: Wall-clock limit per job (editor start + render); the process group is killed after it.
+    timeout_s: float = Field(3600.0, gt=0)
+    #: Content folder for the temporary LevelSequences (a sub-folder per job, deleted afterwards).
+    content_folder: str = Field("/Game/MultiCamTemp", pattern=r"^/Game(/[A-Za-z0-9_]+)*$")
+    image_format: Literal["png"] = "png"
+    #: Key interpolation of camera transforms: no auto tangents (they overshoot).
+    interpolation: Literal["linear", "constant"] = "linear"
+    #: Focus point height above the character's anchor, as a fraction of its height.
+    focus_height_fraction: float = Field(0.6, ge=0, le=1.5)
+    #: Extra command-line arguments (e.g. ``-dx12``, ``-ResX=..``, ``-ini:...``).
+    extra_args: list[str] = Field(default_factory=list)
+    #: Where frames and logs of running jobs go (default: the system temp folder).
+    work_root: Path | None = None
+    #: Keep the work folder (frames, logs, job JSON) of successful jobs too.
+    keep_work: bool = False
+    num_cpus: float = Field(4.0, gt=0)
+    num_gpus: float = Field(1.0, ge=0)
+    #: Largest allowed difference between evaluated and requested camera poses.
+    pose_tolerance_cm: float = Field(0.05, gt=0)
+    pose_tolerance_axis: float = Field(1e-4, gt=0)
+    #: The editor script (override only for testing).
+    script: Path = SCRIPT
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UnrealConfigError(f"{path}: cannot read Unreal config ({exc})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise UnrealConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UnrealConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    section = data.get("unreal", data)
+    if not isinstance(section, dict):
+        raise UnrealConfigError(f"{path}: 'unreal' must be a mapping")
+    return dict(section)
+
+
+def load_config(config: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+                **overrides: Any) -> UnrealConfig:
+    """File (``config`` or ``$MULTICAM_UE_CONFIG``) < environment < keyword overrides."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    source = "keyword options"
+    path = config if config is not None else env.get(CONFIG_ENV)
+    if path:
+        values.update(_read_config_file(Path(path)))
+        source = str(path)
+    for var, key in ENV_OVERRIDES.items():
+        if env.get(var):
+            values[key] = env[var]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    missing = [k for k in ("editor", "project") if k not in values]
+    if missing:
+        raise UnrealConfigError(
+            f"Unreal backend: {' and '.join(missing)} not configured; set them in a config file "
+            f"(--backend-option config=PATH or ${CONFIG_ENV}), or via $MULTICAM_UE_EDITOR / $MULTICAM_UE_PROJECT"
+        )
+    try:
+        return UnrealConfig.model_validate(values)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UnrealConfigError(f"{source}: invalid Unreal config: {errs}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Job -> editor job JSON, command line
+# ------------------------------------------------------------------------------------------------
+
+
+def _engine_ref(ref: str, what: str) -> str:
+    if ref.startswith("builtin:"):
+        raise RenderError(f"{what} {ref!r} is a Blender demo asset; the unreal backend needs a UE object path "
+                          "such as /Game/Characters/Hero.Hero")
+    if not ref.startswith("/"):
+        raise RenderError(f"{what} {ref!r} is not a UE object path (expected /Game/... or /<Plugin>/...)")
+    return ref
+
+
+def camera_locations_rotators(poses_ue: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """UE poses ``(F, 4, 4)`` -> locations ``(F, 3)`` cm and rotators ``(F, 3)`` (pitch, yaw, roll) deg,
+    unwrapped along time so consecutive frames never differ by ~360 degrees."""
+    loc, rot = ue_matrix_to_location_rotator(poses_ue)
+    rot = np.degrees(np.unwrap(np.radians(rot), axis=0))
+    return loc, rot
+
+
+def asset_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def ue_job_dict(job: RenderJob, cfg: UnrealConfig, work_dir: Path) -> dict[str, Any]:
+    """Everything the editor script needs, as plain JSON numbers and strings (see ue_scripts/render_job.py)."""
+    s = job.settings
+    cams = []
+    for c in job.cameras:
+        loc, rot = camera_locations_rotators(c.poses_array())
+        cams.append({"name": c.name, "focal_mm": c.focal_mm, "aperture": c.aperture,
+                     "sensor_width_mm": c.sensor_width_mm, "sensor_height_mm": c.sensor_height_mm,
+                     "locations": loc.tolist(), "rotators": rot.tolist()})
+    return {
+        "job_id": job.job_id,
+        "map": _engine_ref(job.environment.asset, "environment"),
+        "character_mesh": _engine_ref(job.character.asset, "character"),
+        "animation": _engine_ref(job.animation.asset, "animation"),
+        "animation_start_frame": job.animation.start_frame,
+        "animation_fps": job.animation.fps,
+        "character_location_cm": list(job.placement.location_cm),
+        "character_yaw_deg": job.placement.yaw_deg,
+        "focus_height_cm": job.character.height_m * 100.0 * cfg.focus_height_fraction,
+        "frames": s.frames,
+        "fps": s.fps,
+        "width": s.width,
+        "height": s.height,
+        "spatial_samples": s.samples,
+        "warmup_frames": s.warmup_frames,
+        "depth_of_field": s.depth_of_field,
+        "image_format": cfg.image_format,
+        "interpolation": cfg.interpolation,
+        "content_folder": f"{cfg.content_folder}/{asset_safe(job.job_id)}",
+        "frames_dir": str(work_dir / "frames"),
+        "result_path": str(work_dir / "result.json"),
+        "cameras": cams,
+    }
+
+
+def build_command(cfg: UnrealConfig, log_path: Path) -> list[str]:
+    """The exact command line; the job file travels in ``$MULTICAM_UE_JOB`` (no quoting issues)."""
+    return [
+        str(cfg.editor), str(cfg.project),
+        f"-ExecutePythonScript={cfg.script}",
+        "-unattended", "-nosplash", "-nopause", "-nosound", "-NoLoadingScreen",
+        "-RenderOffscreen",
+        "-stdout", "-FullStdOutLogOutput",
+        f"-abslog={log_path}",
+        *cfg.extra_args,
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Running and interpreting
+# ------------------------------------------------------------------------------------------------
+
+_ERROR_PATTERNS = [
+    re.compile(r"\b(Log\w+): Error: (.*)"),
+    re.compile(r"(Fatal error!?.*)"),
+    re.compile(r"(Assertion failed: .*)"),
+    re.compile(r"(Unhandled Exception: .*)"),
+    re.compile(r"(appError called: .*)"),
+    re.compile(r"(Ensure condition failed: .*)"),
+]
+
+
+def parse_engine_log(text: str, limit: int = 10) -> list[str]:
+    """Engine errors from a UE log, in order, without duplicates or timestamps, at most ``limit``."""
+    out: list[str] = []
+    for line in text.splitlines():
+        for pat in _ERROR_PATTERNS:
+            m = pat.search(line)
+            if m:
+                msg = ": ".join(g for g in m.groups() if g).strip() if len(m.groups()) > 1 else m.group(1).strip()
+                if msg not in out:
+                    out.append(msg)
+                break
+        if len(out) >= limit:
+            break
+    return out
+
+
+@dataclass
+class RunOutcome:
+    returncode: int | None
+    timed_out: bool
+    duration_s: float
+    result: dict[str, Any] | None
+    engine_errors: list[str]
+    log_path: Path
+
+
+def run_editor(cmd: list[str], env: dict[str, str], timeout_s: float, work_dir: Path, log_path: Path) -> RunOutcome:
+    """Run the editor in its own process group; kill the whole group at the time limit."""
+    stdout_path = work_dir / "editor_stdout.log"
+    t0 = time.monotonic()
+    timed_out = False
+    with open(stdout_path, "wb") as out:
+        try:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work_dir,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise RenderError(f"cannot start {cmd[0]}: {exc}") from None
+        try:
+            rc: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            rc = proc.returncode
+    duration = time.monotonic() - t0
+    text = ""
+    for p in (log_path, stdout_path):
+        if p.is_file():
+            text += p.read_text(errors="replace") + "\n"
+    result_path = work_dir / "result.json"
+    result = None
+    if result_path.is_file():
+        try:
+            result = json.loads(result_path.read_text())
+        except json.JSONDecodeError:
+            result = None
+    return RunOutcome(rc, timed_out, duration, result, parse_engine_log(text), log_path)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def interpret_run(o: RunOutcome, timeout_s: float) -> dict[str, Any]:
+    """Successful result dict, or :class:`RenderError` explaining what went wrong."""
+    errs = f" Engine errors: {' | '.join(o.engine_errors)}." if o.engine_errors else ""
+    where = f" Log: {o.log_path}"
+    if o.timed_out:
+        raise RenderError(f"UnrealEditor-Cmd exceeded the time limit of {timeout_s:g} s and was killed.{errs}{where}")
+    if o.result is not None and o.result.get("status") == "error":
+        raise RenderError(f"Unreal job failed: {o.result.get('error', '?')}.{errs}{where}")
+    if o.returncode is not None and o.returncode < 0:
+        name = signal.Signals(-o.returncode).name if -o.returncode in signal.Signals._value2member_map_ else "?"
+        raise RenderError(f"UnrealEditor-Cmd crashed (signal {-o.returncode} {name}).{errs}{where}")
+    if o.returncode not in (0, None):
+        raise RenderError(f"UnrealEditor-Cmd exited with code {o.returncode}.{errs}{where}")
+    if o.result is None:
+        raise RenderError("UnrealEditor-Cmd exited without a result file: the script did not run or was "
+                          f"interrupted (check that the Python Editor Script Plugin is enabled).{errs}{where}")
+    if o.result.get("status") != "ok":
+        raise RenderError(f"Unreal job returned unexpected status {o.result.get('status')!r}.{where}")
+    return o.result
+
+
+# ------------------------------------------------------------------------------------------------
+# Collecting
+# ------------------------------------------------------------------------------------------------
+
+
+def _read_rgb(path: Path, width: int, height: int) -> NDArray[np.uint8]:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise RenderError(f"cannot read frame {path}")
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    img = img[:, :, :3][:, :, ::-1]  # BGR(A) -> RGB
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float64) / 257.0).round()
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.shape[:2] != (height, width):
+        raise RenderError(f"frame {path} is {img.shape[1]}x{img.shape[0]}, expected {width}x{height}")
+    return np.ascontiguousarray(img)
+
+
+def frame_files(frames_dir: Path, cam: str, frames: int, ext: str) -> list[Path]:
+    files = sorted((frames_dir / cam).glob(f"*.{ext}"))
+    expected = [frames_dir / cam / f"{f:04d}.{ext}" for f in range(frames)]
+    if files != expected:
+        missing = sorted(set(expected) - set(files))
+        extra = sorted(set(files) - set(expected))
+        raise RenderError(f"{cam}: expected frames 0000..{frames - 1:04d}.{ext} in {frames_dir / cam}; "
+                          f"missing {[p.name for p in missing[:3]]} ({len(missing)}), "
+                          f"unexpected {[p.name for p in extra[:3]]} ({len(extra)})")
+    return files
+
+
+def evaluated_poses(result: dict[str, Any], job: RenderJob, cfg: UnrealConfig) -> NDArray[np.float64]:
+    """Camera poses ``(F, C, 4, 4)`` from the result, checked against our conventions and the job."""
+    F, names = job.settings.frames, [c.name for c in job.cameras]
+    try:
+        cams = result["cameras"]
+        mats = np.stack([np.asarray(cams[n]["matrix"], dtype=np.float64) for n in names], axis=1)
+        locs = np.stack([np.asarray(cams[n]["location_cm"], dtype=np.float64) for n in names], axis=1)
+        rots = np.stack([np.asarray(cams[n]["rotator_deg"], dtype=np.float64) for n in names], axis=1)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RenderError(f"result JSON lacks evaluated camera poses ({type(exc).__name__}: {exc})") from None
+    if mats.shape != (F, len(names), 4, 4) or locs.shape != (F, len(names), 3) or rots.shape != locs.shape:
+        raise RenderError(f"result JSON camera poses have shape {mats.shape}, expected {(F, len(names), 4, 4)}")
+    ours = ue_location_rotator_to_matrix(locs, rots)
+    if not np.allclose(ours, mats, atol=1e-4, rtol=0):
+        bad = float(np.abs(ours - mats).max())
+        raise RenderError(f"the engine's matrices differ from multicam.conventions by up to {bad:.3g}: "
+                          "rotator convention mismatch; do not trust these cameras")
+    want = job.poses_array()
+    d_axes = float(np.abs(mats[..., :3, :3] - want[..., :3, :3]).max())
+    d_loc = float(np.abs(mats[..., 3, :3] - want[..., 3, :3]).max())
+    if d_axes > cfg.pose_tolerance_axis or d_loc > cfg.pose_tolerance_cm:
+        f, c = np.unravel_index(np.abs(mats - want).reshape(F, len(names), -1).max(-1).argmax(), (F, len(names)))
+        raise RenderError(f"poses evaluated by the sequence differ from the job's (axes {d_axes:.3g}, "
+                          f"location {d_loc:.3g} cm; worst at frame {f} {names[c]})")
+    return mats
+
+
+class UnrealBackend:
+    """:class:`~render_jobs.backend.Backend` for Unreal Engine 5 (one editor process per job)."""
+
+    name = "unreal"
+
+    def __init__(self, config: str | os.PathLike[str] | None = None, **options: Any) -> None:
+        self.cfg = load_config(config, **options)
+
+    def resources(self) -> dict[str, float]:
+        return {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus}
+
+    def close(self) -> None:
+        pass
+
+    def check_install(self) -> None:
+        cfg = self.cfg
+        if not cfg.editor.is_file() or not os.access(cfg.editor, os.X_OK):
+            raise RenderError(f"UnrealEditor-Cmd not found or not executable: {cfg.editor} (config key 'editor')")
+        if not cfg.project.is_file():
+            raise RenderError(f".uproject not found: {cfg.project} (config key 'project')")
+        if not cfg.script.is_file():
+            raise RenderError(f"editor script missing: {cfg.script}")
+
+    def render(self, job: RenderJob, out_dir: Path) -> None:
+        cfg = self.cfg
+        self.check_install()
+        out_dir = Path(out_dir)
+        if cfg.work_root is not None:
+            cfg.work_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"multicam-ue-{asset_safe(job.job_id)}-", dir=cfg.work_root))
+        ok = False
+        try:
+            ue_job = ue_job_dict(job, cfg, work)
+            job_path = work / "job.json"
+            atomic_write_json(job_path, ue_job, indent=1)
+            log_path = work / "editor.log"
+            env = {**os.environ, "MULTICAM_UE_JOB": str(job_path), "MULTICAM_UE_HARD_EXIT": "1"}
+            outcome = run_editor(build_command(cfg, log_path), env, cfg.timeout_s, work, log_path)
+            result = interpret_run(outcome, cfg.timeout_s)
+            self._collect(job, result, Path(ue_job["frames_dir"]), out_dir)
+            ok = True
+        finally:
+            if ok and not cfg.keep_work:
+                shutil.rmtree(work, ignore_errors=True)
+
+    def _collect(self, job: RenderJob, result: dict[str, Any], frames_dir: Path, out_dir: Path) -> None:
+        s, cfg = job.settings, self.cfg
+        poses = evaluated_poses(result, job, cfg)
+        for cam in job.cameras:
+            files = frame_files(frames_dir, cam.name, s.frames, cfg.image_format)
+            with Mp4Writer(out_dir / "videos" / f"{cam.name}.mp4", s.width, s.height, s.fps, s.video_crf) as w:
+                for p in files:
+                    w.write(_read_rgb(p, s.width, s.height))
+        write_camera_json(out_dir / CAMERA_FILE, poses, [c.name for c in job.cameras])
+        atomic_write_json(out_dir / "scene.json", {
+            **job.scene, "job_id": job.job_id, "backend": self.name,
+            "renderer": {"engine_version": result.get("engine_version"), "samples": s.samples,
+                         "warmup_frames": s.warmup_frames, "interpolation": cfg.interpolation,
+                         "resolution": [s.width, s.height]},
+        })
+        if s.keep_frames:
+            shutil.move(str(frames_dir), str(out_dir / "frames"))
+        for cam in job.cameras:
+            info = probe_video(out_dir / "videos" / f"{cam.name}.mp4")
+            if (info.frames, info.width, info.height) != (s.frames, s.width, s.height):
+                raise RenderError(f"{cam.name}.mp4 has {info.frames} frames {info.width}x{info.height}, "
+                                  f"expected {s.frames} frames {s.width}x{s.height}")

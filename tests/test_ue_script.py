@@ -1,0 +1,207 @@
+"""ue_scripts/render_job.py run against the fake ``unreal`` module (tests/ue_support/fake_unreal.py).
+
+The fake records what the script builds and renders frames by evaluating the sequences the way the
+engine would, so these tests check the keyed transforms, the sequence set-up, the MRQ settings,
+the exported poses and the clean-up, frame by frame, without Unreal.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from exporters.camera_json import read_camera_json, write_camera_json
+from multicam.conventions import ue_location_rotator_to_matrix
+from render_jobs.backend import RenderError
+from render_jobs.schema import RenderJob
+from render_jobs.unreal_backend import UnrealConfig, evaluated_poses, ue_job_dict
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ue_support import fake_unreal  # noqa: E402
+from ue_support.jobs import ANIM, MAP, MESH, make_job, populate_assets  # noqa: E402
+
+CFG = UnrealConfig(editor=Path("/nonexistent/UnrealEditor-Cmd"), project=Path("/nonexistent/P.uproject"))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    fake_unreal._reset()
+    populate_assets(fake_unreal)
+    monkeypatch.setitem(sys.modules, "unreal", fake_unreal)
+    monkeypatch.setenv("MULTICAM_UE_HARD_EXIT", "0")
+    sys.modules.pop("ue_scripts.render_job", None)
+    yield fake_unreal
+    sys.modules.pop("ue_scripts.render_job", None)
+
+
+def run_script(job: RenderJob, tmp_path: Path, cfg: UnrealConfig = CFG) -> tuple[dict[str, Any], dict[str, Any]]:
+    ue_job = ue_job_dict(job, cfg, tmp_path)
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(ue_job))
+    script = importlib.import_module("ue_scripts.render_job")
+    assert script.main([str(path)]) == 0
+    while fake_unreal._tick():  # the editor's ticks
+        pass
+    result = json.loads((tmp_path / "result.json").read_text())
+    return ue_job, result
+
+
+def _camera_binding(seq: Any) -> Any:
+    return seq._cut_camera()
+
+
+def test_keys_sequences_and_mrq_settings(fake: ModuleType, tmp_path: Path) -> None:
+    job = make_job(n_cameras=3, frames=6, size=32)
+    ue_job, result = run_script(job, tmp_path)
+    st = fake._STATE
+    assert result["status"] == "ok", result["error"]
+    assert st.loaded_map == MAP and st.quit_requested
+
+    assert list(st.rendered) == ["cam01", "cam02", "cam03"]  # rendered MRQ jobs, in queue order
+    jobs = st.queue.get_jobs()
+    assert [j.job_name for j in jobs] == ["cam01", "cam02", "cam03"]
+    F = job.settings.frames
+    for cam, mrq in zip(job.cameras, jobs, strict=True):
+        cfg = mrq.get_configuration()._settings
+        out = next(s for s in cfg if isinstance(s, fake.MoviePipelineOutputSetting))
+        assert (out.output_resolution.x, out.output_resolution.y) == (32, 32)
+        assert out.use_custom_playback_range and (out.custom_start_frame, out.custom_end_frame) == (0, F)
+        assert (out.output_frame_rate.numerator, out.output_frame_rate.denominator) == (15, 1)
+        assert out.file_name_format == f"{cam.name}/{{frame_number}}"
+        assert out.output_directory.path == ue_job["frames_dir"]
+        aa = next(s for s in cfg if isinstance(s, fake.MoviePipelineAntiAliasingSetting))
+        assert (aa.spatial_sample_count, aa.temporal_sample_count) == (4, 1)
+        assert (aa.engine_warm_up_count, aa.render_warm_up_count) == (2, 2)
+        assert aa.anti_aliasing_method is fake.AntiAliasingMethod.AAM_NONE
+        kinds = {type(s).__name__ for s in cfg}
+        assert {"MoviePipelineDeferredPassBase", "MoviePipelineImageSequenceOutput_PNG"} <= kinds
+        cam_setting = next(s for s in cfg if isinstance(s, fake.MoviePipelineCameraSetting))
+        assert cam_setting.render_all_cameras is False
+        assert mrq.map._p == MAP
+        files = st.rendered[cam.name]
+        assert [Path(f).name for f in files] == [f"{f:04d}.png" for f in range(F)]
+        assert all(Path(f).parent == tmp_path / "frames" / cam.name for f in files)
+
+
+def test_keyed_transforms_equal_job_poses_every_frame(fake: ModuleType, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    job = make_job(n_cameras=3, frames=7, size=16)
+    # Keep the sequences: skip the clean-up's asset deletion so they can be inspected.
+    monkeypatch.setattr(fake.EditorAssetLibrary, "delete_directory", classmethod(lambda cls, p: True))
+    ue_job, result = run_script(job, tmp_path)
+    st = fake._STATE
+    assert result["status"] == "ok"
+    seqs = sorted(st.sequences.items())
+    assert len(seqs) == 3
+    want = job.poses_array()
+    for c, (path, seq) in enumerate(seqs):
+        cam_name = job.cameras[c].name
+        assert path == f"/Game/MultiCamTemp/scene1/scene1_{cam_name}.scene1_{cam_name}"
+        assert (seq._display_rate.numerator, seq._display_rate.denominator) == (15, 1)
+        assert (seq._start, seq._end) == (0, 7)
+        # one camera cut, bound to this sequence's camera (a CineCameraActor labelled camNN)
+        binding = _camera_binding(seq)
+        assert isinstance(binding._object, fake.CineCameraActor) and binding._object._label.endswith(cam_name)
+        cuts = [s for t in seq._tracks for s in t._sections]
+        assert len(cuts) == 1 and cuts[0]._range == (0, 7)
+        # every channel keyed on every frame, linear
+        section = binding._tracks[0]._sections[0]
+        assert section._range == (0, 7)
+        ch = {c_.channel_name: c_ for c_ in section._channels}
+        for name in ("Location.X", "Location.Y", "Location.Z", "Rotation.X", "Rotation.Y", "Rotation.Z"):
+            assert [k[0] for k in ch[name]._keys] == list(range(7))
+            assert all(k[2] is fake.MovieSceneKeyInterpolation.LINEAR for k in ch[name]._keys)
+        assert [ch[f"Scale.{a}"]._default for a in "XYZ"] == [1.0, 1.0, 1.0]
+        for f in range(7):
+            loc, rot = seq._camera_pose(binding, f)
+            np.testing.assert_allclose(ue_location_rotator_to_matrix(loc, rot), want[f, c], atol=1e-9)
+        # the character's animation on the same time line, with the start offset in ticks
+        char_binding = next(b for b in seq._bindings if isinstance(b._object, fake.SkeletalMeshActor))
+        anim = char_binding._tracks[0]._sections[0]
+        assert anim._range == (0, 7)
+        assert anim._params.animation is st.assets[ANIM]
+        assert anim._params.first_loop_start_frame_offset.value == round(12 / 30 * 24000)
+        assert (seq._tick_resolution.numerator, seq._tick_resolution.denominator) == (24000, 1)
+    # the cameras: lens, filmback, focus on the character
+    character = next(a for a in st.actors if isinstance(a, fake.SkeletalMeshActor))
+    assert character.skeletal_mesh_component._mesh is st.assets[MESH]
+    assert (character._location.x, character._rotation.yaw) == (0.0, 30.0)
+    cams = [a for a in st.actors if isinstance(a, fake.CineCameraActor)]
+    assert len(cams) == 3
+    for a in cams:
+        comp = a.get_cine_camera_component()
+        assert (comp.current_focal_length, comp.current_aperture) == (18.0, 10.0)
+        assert (comp.filmback.sensor_width, comp.filmback.sensor_height) == (23.76, 23.76)
+        assert comp.focus_settings.focus_method is fake.CameraFocusMethod.TRACKING
+        assert comp.focus_settings.tracking_focus_settings.actor_to_track is character
+        assert comp.focus_settings.tracking_focus_settings.relative_offset.z == pytest.approx(180 * 0.6)
+
+
+def test_exported_poses_round_trip_to_job(fake: ModuleType, tmp_path: Path) -> None:
+    job = make_job(n_cameras=4, frames=5, size=16, seed=11)
+    _, result = run_script(job, tmp_path)
+    assert result["status"] == "ok"
+    poses = evaluated_poses(result, job, CFG)  # checks engine matrices vs conventions and the job
+    write_camera_json(tmp_path / "cams.json", poses, [c.name for c in job.cameras])
+    back, names = read_camera_json(tmp_path / "cams.json")
+    assert names == [c.name for c in job.cameras]
+    np.testing.assert_allclose(back, job.poses_array(), atol=1e-6)
+
+
+def test_cleanup_removes_actors_and_sequences(fake: ModuleType, tmp_path: Path) -> None:
+    job = make_job(n_cameras=2, frames=3, size=16)
+    _, result = run_script(job, tmp_path)
+    st = fake._STATE
+    assert result["status"] == "ok"
+    assert set(map(id, st.destroyed)) == set(map(id, st.actors)) and len(st.actors) == 3
+    assert st.sequences == {} and "/Game/MultiCamTemp/scene1" not in st.directories
+
+
+def test_missing_asset_is_reported_in_result(fake: ModuleType, tmp_path: Path) -> None:
+    del fake._STATE.assets[ANIM]
+    _, result = run_script(make_job(frames=3, size=16), tmp_path)
+    assert result["status"] == "error"
+    assert "animation asset not found" in result["error"] and ANIM in result["error"]
+    assert fake._STATE.quit_requested and fake._STATE.rendered == {}
+    assert any(level == "Error" and ANIM in msg for level, msg in fake._STATE.log)
+
+
+def test_failed_mrq_job_is_reported(fake: ModuleType, tmp_path: Path) -> None:
+    fake._STATE.fail_jobs = {"cam02"}
+    _, result = run_script(make_job(frames=3, size=16), tmp_path)
+    assert result["status"] == "error"
+    assert "failed jobs=['cam02']" in result["error"] and "injected failure" in result["error"]
+    assert result["mrq_jobs"] == {"cam01": True, "cam02": False, "cam03": True}
+
+
+def test_job_file_errors_name_the_field(fake: ModuleType, tmp_path: Path) -> None:
+    script = importlib.import_module("ue_scripts.render_job")
+    ue_job = ue_job_dict(make_job(frames=3, size=16), CFG, tmp_path)
+    good = ue_job["cameras"][1]["rotators"]
+    ue_job["cameras"][1]["rotators"] = good[:2]
+    with pytest.raises(script.JobError, match=r"cameras\[1\]: 3 locations / 2 rotators, expected 3"):
+        script.parse_job(ue_job)
+    ue_job["cameras"][1]["rotators"] = good
+    del ue_job["map"]
+    with pytest.raises(script.JobError, match="missing field 'map'"):
+        script.parse_job(ue_job)
+
+
+def test_evaluated_poses_rejects_a_pose_that_differs(fake: ModuleType, tmp_path: Path) -> None:
+    job = make_job(n_cameras=2, frames=3, size=16)
+    _, result = run_script(job, tmp_path)
+    result["cameras"]["cam02"]["location_cm"][1][0] += 5.0
+    m = result["cameras"]["cam02"]["matrix"][1]
+    m[3][0] += 5.0
+    with pytest.raises(RenderError, match="differ from the job's.*frame 1 cam02"):
+        evaluated_poses(result, job, CFG)
+    result["cameras"]["cam02"]["rotator_deg"][1][2] += 10.0  # roll no longer matches the matrix
+    with pytest.raises(RenderError, match="rotator convention mismatch"):
+        evaluated_poses(result, job, CFG)

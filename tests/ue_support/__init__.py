@@ -1,0 +1,1 @@
+"""Test support for the Unreal backend: stub sanitiser, fake ``unreal`` module, fake UnrealEditor-Cmd."""

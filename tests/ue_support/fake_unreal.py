@@ -1,0 +1,927 @@
+"""A fake ``unreal`` module: just enough of the UE 5.6 editor Python API to run ``ue_scripts/``.
+
+Rules that keep it honest:
+
+* every public name of this module, and every public member a fake class defines (methods,
+  properties, class attributes), exists in the sanitised engine stub + ``mrq_stub.pyi`` on that
+  class or one of its stub bases; ``tests/test_ue_static.py`` asserts it, so the fake cannot drift
+  from the real API. Helpers and recorded state are private (leading underscore);
+* it records what the script did (spawned actors, sequences, tracks, keys, MRQ settings) in
+  ``_STATE`` for the tests to assert on;
+* its Movie Render Queue "renders" by evaluating each job's sequence like the engine would (the
+  camera cut's camera, its keyed channels with the keys' interpolation) and writing one small
+  image per frame whose pixels encode the camera index and frame, so later stages can check them.
+
+Install with :func:`_install` (puts it in ``sys.modules["unreal"]``); reset with :func:`_reset`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from multicam.conventions import ue_location_rotator_to_matrix
+
+# ------------------------------------------------------------------------------------------------
+# recorded state + failure injection
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    assets: dict[str, Any] = field(default_factory=dict)
+    directories: set[str] = field(default_factory=set)
+    loaded_map: str | None = None
+    actors: list[Any] = field(default_factory=list)
+    destroyed: list[Any] = field(default_factory=list)
+    sequences: dict[str, Any] = field(default_factory=dict)
+    queue: Any = None
+    pending: list[Any] = field(default_factory=list)
+    quit_requested: bool = False
+    log: list[tuple[str, str]] = field(default_factory=list)
+    log_sink: Callable[[str, str], None] | None = None
+    rendered: dict[str, list[str]] = field(default_factory=dict)
+    # failure injection
+    fail_jobs: set[str] = field(default_factory=set)
+    crash_after_frames: int | None = None
+    crash: Callable[[], None] | None = None
+    engine_version: str = "5.6.0-fake+++UE5+Release-5.6"
+
+
+_STATE = _State()
+
+
+def _reset() -> _State:
+    global _STATE
+    _STATE = _State()
+    _STATE.queue = MoviePipelineQueue()
+    return _STATE
+
+
+def _emit(level: str, msg: str) -> None:
+    _STATE.log.append((level, msg))
+    if _STATE.log_sink is not None:
+        _STATE.log_sink(level, msg)
+
+
+def _add_asset(path: str, asset: Any) -> Any:
+    asset._path = path
+    _STATE.assets[path] = asset
+    return asset
+
+
+def _install() -> types.ModuleType:
+    mod = sys.modules[__name__]
+    sys.modules["unreal"] = mod
+    return mod
+
+
+# ------------------------------------------------------------------------------------------------
+# core types
+# ------------------------------------------------------------------------------------------------
+
+
+def log(arg: Any) -> None:
+    _emit("Display", str(arg))
+
+
+def log_warning(arg: Any) -> None:
+    _emit("Warning", str(arg))
+
+
+def log_error(arg: Any) -> None:
+    _emit("Error", str(arg))
+
+
+def log_flush() -> None:
+    pass
+
+
+class _WrapperBase:
+    pass
+
+
+class Class(_WrapperBase):
+    def __init__(self, py: type) -> None:
+        self._py = py
+
+    def get_name(self) -> str:
+        return self._py.__name__
+
+
+class Object(_WrapperBase):
+    _path = ""
+
+    def __init__(self, outer: Any = None, name: str = "None") -> None:
+        self._name = name
+
+    @classmethod
+    def static_class(cls) -> Class:
+        return Class(cls)
+
+    @classmethod
+    def cast(cls, object: Any) -> Any:
+        if not isinstance(object, cls):
+            raise TypeError(f"Cannot cast {type(object).__name__} to {cls.__name__}")
+        return object
+
+    def get_path_name(self) -> str:
+        return self._path
+
+    def get_name(self) -> str:
+        return self._path.rsplit(".", 1)[-1] if self._path else self._name
+
+
+class StructBase(_WrapperBase):
+    pass
+
+
+class EnumBase(_WrapperBase):
+    def __init__(self, name: str) -> None:
+        self._n = name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}.{self._n}>"
+
+
+def _enum(cls: type, *names: str) -> None:
+    for n in names:
+        setattr(cls, n, cls(n))
+
+
+class MulticastDelegateBase(_WrapperBase):
+    def __init__(self) -> None:
+        self._callables: list[Callable[..., Any]] = []
+
+    def add_callable_unique(self, callable: Callable[..., Any]) -> None:
+        if callable not in self._callables:
+            self._callables.append(callable)
+
+    def broadcast(self, *args: Any) -> None:
+        for c in list(self._callables):
+            c(*args)
+
+
+class Text(_WrapperBase):
+    def __init__(self, value: str = "") -> None:
+        self._v = value
+
+    def __str__(self) -> str:
+        return self._v
+
+
+class Vector(StructBase):
+    x: float
+    y: float
+    z: float
+
+    def __init__(self, x: float = 0.0, y: float = 0.0, z: float = 0.0) -> None:
+        self.x, self.y, self.z = float(x), float(y), float(z)
+
+
+class Plane(Vector):
+    w: float
+
+    def __init__(self, x: float = 0.0, y: float = 0.0, z: float = 0.0, w: float = 0.0) -> None:
+        super().__init__(x, y, z)
+        self.w = float(w)
+
+
+class Rotator(StructBase):
+    roll: float
+    pitch: float
+    yaw: float
+
+    def __init__(self, roll: float = 0.0, pitch: float = 0.0, yaw: float = 0.0) -> None:
+        self.roll, self.pitch, self.yaw = float(roll), float(pitch), float(yaw)
+
+
+class Matrix(StructBase):
+    x_plane: Plane
+    y_plane: Plane
+    z_plane: Plane
+    w_plane: Plane
+
+    def __init__(self, x_plane: Plane | None = None, y_plane: Plane | None = None,
+                 z_plane: Plane | None = None, w_plane: Plane | None = None) -> None:
+        self.x_plane = x_plane or Plane()
+        self.y_plane = y_plane or Plane()
+        self.z_plane = z_plane or Plane()
+        self.w_plane = w_plane or Plane()
+
+
+class Transform(StructBase):
+    translation: Vector
+    scale3d: Vector
+
+    def __init__(self, location: Vector | None = None, rotation: Rotator | None = None,
+                 scale: Vector | None = None) -> None:
+        self.translation = location or Vector()
+        self._rot = rotation or Rotator()
+        self.scale3d = scale or Vector(1.0, 1.0, 1.0)
+
+    def to_matrix(self) -> Matrix:
+        # The engine's FTransform::ToMatrixWithScale for unit scale == FRotationTranslationMatrix.
+        r = self._rot
+        m = ue_location_rotator_to_matrix([self.translation.x, self.translation.y, self.translation.z],
+                                          [r.pitch, r.yaw, r.roll])
+        return Matrix(*(Plane(*map(float, row)) for row in m))
+
+
+class FrameNumber(StructBase):
+    value: int
+
+    def __init__(self, value: int = 0) -> None:
+        self.value = int(value)
+
+
+class FrameRate(StructBase):
+    numerator: int
+    denominator: int
+
+    def __init__(self, numerator: int = 0, denominator: int = 0) -> None:
+        self.numerator, self.denominator = int(numerator), int(denominator)
+
+
+class SoftObjectPath(StructBase):
+    def __init__(self, path_string: str = "") -> None:
+        self._p = path_string
+
+
+class DirectoryPath(StructBase):
+    path: str
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+
+
+class IntPoint(StructBase):
+    x: int
+    y: int
+
+    def __init__(self, x: int = 0, y: int = 0) -> None:
+        self.x, self.y = int(x), int(y)
+
+
+class SequencerScriptingRange(StructBase):
+    has_start_value: bool
+    has_end_value: bool
+    inclusive_start: int
+    exclusive_end: int
+
+    def __init__(self, has_start_value: bool = False, has_end_value: bool = False,
+                 inclusive_start: int = 0, exclusive_end: int = 0) -> None:
+        self.has_start_value, self.has_end_value = has_start_value, has_end_value
+        self.inclusive_start, self.exclusive_end = inclusive_start, exclusive_end
+
+
+class CameraFocusMethod(EnumBase):
+    pass
+
+
+_enum(CameraFocusMethod, "DO_NOT_OVERRIDE", "MANUAL", "TRACKING", "DISABLE")
+
+
+class MovieSceneKeyInterpolation(EnumBase):
+    pass
+
+
+_enum(MovieSceneKeyInterpolation, "AUTO", "USER", "BREAK", "LINEAR", "CONSTANT")
+
+
+class CameraFilmbackSettings(StructBase):
+    sensor_width: float
+    sensor_height: float
+
+    def __init__(self, sensor_width: float = 24.89, sensor_height: float = 18.67) -> None:
+        self.sensor_width, self.sensor_height = sensor_width, sensor_height
+
+
+class CameraTrackingFocusSettings(StructBase):
+    actor_to_track: Any
+    relative_offset: Vector
+
+    def __init__(self, actor_to_track: Any = None, relative_offset: Vector | None = None) -> None:
+        self.actor_to_track, self.relative_offset = actor_to_track, relative_offset or Vector()
+
+
+class CameraFocusSettings(StructBase):
+    focus_method: Any
+    tracking_focus_settings: CameraTrackingFocusSettings | None
+
+    def __init__(self, focus_method: CameraFocusMethod | None = None,
+                 tracking_focus_settings: CameraTrackingFocusSettings | None = None) -> None:
+        self.focus_method = focus_method or CameraFocusMethod.DO_NOT_OVERRIDE  # type: ignore[attr-defined]
+        self.tracking_focus_settings = tracking_focus_settings
+
+
+class SystemLibrary(Object):
+    @classmethod
+    def get_engine_version(cls) -> str:
+        return _STATE.engine_version
+
+    @classmethod
+    def quit_editor(cls) -> None:
+        _STATE.quit_requested = True
+
+
+# ------------------------------------------------------------------------------------------------
+# assets, actors, subsystems
+# ------------------------------------------------------------------------------------------------
+
+
+class World(Object):
+    pass
+
+
+class SkeletalMesh(Object):
+    pass
+
+
+class AnimSequence(Object):
+    pass
+
+
+class Actor(Object):
+    def __init__(self) -> None:
+        super().__init__()
+        self._label = ""
+        self._location: Vector | None = None
+        self._rotation: Rotator | None = None
+
+    def set_actor_label(self, new_actor_label: str, mark_dirty: bool = True) -> None:
+        self._label = new_actor_label
+        self._path = f"/Temp/PersistentLevel.{new_actor_label}"
+
+
+class SkeletalMeshComponent(Object):
+    def __init__(self) -> None:
+        super().__init__()
+        self._mesh: SkeletalMesh | None = None
+
+    def set_skinned_asset_and_update(self, new_mesh: Any, reinit_pose: bool = True) -> None:
+        self._mesh = new_mesh
+
+
+class SkeletalMeshActor(Actor):
+    def __init__(self) -> None:
+        super().__init__()
+        self._component = SkeletalMeshComponent()
+
+    @property
+    def skeletal_mesh_component(self) -> SkeletalMeshComponent:
+        return self._component
+
+
+class CineCameraComponent(Object):
+    filmback: CameraFilmbackSettings = CameraFilmbackSettings()
+    current_focal_length: float = 35.0
+    current_aperture: float = 2.8
+    focus_settings: CameraFocusSettings | None = None
+
+
+class CineCameraActor(Actor):
+    def __init__(self) -> None:
+        super().__init__()
+        self._component = CineCameraComponent()
+
+    def get_cine_camera_component(self) -> CineCameraComponent:
+        return self._component
+
+
+class EditorSubsystem(Object):
+    pass
+
+
+class LevelEditorSubsystem(EditorSubsystem):
+    def load_level(self, asset_path: str) -> bool:
+        if asset_path not in _STATE.assets:
+            return False
+        _STATE.loaded_map = asset_path
+        return True
+
+
+class EditorActorSubsystem(EditorSubsystem):
+    def spawn_actor_from_class(self, actor_class: Class, location: Vector, rotation: Rotator | None = None,
+                               transient: bool = False) -> Actor:
+        actor = actor_class._py()
+        actor._location, actor._rotation = location, rotation or Rotator()
+        _STATE.actors.append(actor)
+        return actor  # type: ignore[no-any-return]
+
+    def destroy_actor(self, actor_to_destroy: Actor) -> bool:
+        _STATE.destroyed.append(actor_to_destroy)
+        return True
+
+
+def get_editor_subsystem(subsystem: Any) -> Any:
+    return subsystem()
+
+
+class EditorAssetLibrary(Object):
+    @classmethod
+    def does_asset_exist(cls, asset_path: str) -> bool:
+        return asset_path in _STATE.assets
+
+    @classmethod
+    def load_asset(cls, asset_path: str) -> Any:
+        return _STATE.assets.get(asset_path)
+
+    @classmethod
+    def does_directory_exist(cls, directory_path: str) -> bool:
+        return directory_path in _STATE.directories
+
+    @classmethod
+    def delete_directory(cls, directory_path: str) -> bool:
+        _STATE.directories.discard(directory_path)
+        for p in [p for p in _STATE.sequences if p.startswith(directory_path + "/")]:
+            del _STATE.sequences[p]
+        return True
+
+
+class Factory(Object):
+    pass
+
+
+class LevelSequenceFactoryNew(Factory):
+    pass
+
+
+class AssetTools(_WrapperBase):
+    def create_asset(self, asset_name: str, package_path: str, asset_class: Class, factory: Factory,
+                     calling_context: str = "") -> Any:
+        asset = asset_class._py()
+        asset._path = f"{package_path}/{asset_name}.{asset_name}"
+        _STATE.directories.add(package_path)
+        if isinstance(asset, LevelSequence):
+            _STATE.sequences[asset._path] = asset
+        return asset
+
+
+class AssetToolsHelpers(Object):
+    @classmethod
+    def get_asset_tools(cls) -> AssetTools:
+        return AssetTools()
+
+
+# ------------------------------------------------------------------------------------------------
+# sequencer
+# ------------------------------------------------------------------------------------------------
+
+
+class MovieSceneObjectBindingID(StructBase):
+    def __init__(self) -> None:
+        self._binding: MovieSceneBindingProxy | None = None
+
+
+class MovieSceneScriptingChannel(Object):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._channel_name = name
+
+    @property
+    def channel_name(self) -> str:
+        return self._channel_name
+
+
+class MovieSceneScriptingDoubleChannel(MovieSceneScriptingChannel):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._keys: list[tuple[int, float, Any]] = []
+        self._default: float | None = None
+
+    def add_key(self, time: FrameNumber, new_value: float, sub_frame: float = 0.0, time_unit: Any = None,
+                interpolation: Any = None) -> None:
+        if time_unit is not None or sub_frame:
+            raise AssertionError("the script must key whole display-rate frames")
+        interp = interpolation or MovieSceneKeyInterpolation.AUTO  # type: ignore[attr-defined]
+        self._keys.append((time.value, float(new_value), interp))
+        self._keys.sort(key=lambda k: k[0])
+
+    def set_default(self, default_value: float) -> None:
+        self._default = float(default_value)
+
+    def _value_at(self, t: float) -> float:
+        if not self._keys:
+            return self._default or 0.0
+        if t <= self._keys[0][0]:
+            return self._keys[0][1]
+        for (t0, v0, interp), (t1, v1, _) in zip(self._keys, self._keys[1:], strict=False):
+            if t0 <= t < t1:
+                if interp is MovieSceneKeyInterpolation.CONSTANT:  # type: ignore[attr-defined]
+                    return v0
+                if interp is MovieSceneKeyInterpolation.LINEAR:  # type: ignore[attr-defined]
+                    return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+                raise AssertionError(f"unsupported interpolation {interp} (auto tangents overshoot)")
+        return self._keys[-1][1]
+
+    def evaluate_keys(self, range: SequencerScriptingRange, frame_rate: FrameRate) -> list[float]:
+        return [self._value_at(f) for f in _range(range.inclusive_start, range.exclusive_end)]
+
+
+_range = range
+
+
+class MovieSceneSection(Object):
+    def __init__(self) -> None:
+        super().__init__()
+        self._range: tuple[int, int] | None = None
+        self._channels: list[MovieSceneScriptingChannel] = []
+
+    def set_range(self, start_frame: int, end_frame: int) -> None:
+        self._range = (start_frame, end_frame)
+
+    def get_channels_by_type(self, channel_type: Class) -> list[MovieSceneScriptingChannel]:
+        return [c for c in self._channels if isinstance(c, channel_type._py)]
+
+
+class MovieScene3DTransformSection(MovieSceneSection):
+    def __init__(self) -> None:
+        super().__init__()
+        self._channels = [MovieSceneScriptingDoubleChannel(f"{a}.{x}")
+                          for a in ("Location", "Rotation", "Scale") for x in "XYZ"]
+
+
+class MovieSceneSkeletalAnimationParams(StructBase):
+    animation: AnimSequence | None
+    first_loop_start_frame_offset: FrameNumber
+
+    def __init__(self) -> None:
+        self.animation: AnimSequence | None = None
+        self.first_loop_start_frame_offset = FrameNumber(0)
+
+
+class MovieSceneSkeletalAnimationSection(MovieSceneSection):
+    def __init__(self) -> None:
+        super().__init__()
+        self._params = MovieSceneSkeletalAnimationParams()
+
+    @property
+    def params(self) -> MovieSceneSkeletalAnimationParams:
+        p = MovieSceneSkeletalAnimationParams()  # struct properties return copies, as in UE
+        p.animation = self._params.animation
+        p.first_loop_start_frame_offset = self._params.first_loop_start_frame_offset
+        return p
+
+    @params.setter
+    def params(self, value: MovieSceneSkeletalAnimationParams) -> None:
+        self._params = value
+
+
+class MovieSceneCameraCutSection(MovieSceneSection):
+    def __init__(self) -> None:
+        super().__init__()
+        self._camera: MovieSceneObjectBindingID | None = None
+
+    def set_camera_binding_id(self, camera_binding_id: MovieSceneObjectBindingID) -> None:
+        self._camera = camera_binding_id
+
+
+class MovieSceneTrack(Object):
+    _section_type: type = MovieSceneSection
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sections: list[MovieSceneSection] = []
+
+    def add_section(self) -> MovieSceneSection:
+        s = self._section_type()
+        self._sections.append(s)
+        return s
+
+
+class MovieScene3DTransformTrack(MovieSceneTrack):
+    _section_type = MovieScene3DTransformSection
+
+
+class MovieSceneSkeletalAnimationTrack(MovieSceneTrack):
+    _section_type = MovieSceneSkeletalAnimationSection
+
+
+class MovieSceneCameraCutTrack(MovieSceneTrack):
+    _section_type = MovieSceneCameraCutSection
+
+
+class MovieSceneBindingProxy(StructBase):
+    def __init__(self, obj: Any = None) -> None:
+        self._object = obj
+        self._tracks: list[MovieSceneTrack] = []
+
+    def add_track(self, track_type: Class) -> MovieSceneTrack:
+        t = track_type._py()
+        self._tracks.append(t)
+        return t  # type: ignore[no-any-return]
+
+
+class LevelSequence(Object):
+    def __init__(self) -> None:
+        super().__init__()
+        self._tick_resolution: FrameRate | None = None
+        self._display_rate: FrameRate | None = None
+        self._start: int | None = None
+        self._end: int | None = None
+        self._bindings: list[MovieSceneBindingProxy] = []
+        self._tracks: list[MovieSceneTrack] = []
+
+    def set_tick_resolution(self, tick_resolution: FrameRate) -> None:
+        self._tick_resolution = tick_resolution
+
+    def set_display_rate(self, display_rate: FrameRate) -> None:
+        self._display_rate = display_rate
+
+    def set_playback_start(self, start_frame: int) -> None:
+        self._start = start_frame
+
+    def set_playback_end(self, end_frame: int) -> None:
+        self._end = end_frame
+
+    def add_possessable(self, object_to_possess: Object) -> MovieSceneBindingProxy:
+        b = MovieSceneBindingProxy(object_to_possess)
+        self._bindings.append(b)
+        return b
+
+    def add_track(self, track_type: Class) -> MovieSceneTrack:
+        t = track_type._py()
+        self._tracks.append(t)
+        return t  # type: ignore[no-any-return]
+
+    def get_binding_id(self, binding: MovieSceneBindingProxy) -> MovieSceneObjectBindingID:
+        if binding not in self._bindings:
+            raise ValueError("binding does not belong to this sequence")
+        bid = MovieSceneObjectBindingID()
+        bid._binding = binding
+        return bid
+
+    # -- what the engine would evaluate (helpers for the fake renderer and the tests) --
+    def _cut_camera(self) -> MovieSceneBindingProxy:
+        cuts = [s for t in self._tracks if isinstance(t, MovieSceneCameraCutTrack) for s in t._sections]
+        if len(cuts) != 1 or cuts[0]._camera is None or cuts[0]._camera._binding is None:
+            raise AssertionError(f"{self._path}: expected exactly one bound camera cut, found {len(cuts)}")
+        return cuts[0]._camera._binding
+
+    def _camera_pose(self, binding: MovieSceneBindingProxy, frame: int) -> tuple[list[float], list[float]]:
+        sections = [s for t in binding._tracks if isinstance(t, MovieScene3DTransformTrack) for s in t._sections]
+        ch = {c.channel_name: c for c in sections[0]._channels}
+        v = {n: c._value_at(frame) for n, c in ch.items()}  # type: ignore[attr-defined]
+        loc = [v["Location.X"], v["Location.Y"], v["Location.Z"]]
+        return loc, [v["Rotation.Y"], v["Rotation.Z"], v["Rotation.X"]]  # pitch, yaw, roll
+
+
+# ------------------------------------------------------------------------------------------------
+# Movie Render Queue
+# ------------------------------------------------------------------------------------------------
+
+
+class AntiAliasingMethod(EnumBase):
+    pass
+
+
+_enum(AntiAliasingMethod, "AAM_NONE", "AAM_FXAA", "AAM_TEMPORAL_AA", "AAM_MSAA", "AAM_TSR")
+
+
+class MoviePipelineSetting(Object):
+    pass
+
+
+class MoviePipelineOutputSetting(MoviePipelineSetting):
+    output_directory: DirectoryPath = DirectoryPath()
+    file_name_format: str = "{sequence_name}.{frame_number}"
+    output_resolution: IntPoint = IntPoint(1920, 1080)
+    use_custom_playback_range: bool = False
+    custom_start_frame: int = 0
+    custom_end_frame: int = 0
+    use_custom_frame_rate: bool = False
+    output_frame_rate: FrameRate = FrameRate(24, 1)
+    zero_pad_frame_numbers: int = 4
+    frame_number_offset: int = 0
+    handle_frame_count: int = 0
+    override_existing_output: bool = True
+
+
+class MoviePipelineRenderPass(MoviePipelineSetting):
+    pass
+
+
+class MoviePipelineImagePassBase(MoviePipelineRenderPass):
+    pass
+
+
+class MoviePipelineDeferredPassBase(MoviePipelineImagePassBase):
+    pass
+
+
+class MoviePipelineOutputBase(MoviePipelineSetting):
+    pass
+
+
+class MoviePipelineImageSequenceOutputBase(MoviePipelineOutputBase):
+    pass
+
+
+class MoviePipelineImageSequenceOutput_PNG(MoviePipelineImageSequenceOutputBase):
+    pass
+
+
+class MoviePipelineImageSequenceOutput_EXR(MoviePipelineImageSequenceOutputBase):
+    pass
+
+
+class MoviePipelineAntiAliasingSetting(MoviePipelineSetting):
+    spatial_sample_count: int = 1
+    temporal_sample_count: int = 1
+    override_anti_aliasing: bool = False
+    anti_aliasing_method: AntiAliasingMethod | None = None
+    engine_warm_up_count: int = 0
+    render_warm_up_count: int = 32
+    use_camera_cut_for_warm_up: bool = False
+
+
+class MoviePipelineCameraSetting(MoviePipelineSetting):
+    render_all_cameras: bool = False
+    overscan_percentage: float = 0.0
+
+
+class MoviePipelineConfigBase(Object):
+    def __init__(self) -> None:
+        super().__init__()
+        self._settings: list[MoviePipelineSetting] = []
+
+    def find_or_add_setting_by_class(self, class_: Class, include_disabled_settings: bool = False,
+                                     exact_match: bool = False) -> MoviePipelineSetting:
+        for s in self._settings:
+            if type(s) is class_._py:
+                return s
+        s = class_._py()
+        self._settings.append(s)
+        return s  # type: ignore[no-any-return]
+
+
+class MoviePipelinePrimaryConfig(MoviePipelineConfigBase):
+    pass
+
+
+class MoviePipelineExecutorJob(Object):
+    job_name: str = ""
+    map: SoftObjectPath = SoftObjectPath()
+    sequence: SoftObjectPath = SoftObjectPath()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._config = MoviePipelinePrimaryConfig()
+
+    def get_configuration(self) -> MoviePipelinePrimaryConfig:
+        return self._config
+
+
+class MoviePipelineQueue(Object):
+    def __init__(self) -> None:
+        super().__init__()
+        self._jobs: list[MoviePipelineExecutorJob] = []
+
+    def delete_all_jobs(self) -> None:
+        self._jobs.clear()
+
+    def allocate_new_job(self, job_type: Class | None = None) -> MoviePipelineExecutorJob:
+        job = (job_type._py if job_type else MoviePipelineExecutorJob)()
+        self._jobs.append(job)
+        return job  # type: ignore[no-any-return]
+
+    def get_jobs(self) -> list[MoviePipelineExecutorJob]:
+        return list(self._jobs)
+
+
+class MoviePipelineBase(Object):
+    pass
+
+
+class MoviePipeline(MoviePipelineBase):
+    pass
+
+
+class MoviePipelineOutputData(StructBase):
+    job: MoviePipelineExecutorJob
+    success: bool
+    pipeline: MoviePipelineBase
+
+    def __init__(self, job: MoviePipelineExecutorJob, success: bool) -> None:
+        self.job, self.success, self.pipeline = job, success, MoviePipeline()
+
+
+class OnMoviePipelineExecutorFinished(MulticastDelegateBase):
+    pass
+
+
+class OnMoviePipelineExecutorErrored(MulticastDelegateBase):
+    pass
+
+
+class MoviePipelineWorkFinished(MulticastDelegateBase):
+    pass
+
+
+class MoviePipelineExecutorBase(Object):
+    on_executor_finished_delegate: OnMoviePipelineExecutorFinished
+    on_executor_errored_delegate: OnMoviePipelineExecutorErrored
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_executor_finished_delegate = OnMoviePipelineExecutorFinished()
+        self.on_executor_errored_delegate = OnMoviePipelineExecutorErrored()
+
+
+class MoviePipelineLinearExecutorBase(MoviePipelineExecutorBase):
+    pass
+
+
+class MoviePipelinePIEExecutor(MoviePipelineLinearExecutorBase):
+    on_individual_job_work_finished_delegate: MoviePipelineWorkFinished
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_individual_job_work_finished_delegate = MoviePipelineWorkFinished()
+
+
+class MoviePipelineQueueSubsystem(EditorSubsystem):
+    def get_queue(self) -> MoviePipelineQueue:
+        return _STATE.queue  # type: ignore[no-any-return]
+
+    def render_queue_with_executor_instance(self, executor: MoviePipelineExecutorBase) -> None:
+        # Like the engine: returns at once; the work happens on later editor ticks (_tick).
+        _STATE.pending.append(executor)
+
+
+def _frame_image(cam_index: int, frame: int, width: int, height: int) -> np.ndarray:
+    """An RGB image that encodes (camera, frame): left half camera, right half frame, and a ramp."""
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:, : width // 2] = (40 + 20 * cam_index) % 256
+    img[:, width // 2 :] = (10 + 7 * frame) % 256
+    img[: height // 4, :, 2] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+    return img
+
+
+def _render_job(job: MoviePipelineExecutorJob, executor: MoviePipelineExecutorBase, cam_index: int) -> bool:
+    import cv2
+
+    seq = _STATE.sequences.get(job.sequence._p)
+    if seq is None:
+        executor.on_executor_errored_delegate.broadcast(executor, MoviePipeline(), True,
+                                                        Text(f"sequence {job.sequence._p} not found"))
+        return False
+    if job.map._p != _STATE.loaded_map:
+        raise AssertionError(f"job map {job.map._p} is not the loaded map {_STATE.loaded_map}")
+    cfg = job.get_configuration()._settings
+    out = next(s for s in cfg if isinstance(s, MoviePipelineOutputSetting))
+    exts = [e for s, e in ((MoviePipelineImageSequenceOutput_PNG, "png"), (MoviePipelineImageSequenceOutput_EXR, "exr"))
+            if any(type(c) is s for c in cfg)]
+    if not any(isinstance(s, MoviePipelineDeferredPassBase) for s in cfg) or len(exts) != 1:
+        raise AssertionError("job needs one deferred render pass and one image output")
+    if job.job_name in _STATE.fail_jobs:
+        executor.on_executor_errored_delegate.broadcast(
+            executor, MoviePipeline(), True, Text(f"LogMovieRenderPipeline: Error: injected failure in {job.job_name}"))
+        return False
+    if out.use_custom_playback_range:
+        start, end = out.custom_start_frame, out.custom_end_frame
+    else:
+        start, end = seq._start, seq._end
+    cam = seq._cut_camera()
+    files = []
+    for f in range(start, end):
+        seq._camera_pose(cam, f)  # evaluates like the engine; raises on auto tangents
+        number = f"{f + out.frame_number_offset:0{out.zero_pad_frame_numbers}d}"
+        name = out.file_name_format.replace("{frame_number}", number)
+        path = os.path.join(out.output_directory.path, f"{name}.{exts[0]}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        img = _frame_image(cam_index, f, out.output_resolution.x, out.output_resolution.y)
+        if exts[0] == "png":
+            cv2.imwrite(path, img[:, :, ::-1])
+        else:
+            cv2.imwrite(path, img[:, :, ::-1].astype(np.float32) / 255.0)
+        files.append(path)
+        done = sum(map(len, _STATE.rendered.values())) + len(files)
+        if _STATE.crash_after_frames is not None and done >= _STATE.crash_after_frames:
+            assert _STATE.crash is not None
+            _STATE.crash()
+    _STATE.rendered[job.job_name] = files
+    return True
+
+
+def _tick() -> bool:
+    """Run one pending executor to completion (what the editor does over many ticks). True if work was done."""
+    if not _STATE.pending:
+        return False
+    executor = _STATE.pending.pop(0)
+    ok_all = True
+    for i, job in enumerate(_STATE.queue.get_jobs()):
+        ok = _render_job(job, executor, i)
+        ok_all &= ok
+        if isinstance(executor, MoviePipelinePIEExecutor):
+            executor.on_individual_job_work_finished_delegate.broadcast(MoviePipelineOutputData(job, ok))
+    executor.on_executor_finished_delegate.broadcast(executor, ok_all)
+    return True
+

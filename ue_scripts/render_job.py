@@ -1,0 +1,599 @@
+"""Render one MultiCam job inside the Unreal Editor (UE 5.3-5.6): synchronized camera videos via MRQ.
+
+Run by ``render_jobs.unreal_backend`` as::
+
+    UnrealEditor-Cmd <project.uproject> -ExecutePythonScript=<this file> -unattended -nosplash
+        -RenderOffscreen ...        (job file path in the environment variable MULTICAM_UE_JOB)
+
+Standard library + ``unreal`` only (no numpy, no project imports): the editor's Python has neither.
+The script decides nothing: the job file (written by ``render_jobs.unreal_backend.ue_job_dict``)
+holds every number already converted to what the engine wants, in particular each camera's UE
+location (cm) and rotator (pitch, yaw, roll in degrees, unwrapped over time) per frame.
+
+What it does:
+
+1. load the map; spawn the character (SkeletalMeshActor) at the anchor with the job's yaw;
+   spawn one CineCameraActor per camera (focal length, aperture, 23.76 x 23.76 mm filmback,
+   focus tracking the character or depth of field disabled);
+2. per camera, create a LevelSequence under ``content_folder`` (deleted afterwards): display rate =
+   job fps, playback range [0, frames), the character's skeletal animation track with the job's
+   animation and start offset, the camera's transform track keyed on every frame with linear (or
+   constant) interpolation, and one camera cut over the whole range bound to that camera. All
+   sequences share the same animation time line, so the videos are synchronized by construction;
+3. read back the transform each sequence evaluates at every frame (channel evaluation) and record
+   it with the engine's own matrix (``Transform.to_matrix``), so the camera file is what rendered;
+4. queue one Movie Render Queue job per camera (deferred pass, spatial samples, warm-up frames,
+   PNG or EXR named ``<camNN>/<frame>``) and run it with the PIE executor (unattended);
+5. when the executor finishes: check every frame exists, write the result JSON, delete the
+   temporary assets and actors, quit the editor. Failures write ``{"status": "error", ...}`` and
+   exit with code 3 (:data:`EXIT_FAILED`) so the launcher sees them even without the result file.
+
+API differences between the versions we support, handled or noted where used:
+
+* transform channels are doubles since UE 5.0 (large world coordinates):
+  ``get_channels_by_type(MovieSceneScriptingDoubleChannel)``; 4.27 had float channels;
+* ``MovieSceneSequence.add_track`` (5.2+) replaced ``add_master_track`` (removed in 5.4);
+* ``SkinnedMeshComponent.set_skinned_asset_and_update`` (5.1+) replaced ``set_skeletal_mesh``;
+* ``add_key(..., time_unit=...)`` takes ``MovieSceneTimeUnit`` (5.3+) instead of
+  ``SequenceTimeUnit``; we rely on the default (display rate) and never pass it;
+* MRQ's primary configuration class is ``MoviePipelinePrimaryConfig`` (5.2+; "MasterConfig" before);
+* ``MoviePipelineCameraSetting.render_all_cameras`` exists from 5.1 but renders only cameras of the
+  same sequence alongside the cut's camera; we use one camera cut per camera instead (portable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import unreal
+
+_S = TypeVar("_S", bound=unreal.EditorSubsystem)
+_A = TypeVar("_A", bound=unreal.Object)
+
+JOB_ENV = "MULTICAM_UE_JOB"
+EXIT_FAILED = 3
+RESULT_SCHEMA = 1
+
+#: Transform section channel names (UE 5.x) -> our component index: location x, y, z, then
+#: rotation as (roll, pitch, yaw) which are the channels Rotation.X, .Y, .Z.
+_LOCATION = ("Location.X", "Location.Y", "Location.Z")
+_ROTATION = ("Rotation.X", "Rotation.Y", "Rotation.Z")  # roll, pitch, yaw
+_SCALE = ("Scale.X", "Scale.Y", "Scale.Z")
+
+
+class JobError(RuntimeError):
+    """A problem with the job or the project the user can act on (bad asset path, ...)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The job file
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CameraSpec:
+    name: str
+    focal_mm: float
+    aperture: float
+    sensor_width_mm: float
+    sensor_height_mm: float
+    #: per frame [x, y, z] in UE cm
+    locations: list[list[float]]
+    #: per frame [pitch, yaw, roll] in degrees (unwrapped: no jumps of 360 between frames)
+    rotators: list[list[float]]
+
+
+@dataclass
+class UeJob:
+    job_id: str
+    map_path: str
+    character_mesh: str
+    animation: str
+    #: animation frames at ``animation_fps`` to skip at render frame 0
+    animation_start_frame: int
+    animation_fps: float
+    character_location_cm: list[float]
+    character_yaw_deg: float
+    focus_height_cm: float
+    frames: int
+    fps: float
+    width: int
+    height: int
+    spatial_samples: int
+    warmup_frames: int
+    depth_of_field: bool
+    image_format: str
+    interpolation: str
+    content_folder: str
+    frames_dir: str
+    result_path: str
+    cameras: list[CameraSpec] = field(default_factory=list)
+
+
+def _need(d: dict[str, Any], key: str, where: str) -> Any:
+    if key not in d:
+        raise JobError(f"{where}: missing field {key!r}")
+    return d[key]
+
+
+def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
+    """Validate the job dict written by the launcher; errors name the field."""
+    cams = []
+    frames = int(_need(data, "frames", where))
+    for i, c in enumerate(_need(data, "cameras", where)):
+        cw = f"{where}: cameras[{i}]"
+        locs = [[float(v) for v in p] for p in _need(c, "locations", cw)]
+        rots = [[float(v) for v in p] for p in _need(c, "rotators", cw)]
+        if len(locs) != frames or len(rots) != frames:
+            raise JobError(f"{cw}: {len(locs)} locations / {len(rots)} rotators, expected {frames}")
+        cams.append(CameraSpec(
+            name=str(_need(c, "name", cw)), focal_mm=float(_need(c, "focal_mm", cw)),
+            aperture=float(_need(c, "aperture", cw)),
+            sensor_width_mm=float(c.get("sensor_width_mm", 23.76)),
+            sensor_height_mm=float(c.get("sensor_height_mm", 23.76)),
+            locations=locs, rotators=rots,
+        ))
+    if not cams:
+        raise JobError(f"{where}: cameras must not be empty")
+    image_format = str(data.get("image_format", "png")).lower()
+    if image_format not in ("png", "exr"):
+        raise JobError(f"{where}: image_format must be png or exr, got {image_format!r}")
+    interpolation = str(data.get("interpolation", "linear")).lower()
+    if interpolation not in ("linear", "constant"):
+        raise JobError(f"{where}: interpolation must be linear or constant, got {interpolation!r}")
+    return UeJob(
+        job_id=str(_need(data, "job_id", where)),
+        map_path=str(_need(data, "map", where)),
+        character_mesh=str(_need(data, "character_mesh", where)),
+        animation=str(_need(data, "animation", where)),
+        animation_start_frame=int(data.get("animation_start_frame", 0)),
+        animation_fps=float(data.get("animation_fps", 30.0)),
+        character_location_cm=[float(v) for v in _need(data, "character_location_cm", where)],
+        character_yaw_deg=float(data.get("character_yaw_deg", 0.0)),
+        focus_height_cm=float(data.get("focus_height_cm", 120.0)),
+        frames=frames,
+        fps=float(_need(data, "fps", where)),
+        width=int(_need(data, "width", where)),
+        height=int(_need(data, "height", where)),
+        spatial_samples=int(data.get("spatial_samples", 8)),
+        warmup_frames=int(data.get("warmup_frames", 8)),
+        depth_of_field=bool(data.get("depth_of_field", True)),
+        image_format=image_format,
+        interpolation=interpolation,
+        content_folder=str(_need(data, "content_folder", where)).rstrip("/"),
+        frames_dir=str(_need(data, "frames_dir", where)),
+        result_path=str(_need(data, "result_path", where)),
+        cameras=cams,
+    )
+
+
+def load_job(path: str) -> UeJob:
+    with open(path, encoding="utf-8") as fh:
+        return parse_job(json.load(fh), path)
+
+
+def write_json_atomic(path: str, obj: dict[str, Any]) -> None:
+    tmp = f"{path}.part"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def frame_rate(fps: float) -> unreal.FrameRate:
+    """15.0 -> 15/1; 29.97 -> 29970/1000 (FrameRate is a rational)."""
+    if abs(fps - round(fps)) < 1e-9:
+        return unreal.FrameRate(numerator=int(round(fps)), denominator=1)
+    return unreal.FrameRate(numerator=int(round(fps * 1000)), denominator=1000)
+
+
+#: Sequencer tick resolution we set explicitly so that frame offsets in ticks are exact.
+TICKS_PER_SECOND = 24000
+
+
+# ------------------------------------------------------------------------------------------------
+# Building the scene
+# ------------------------------------------------------------------------------------------------
+
+
+def _editor_subsystem(kind: type[_S]) -> _S:
+    sub = unreal.get_editor_subsystem(kind)
+    if sub is None:
+        raise JobError(f"editor subsystem {kind.__name__} is not available (is this the editor?)")
+    return sub
+
+
+def _load(path: str, kind: type[_A], what: str) -> _A:
+    if not unreal.EditorAssetLibrary.does_asset_exist(path):
+        raise JobError(f"{what} asset not found: {path!r}")
+    asset = unreal.EditorAssetLibrary.load_asset(path)
+    if not isinstance(asset, kind):
+        raise JobError(f"{what} {path!r} is a {type(asset).__name__}, expected {kind.__name__}")
+    return asset
+
+
+def _vector(v: list[float]) -> unreal.Vector:
+    return unreal.Vector(x=v[0], y=v[1], z=v[2])
+
+
+def _rotator(pyr: list[float]) -> unreal.Rotator:
+    # unreal.Rotator's positional order is (roll, pitch, yaw): always pass keywords.
+    return unreal.Rotator(roll=pyr[2], pitch=pyr[0], yaw=pyr[1])
+
+
+@dataclass
+class Built:
+    """Everything created in the editor for one job (for rendering, reading back and clean-up)."""
+
+    character: unreal.SkeletalMeshActor
+    cameras: dict[str, unreal.CineCameraActor]
+    sequences: dict[str, unreal.LevelSequence]
+    channels: dict[str, dict[str, unreal.MovieSceneScriptingDoubleChannel]]
+
+
+def spawn_character(job: UeJob, actors: unreal.EditorActorSubsystem) -> unreal.SkeletalMeshActor:
+    mesh = _load(job.character_mesh, unreal.SkeletalMesh, "character skeletal mesh")
+    actor = actors.spawn_actor_from_class(
+        unreal.SkeletalMeshActor.static_class(), _vector(job.character_location_cm),
+        unreal.Rotator(roll=0.0, pitch=0.0, yaw=job.character_yaw_deg),
+    )
+    if not isinstance(actor, unreal.SkeletalMeshActor):
+        raise JobError("could not spawn the character SkeletalMeshActor")
+    actor.set_actor_label(f"multicam_{job.job_id}_character")
+    actor.skeletal_mesh_component.set_skinned_asset_and_update(mesh)
+    return actor
+
+
+def spawn_camera(job: UeJob, cam: CameraSpec, character: unreal.Actor,
+                 actors: unreal.EditorActorSubsystem) -> unreal.CineCameraActor:
+    actor = actors.spawn_actor_from_class(
+        unreal.CineCameraActor.static_class(), _vector(cam.locations[0]), _rotator(cam.rotators[0])
+    )
+    if not isinstance(actor, unreal.CineCameraActor):
+        raise JobError(f"could not spawn CineCameraActor for {cam.name}")
+    actor.set_actor_label(f"multicam_{job.job_id}_{cam.name}")
+    comp = actor.get_cine_camera_component()
+    comp.filmback = unreal.CameraFilmbackSettings(
+        sensor_width=cam.sensor_width_mm, sensor_height=cam.sensor_height_mm
+    )
+    comp.current_focal_length = cam.focal_mm
+    comp.current_aperture = cam.aperture
+    if job.depth_of_field:
+        comp.focus_settings = unreal.CameraFocusSettings(
+            focus_method=unreal.CameraFocusMethod.TRACKING,
+            tracking_focus_settings=unreal.CameraTrackingFocusSettings(
+                actor_to_track=character, relative_offset=unreal.Vector(x=0.0, y=0.0, z=job.focus_height_cm)
+            ),
+        )
+    else:
+        comp.focus_settings = unreal.CameraFocusSettings(focus_method=unreal.CameraFocusMethod.DISABLE)
+    return actor
+
+
+def create_sequence(job: UeJob, name: str) -> unreal.LevelSequence:
+    tools = unreal.AssetToolsHelpers.get_asset_tools()
+    asset = tools.create_asset(name, job.content_folder, unreal.LevelSequence.static_class(),
+                               unreal.LevelSequenceFactoryNew())
+    if not isinstance(asset, unreal.LevelSequence):
+        raise JobError(f"could not create LevelSequence {job.content_folder}/{name}")
+    asset.set_tick_resolution(unreal.FrameRate(numerator=TICKS_PER_SECOND, denominator=1))
+    asset.set_display_rate(frame_rate(job.fps))
+    asset.set_playback_start(0)
+    asset.set_playback_end(job.frames)  # exclusive: frames 0 .. frames-1
+    return asset
+
+
+def add_animation(job: UeJob, seq: unreal.LevelSequence, character: unreal.SkeletalMeshActor,
+                  anim: unreal.AnimSequence) -> None:
+    binding = seq.add_possessable(character)
+    track = binding.add_track(unreal.MovieSceneSkeletalAnimationTrack.static_class())
+    section = track.add_section()
+    if not isinstance(section, unreal.MovieSceneSkeletalAnimationSection):
+        raise JobError("skeletal animation track did not create an animation section")
+    params = section.params  # a struct: modify a copy and assign it back
+    params.animation = anim
+    # Offsets are FrameNumbers in tick resolution; start_frame is at the animation's own fps.
+    offset_ticks = int(round(job.animation_start_frame / job.animation_fps * TICKS_PER_SECOND))
+    params.first_loop_start_frame_offset = unreal.FrameNumber(value=offset_ticks)
+    section.params = params
+    section.set_range(0, job.frames)
+
+
+def transform_channels(section: unreal.MovieSceneSection) -> dict[str, unreal.MovieSceneScriptingDoubleChannel]:
+    """The 9 double channels of a 3D transform section, by name (``Location.X`` ... ``Scale.Z``)."""
+    out: dict[str, unreal.MovieSceneScriptingDoubleChannel] = {}
+    for ch in section.get_channels_by_type(unreal.MovieSceneScriptingDoubleChannel.static_class()):
+        if isinstance(ch, unreal.MovieSceneScriptingDoubleChannel):
+            out[str(ch.channel_name)] = ch
+    missing = [n for n in (*_LOCATION, *_ROTATION, *_SCALE) if n not in out]
+    if missing:
+        raise JobError(f"transform section lacks channels {missing}; found {sorted(out)}")
+    return out
+
+
+def add_camera_track(job: UeJob, seq: unreal.LevelSequence, cam: CameraSpec,
+                     actor: unreal.CineCameraActor) -> dict[str, unreal.MovieSceneScriptingDoubleChannel]:
+    binding = seq.add_possessable(actor)
+    track = binding.add_track(unreal.MovieScene3DTransformTrack.static_class())
+    section = track.add_section()
+    section.set_range(0, job.frames)
+    channels = transform_channels(section)
+    interp = (unreal.MovieSceneKeyInterpolation.LINEAR if job.interpolation == "linear"
+              else unreal.MovieSceneKeyInterpolation.CONSTANT)
+    for f in range(job.frames):
+        t = unreal.FrameNumber(value=f)  # display-rate frame (the default time unit)
+        loc, pyr = cam.locations[f], cam.rotators[f]
+        for name, value in zip(_LOCATION, loc, strict=True):
+            channels[name].add_key(t, value, interpolation=interp)
+        for name, value in zip(_ROTATION, (pyr[2], pyr[0], pyr[1]), strict=True):
+            channels[name].add_key(t, value, interpolation=interp)
+    for name in _SCALE:
+        channels[name].set_default(1.0)
+    cut_track = seq.add_track(unreal.MovieSceneCameraCutTrack.static_class())
+    cut = cut_track.add_section()
+    if not isinstance(cut, unreal.MovieSceneCameraCutSection):
+        raise JobError("camera cut track did not create a camera cut section")
+    cut.set_range(0, job.frames)
+    cut.set_camera_binding_id(seq.get_binding_id(binding))
+    return channels
+
+
+def build(job: UeJob) -> Built:
+    level = _editor_subsystem(unreal.LevelEditorSubsystem)
+    if not level.load_level(job.map_path):
+        raise JobError(f"could not load map {job.map_path!r}")
+    actors = _editor_subsystem(unreal.EditorActorSubsystem)
+    anim = _load(job.animation, unreal.AnimSequence, "animation")
+    if unreal.EditorAssetLibrary.does_directory_exist(job.content_folder):
+        unreal.EditorAssetLibrary.delete_directory(job.content_folder)
+    character = spawn_character(job, actors)
+    built = Built(character=character, cameras={}, sequences={}, channels={})
+    for cam in job.cameras:
+        actor = spawn_camera(job, cam, character, actors)
+        built.cameras[cam.name] = actor
+        seq = create_sequence(job, f"{job.job_id}_{cam.name}")
+        built.sequences[cam.name] = seq
+        add_animation(job, seq, character, anim)
+        built.channels[cam.name] = add_camera_track(job, seq, cam, actor)
+    return built
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading back what the sequences evaluate
+# ------------------------------------------------------------------------------------------------
+
+
+def _matrix_rows(m: unreal.Matrix) -> list[list[float]]:
+    return [[p.x, p.y, p.z, p.w] for p in (m.x_plane, m.y_plane, m.z_plane, m.w_plane)]
+
+
+def evaluated_poses(job: UeJob, built: Built) -> dict[str, dict[str, list[Any]]]:
+    """Per camera: location, rotator (pitch, yaw, roll) and the engine's row-vector matrix per frame,
+    evaluated from the keyed channels at every display-rate frame."""
+    rng = unreal.SequencerScriptingRange(has_start_value=True, has_end_value=True,
+                                         inclusive_start=0, exclusive_end=job.frames)
+    rate = frame_rate(job.fps)
+    out: dict[str, dict[str, list[Any]]] = {}
+    for name, channels in built.channels.items():
+        values = {n: list(channels[n].evaluate_keys(rng, rate)) for n in (*_LOCATION, *_ROTATION)}
+        for n, v in values.items():
+            if len(v) != job.frames:
+                raise JobError(f"{name}: channel {n} evaluated {len(v)} frames, expected {job.frames}")
+        locs, rots, mats = [], [], []
+        for f in range(job.frames):
+            loc = [values[n][f] for n in _LOCATION]
+            roll, pitch, yaw = (values[n][f] for n in _ROTATION)
+            xform = unreal.Transform(location=_vector(loc), rotation=unreal.Rotator(roll=roll, pitch=pitch, yaw=yaw),
+                                     scale=unreal.Vector(x=1.0, y=1.0, z=1.0))
+            locs.append(loc)
+            rots.append([pitch, yaw, roll])
+            mats.append(_matrix_rows(xform.to_matrix()))
+        out[name] = {"location_cm": locs, "rotator_deg": rots, "matrix": mats}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Movie Render Queue
+# ------------------------------------------------------------------------------------------------
+
+
+def frame_file_format(cam_name: str) -> str:
+    """MRQ ``file_name_format`` for one camera: ``cam01/{frame_number}`` -> ``cam01/0000.png``."""
+    return f"{cam_name}/{{frame_number}}"
+
+
+def configure_queue(job: UeJob, built: Built,
+                    queue: unreal.MoviePipelineQueue) -> list[unreal.MoviePipelineExecutorJob]:
+    queue.delete_all_jobs()
+    jobs = []
+    for cam in job.cameras:
+        seq = built.sequences[cam.name]
+        mrq_job = queue.allocate_new_job(unreal.MoviePipelineExecutorJob.static_class())
+        mrq_job.job_name = cam.name
+        mrq_job.map = unreal.SoftObjectPath(job.map_path)
+        mrq_job.sequence = unreal.SoftObjectPath(seq.get_path_name())
+        config = mrq_job.get_configuration()
+
+        out = unreal.MoviePipelineOutputSetting.cast(
+            config.find_or_add_setting_by_class(unreal.MoviePipelineOutputSetting.static_class()))
+        out.output_directory = unreal.DirectoryPath(job.frames_dir)
+        out.file_name_format = frame_file_format(cam.name)
+        out.output_resolution = unreal.IntPoint(x=job.width, y=job.height)
+        out.use_custom_playback_range = True
+        out.custom_start_frame = 0
+        out.custom_end_frame = job.frames
+        out.use_custom_frame_rate = True
+        out.output_frame_rate = frame_rate(job.fps)
+        out.zero_pad_frame_numbers = 4
+        out.frame_number_offset = 0
+        out.handle_frame_count = 0
+        out.override_existing_output = True
+
+        config.find_or_add_setting_by_class(unreal.MoviePipelineDeferredPassBase.static_class())
+        image_cls = (unreal.MoviePipelineImageSequenceOutput_PNG if job.image_format == "png"
+                     else unreal.MoviePipelineImageSequenceOutput_EXR)
+        config.find_or_add_setting_by_class(image_cls.static_class())
+
+        aa = unreal.MoviePipelineAntiAliasingSetting.cast(
+            config.find_or_add_setting_by_class(unreal.MoviePipelineAntiAliasingSetting.static_class()))
+        aa.spatial_sample_count = job.spatial_samples
+        aa.temporal_sample_count = 1  # no motion blur accumulation: frames are exact poses
+        aa.override_anti_aliasing = True
+        aa.anti_aliasing_method = unreal.AntiAliasingMethod.AAM_NONE
+        aa.engine_warm_up_count = job.warmup_frames
+        aa.render_warm_up_count = job.warmup_frames
+        aa.use_camera_cut_for_warm_up = False
+
+        camera = unreal.MoviePipelineCameraSetting.cast(
+            config.find_or_add_setting_by_class(unreal.MoviePipelineCameraSetting.static_class()))
+        camera.render_all_cameras = False  # one camera cut (one camera) per MRQ job
+        camera.overscan_percentage = 0.0
+        jobs.append(mrq_job)
+    return jobs
+
+
+def expected_frame_files(job: UeJob) -> dict[str, list[str]]:
+    ext = job.image_format
+    return {c.name: [os.path.join(job.frames_dir, c.name, f"{f:04d}.{ext}") for f in range(job.frames)]
+            for c in job.cameras}
+
+
+# ------------------------------------------------------------------------------------------------
+# Run
+# ------------------------------------------------------------------------------------------------
+
+
+class Runner:
+    """Holds the state across the asynchronous MRQ callbacks (and keeps the executor alive)."""
+
+    def __init__(self, job: UeJob) -> None:
+        self.job = job
+        self.built: Built | None = None
+        self.poses: dict[str, dict[str, list[Any]]] = {}
+        self.errors: list[str] = []
+        self.finished_jobs: dict[str, bool] = {}
+        self.executor: unreal.MoviePipelinePIEExecutor | None = None
+        self.done = False
+
+    # -- results --------------------------------------------------------------------------------
+    def result(self, status: str, error: str = "") -> dict[str, Any]:
+        return {
+            "schema": RESULT_SCHEMA,
+            "status": status,
+            "error": error,
+            "job_id": self.job.job_id,
+            "engine_version": unreal.SystemLibrary.get_engine_version(),
+            "frames_dir": self.job.frames_dir,
+            "image_format": self.job.image_format,
+            "frames": self.job.frames,
+            "fps": self.job.fps,
+            "width": self.job.width,
+            "height": self.job.height,
+            "mrq_jobs": self.finished_jobs,
+            "engine_errors": self.errors,
+            "cameras": {c.name: self.poses.get(c.name, {}) for c in self.job.cameras},
+        }
+
+    def cleanup(self) -> None:
+        built, self.built = self.built, None
+        if built is None:
+            return
+        try:
+            actors = _editor_subsystem(unreal.EditorActorSubsystem)
+            for actor in [built.character, *built.cameras.values()]:
+                actors.destroy_actor(actor)
+            if unreal.EditorAssetLibrary.does_directory_exist(self.job.content_folder):
+                unreal.EditorAssetLibrary.delete_directory(self.job.content_folder)
+        except Exception as exc:  # clean-up must never hide the job's own outcome
+            unreal.log_warning(f"multicam: clean-up failed: {exc}")
+
+    def finish(self, status: str, error: str = "") -> None:
+        if self.done:
+            return
+        self.done = True
+        if error:
+            unreal.log_error(f"multicam: job {self.job.job_id} failed: {error}")
+        write_json_atomic(self.job.result_path, self.result(status, error))
+        self.cleanup()
+        unreal.log(f"multicam: job {self.job.job_id} {status}; result {self.job.result_path}")
+        if status != "ok" and os.environ.get("MULTICAM_UE_HARD_EXIT", "1") == "1":
+            unreal.log_flush()
+            os._exit(EXIT_FAILED)
+        unreal.SystemLibrary.quit_editor()
+
+    # -- MRQ callbacks --------------------------------------------------------------------------
+    def on_job_finished(self, results: unreal.MoviePipelineOutputData) -> None:
+        self.finished_jobs[results.job.job_name] = bool(results.success)
+
+    def on_error(self, executor: unreal.MoviePipelineExecutorBase, pipeline: unreal.MoviePipeline,
+                 is_fatal: bool, error_text: unreal.Text) -> None:
+        self.errors.append(f"{'fatal: ' if is_fatal else ''}{error_text}")
+
+    def on_finished(self, executor: unreal.MoviePipelineExecutorBase, success: bool) -> None:
+        try:
+            missing = [p for files in expected_frame_files(self.job).values() for p in files
+                       if not os.path.isfile(p)]
+            failed = sorted(n for n, ok in self.finished_jobs.items() if not ok)
+            if not success or failed or missing:
+                detail = "; ".join(self.errors[:5])
+                self.finish("error", f"Movie Render Queue failed (success={success}, failed jobs={failed}, "
+                                     f"{len(missing)} missing frames, first: {missing[:1]}) {detail}".strip())
+            else:
+                self.finish("ok")
+        except Exception as exc:
+            self.finish("error", f"{type(exc).__name__}: {exc}")
+
+    # -- start ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            job = self.job
+            for cam in job.cameras:
+                os.makedirs(os.path.join(job.frames_dir, cam.name), exist_ok=True)
+            self.built = build(job)
+            self.poses = evaluated_poses(job, self.built)
+            subsystem = _editor_subsystem(unreal.MoviePipelineQueueSubsystem)
+            configure_queue(job, self.built, subsystem.get_queue())
+            executor = unreal.MoviePipelinePIEExecutor()
+            executor.on_individual_job_work_finished_delegate.add_callable_unique(self.on_job_finished)
+            executor.on_executor_errored_delegate.add_callable_unique(self.on_error)
+            executor.on_executor_finished_delegate.add_callable_unique(self.on_finished)
+            self.executor = executor
+            unreal.log(f"multicam: rendering {len(job.cameras)} cameras x {job.frames} frames")
+            subsystem.render_queue_with_executor_instance(executor)
+        except JobError as exc:
+            self.finish("error", str(exc))
+        except Exception as exc:
+            self.finish("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
+
+#: The running job (module-level so the executor and callbacks outlive ``main``).
+RUNNER: Runner | None = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    global RUNNER
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else os.environ.get(JOB_ENV, "")
+    if not path:
+        unreal.log_error(f"multicam: no job file (pass it as argument or set {JOB_ENV})")
+        return 2
+    try:
+        job = load_job(path)
+    except (OSError, ValueError, JobError) as exc:
+        unreal.log_error(f"multicam: cannot read job file {path}: {exc}")
+        if os.environ.get("MULTICAM_UE_HARD_EXIT", "1") == "1":
+            os._exit(2)
+        return 2
+    RUNNER = Runner(job)
+    RUNNER.start()
+    return 0
+
+
+if __name__ == "__main__":
+    main()
