@@ -92,6 +92,19 @@ def hf_t5_to_wan(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def t5_config_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """UMT5 config of an encoder state dict (HF names): sizes read from the weights, the rest umT5-XXL's."""
+    n_layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.block."))
+    buckets, heads = sd["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape
+    vocab, d_model = sd["shared.weight"].shape
+    inner = sd["encoder.block.0.layer.0.SelfAttention.q.weight"].shape[0]
+    d_ff = sd["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"].shape[0]
+    cfg = dict(UMT5_XXL_CONFIG)
+    cfg.update(vocab_size=int(vocab), d_model=int(d_model), num_layers=n_layers, num_heads=int(heads),
+               d_kv=int(inner) // int(heads), d_ff=int(d_ff), relative_attention_num_buckets=int(buckets))
+    return cfg
+
+
 def load_tokenizer(wan_dir: str | os.PathLike[str]) -> Any:
     from transformers import AutoTokenizer
 
@@ -112,7 +125,7 @@ def load_text_encoder(
 
         sd = wan_t5_to_hf(_load_state_dict(path))
         with torch.device("meta"):
-            model = UMT5EncoderModel(UMT5Config(**UMT5_XXL_CONFIG))
+            model = UMT5EncoderModel(UMT5Config(**t5_config_from_state_dict(sd)))
         model.load_state_dict(sd, strict=True, assign=True)
         model = model.to(dtype)
     model.requires_grad_(False)

@@ -133,6 +133,26 @@ def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
         optimizer.state[p] = {k: (v.to(p.device) if k != "step" else v) for k, v in st.items()}
 
 
+def flow_matching_loss(model: Any, x0: torch.Tensor, source: torch.Tensor, prompt_emb: torch.Tensor,
+                       cam_emb: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """ReCamMaster's loss: noise the target only, keep the source clean, MSE on the target half.
+
+    ``x0``/``source``/``noise`` ``(B, 16, T, h, w)``; ``sigma`` ``(B,)``; the model sees
+    ``cat([(1 - sigma) x0 + sigma noise, source], frames)`` at timestep ``1000 sigma``; the per-sample
+    MSE against ``noise - x0`` over the first ``T`` output frames is scaled by ``weight`` ``(B,)``.
+    """
+    from recam.scheduler import add_noise, velocity_target
+
+    inp = torch.cat([add_noise(x0, noise, sigma), source], dim=2)
+    (pred,) = model(inp, sigma * 1000.0, prompt_emb, cam_emb, return_dict=False)
+    err = (pred[:, :, : x0.shape[2]].float() - velocity_target(x0, noise).float()) ** 2
+    per_sample = err.flatten(1).mean(1)
+    if weight is not None:
+        per_sample = per_sample * weight
+    return per_sample.mean()
+
+
 EVAL_SIGMAS = (0.3, 0.6, 0.8, 0.95)
 
 
@@ -176,7 +196,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns a summary (steps done, first/last logged losses, paths)."""
     from accelerate import Accelerator
 
-    from recam.scheduler import add_noise, training_sigmas, training_weights, velocity_target
+    from recam.scheduler import training_sigmas, training_weights
 
     run = Path(cfg.out)
     settings = read_cache_settings(cfg.cache)
@@ -274,14 +294,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         idx = torch.randint(0, len(sigmas_all), (x0.shape[0],), generator=gen)
         noise = torch.randn(x0.shape, generator=gen).to(acc.device)
         sigma = sigmas_all[idx].to(acc.device)
-        noisy = add_noise(x0, noise, sigma)
-        inp = torch.cat([noisy, src], dim=2)
         with acc.autocast():
-            (pred,) = model(inp, sigma * 1000.0, ctx, cam, return_dict=False)
-        n_t = x0.shape[2]
-        err = (pred[:, :, :n_t].float() - velocity_target(x0, noise).float()) ** 2
-        per_sample = err.flatten(1).mean(1) * weights_all[idx].to(acc.device)
-        loss = per_sample.mean()
+            loss = flow_matching_loss(model, x0, src, ctx, cam, noise, sigma, weights_all[idx].to(acc.device))
         acc.backward(loss)
         if cfg.max_grad_norm > 0:
             acc.clip_grad_norm_(params, cfg.max_grad_norm)
