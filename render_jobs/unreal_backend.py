@@ -46,6 +46,7 @@ from multicam.conventions import ue_location_rotator_to_matrix, ue_matrix_to_loc
 from multicam.io import atomic_write_json
 from render_jobs.backend import RenderError
 from render_jobs.schema import RenderJob
+from render_jobs.verify import LOCATION_TOL_CM, ROTATION_TOL
 
 SCRIPT = Path(__file__).resolve().parent.parent / "ue_scripts" / "render_job.py"
 CONFIG_ENV = "MULTICAM_UE_CONFIG"
@@ -82,8 +83,8 @@ class UnrealConfig(BaseModel):
     num_cpus: float = Field(4.0, gt=0)
     num_gpus: float = Field(1.0, ge=0)
     #: Largest allowed difference between evaluated and requested camera poses.
-    pose_tolerance_cm: float = Field(0.05, gt=0)
-    pose_tolerance_axis: float = Field(1e-4, gt=0)
+    pose_tolerance_cm: float = Field(LOCATION_TOL_CM, gt=0)
+    pose_tolerance_axis: float = Field(ROTATION_TOL, gt=0)
     #: The editor script (override only for testing).
     script: Path = SCRIPT
 

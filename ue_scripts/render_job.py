@@ -578,8 +578,12 @@ RUNNER: Runner | None = None
 
 def main(argv: list[str] | None = None) -> int:
     global RUNNER
-    args = sys.argv[1:] if argv is None else argv
-    path = args[0] if args else os.environ.get(JOB_ENV, "")
+    # The launcher passes the job file in the environment; a path argument (for manual runs:
+    # -ExecutePythonScript="render_job.py job.json") is used when the variable is absent.
+    if argv is not None:
+        path = argv[0] if argv else ""
+    else:
+        path = os.environ.get(JOB_ENV, "") or (sys.argv[1] if len(sys.argv) > 1 else "")
     if not path:
         unreal.log_error(f"multicam: no job file (pass it as argument or set {JOB_ENV})")
         return 2

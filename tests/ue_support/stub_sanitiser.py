@@ -216,7 +216,7 @@ def ensure_stub(cache_dir: Path | None = None, stub: Path | None = None) -> Path
     and renames it into place; a loser of the race just uses the winner's folder.
     """
     stub = stub or find_installed_stub()
-    cache_dir = Path(cache_dir or os.environ.get("MULTICAM_UE_STUB_CACHE", DEFAULT_CACHE))
+    cache_dir = Path(cache_dir or os.environ.get("MULTICAM_UE_STUB_CACHE") or DEFAULT_CACHE)
     final = cache_dir / cache_key(stub)
     if (final / "index.json").is_file():
         return final
