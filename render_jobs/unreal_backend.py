@@ -282,6 +282,11 @@ def run_editor(cmd: list[str], env: dict[str, str], timeout_s: float, work_dir: 
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL, to the editor's whole process group (shader workers included)."""
+    if not hasattr(os, "killpg"):  # Windows: no process groups; kill the editor itself
+        proc.kill()
+        proc.wait()
+        return
     for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,7 +32,7 @@ CFG = UnrealConfig(editor=Path("/nonexistent/UnrealEditor-Cmd"), project=Path("/
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     fake_unreal._reset()
     populate_assets(fake_unreal)
     monkeypatch.setitem(sys.modules, "unreal", fake_unreal)

@@ -413,7 +413,7 @@ class EditorActorSubsystem(EditorSubsystem):
         actor = actor_class._py()
         actor._location, actor._rotation = location, rotation or Rotator()
         _STATE.actors.append(actor)
-        return actor  # type: ignore[no-any-return]
+        return actor
 
     def destroy_actor(self, actor_to_destroy: Actor) -> bool:
         _STATE.destroyed.append(actor_to_destroy)
@@ -616,7 +616,7 @@ class MovieSceneBindingProxy(StructBase):
     def add_track(self, track_type: Class) -> MovieSceneTrack:
         t = track_type._py()
         self._tracks.append(t)
-        return t  # type: ignore[no-any-return]
+        return t
 
 
 class LevelSequence(Object):
@@ -649,7 +649,7 @@ class LevelSequence(Object):
     def add_track(self, track_type: Class) -> MovieSceneTrack:
         t = track_type._py()
         self._tracks.append(t)
-        return t  # type: ignore[no-any-return]
+        return t
 
     def get_binding_id(self, binding: MovieSceneBindingProxy) -> MovieSceneObjectBindingID:
         if binding not in self._bindings:
@@ -660,7 +660,8 @@ class LevelSequence(Object):
 
     # -- what the engine would evaluate (helpers for the fake renderer and the tests) --
     def _cut_camera(self) -> MovieSceneBindingProxy:
-        cuts = [s for t in self._tracks if isinstance(t, MovieSceneCameraCutTrack) for s in t._sections]
+        cuts = [s for t in self._tracks if isinstance(t, MovieSceneCameraCutTrack) for s in t._sections
+                if isinstance(s, MovieSceneCameraCutSection)]
         if len(cuts) != 1 or cuts[0]._camera is None or cuts[0]._camera._binding is None:
             raise AssertionError(f"{self._path}: expected exactly one bound camera cut, found {len(cuts)}")
         return cuts[0]._camera._binding
@@ -759,7 +760,7 @@ class MoviePipelineConfigBase(Object):
                 return s
         s = class_._py()
         self._settings.append(s)
-        return s  # type: ignore[no-any-return]
+        return s
 
 
 class MoviePipelinePrimaryConfig(MoviePipelineConfigBase):
@@ -790,7 +791,7 @@ class MoviePipelineQueue(Object):
     def allocate_new_job(self, job_type: Class | None = None) -> MoviePipelineExecutorJob:
         job = (job_type._py if job_type else MoviePipelineExecutorJob)()
         self._jobs.append(job)
-        return job  # type: ignore[no-any-return]
+        return job
 
     def get_jobs(self) -> list[MoviePipelineExecutorJob]:
         return list(self._jobs)
@@ -849,7 +850,7 @@ class MoviePipelinePIEExecutor(MoviePipelineLinearExecutorBase):
 
 class MoviePipelineQueueSubsystem(EditorSubsystem):
     def get_queue(self) -> MoviePipelineQueue:
-        return _STATE.queue  # type: ignore[no-any-return]
+        return _STATE.queue
 
     def render_queue_with_executor_instance(self, executor: MoviePipelineExecutorBase) -> None:
         # Like the engine: returns at once; the work happens on later editor ticks (_tick).
