@@ -58,9 +58,18 @@ def format_ue_matrix(matrix: ArrayLike) -> str:
     return _matrix_template() % tuple(m.ravel().tolist())
 
 
-def _matrix_template() -> str:
+def _matrix_template(rigid: bool = False) -> str:
+    """``rigid``: the homogeneous column (0, 0, 0, 1) is written as literals (4 fewer numbers)."""
+    if rigid:
+        row = "[" + " ".join([_NUM] * 3) + " 0] "
+        return row * 3 + "[" + " ".join([_NUM] * 3) + " 1] "
     row = "[" + " ".join([_NUM] * 4) + "] "
     return row * 4
+
+
+def _is_rigid_layout(p: NDArray[np.float64]) -> bool:
+    col = p[..., :3, 3]
+    return bool(np.all(col == 0) and not np.any(np.signbit(col)) and np.all(p[..., 3, 3] == 1))
 
 
 def parse_ue_matrix(text: str, where: str = "<string>") -> NDArray[np.float64]:
@@ -94,22 +103,25 @@ def render_camera_json(poses: ArrayLike, camera_names: Sequence[str] | None = No
     if len(names) != n_cams:
         raise ValueError(f"{len(names)} camera names for {n_cams} cameras")
     # One %-format over the whole file: the hot path of writing 136K cameras x 81 frames.
-    mat = _matrix_template()
+    rigid = _is_rigid_layout(p)
+    mat = _matrix_template(rigid)
     frame_tpls = []
     for f in range(n_frames):
         body = ",\n".join(f'        "{n}": "{mat}"' for n in names)
         frame_tpls.append(f'    "frame{f}": {{\n{body}\n    }}')
     template = "{\n" + ",\n".join(frame_tpls) + "\n}"
-    return template % tuple(p.ravel().tolist())
+    values = p[..., :3].reshape(-1) if rigid else p.reshape(-1)
+    return template % tuple(values.tolist())
 
 
 def write_camera_json(
     path: str | os.PathLike[str],
     poses: ArrayLike,
     camera_names: Sequence[str] | None = None,
+    durable: bool = True,
 ) -> Path:
     """Write poses ``(F, C, 4, 4)`` atomically to ``path`` (indent 4, like the dataset)."""
-    return atomic_write_text(Path(path), render_camera_json(poses, camera_names))
+    return atomic_write_text(Path(path), render_camera_json(poses, camera_names), durable)
 
 
 def read_camera_json(path: str | os.PathLike[str]) -> tuple[NDArray[np.float64], list[str]]:

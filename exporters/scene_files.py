@@ -14,13 +14,28 @@ SCENE_FILE = "scene.json"
 
 
 def scene_json_text(record: dict[str, Any]) -> str:
-    return json.dumps(record, indent=2) + "\n"
+    """``scene.json`` text: one top-level key per line and one camera per line.
+
+    Readable in a diff and with ``grep cam03``, and encoded by json's C encoder (``indent`` would
+    switch to the pure-Python one, 10x slower at 13,600 scenes). ``json.load`` reads it as usual.
+    """
+    lines = []
+    for key, value in record.items():
+        if key == "cameras" and isinstance(value, dict):
+            cams = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
+            lines.append(f'  "cameras": {{\n{cams}\n  }}')
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def write_scene_cameras(sample: SceneSample, scene_dir: str | Path) -> Path:
-    """Write ``scene_dir/cameras/camera_extrinsics.json`` and ``scene_dir/scene.json`` (atomically)."""
+def write_scene_cameras(sample: SceneSample, scene_dir: str | Path, durable: bool = True) -> Path:
+    """Write ``scene_dir/cameras/camera_extrinsics.json`` and ``scene_dir/scene.json`` (atomically).
+
+    ``durable=False`` skips fsync (bulk output that can be regenerated bit-for-bit from the seed).
+    """
     scene_dir = Path(scene_dir)
     names = [cam_name(c) for c in sample.camera_indices]
-    write_camera_json(scene_dir / CAMERA_FILE, sample.poses_frame_major(), names)
-    atomic_write_text(scene_dir / SCENE_FILE, scene_json_text(sample.record()))
+    write_camera_json(scene_dir / CAMERA_FILE, sample.poses_frame_major(), names, durable)
+    atomic_write_text(scene_dir / SCENE_FILE, scene_json_text(sample.record()), durable)
     return scene_dir

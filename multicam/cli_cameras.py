@@ -64,7 +64,7 @@ def sample_cameras(
             ids = range(start, min(start + CHUNK_SCENES, scenes + 1))
             batch = sample_scenes(seed, ids, n_cameras=cameras, frames=frames, radius_m=radius_m)
             for sample in batch.scenes:
-                write_scene_cameras(sample, out / f"scene{sample.scene_index}")
+                write_scene_cameras(sample, out / f"scene{sample.scene_index}", durable=False)
                 bar.update(1)
     typer.echo(f"wrote {scenes} scenes to {out}")
 

@@ -126,6 +126,29 @@ def ue_location_pitch_yaw_to_matrix(
     return out
 
 
+def ue_location_forward_to_matrix(location_cm: ArrayLike, forward: ArrayLike) -> FloatArray:
+    """UE pose of a roll-free camera from its location (cm) and unit view direction ``(..., 3)``.
+
+    Rows: forward, right = (-f_y, f_x, 0) / |f_xy| (horizontal), up = forward x right (as numbers).
+    Equals :func:`ue_location_pitch_yaw_to_matrix` for the same direction; no trigonometry, so it is
+    exact IEEE arithmetic (bit-reproducible). Undefined for a camera looking straight up or down.
+    """
+    f = np.asarray(forward, dtype=np.float64)
+    loc = np.asarray(location_cm, dtype=np.float64)
+    out = np.zeros(np.broadcast_shapes(loc.shape, f.shape)[:-1] + (4, 4))
+    h = np.sqrt(f[..., 0] * f[..., 0] + f[..., 1] * f[..., 1])
+    out[..., 0, :3] = f
+    out[..., 1, 0] = -f[..., 1] / h
+    out[..., 1, 1] = f[..., 0] / h
+    # up = forward x right with right_z = 0
+    out[..., 2, 0] = -f[..., 2] * out[..., 1, 1]
+    out[..., 2, 1] = f[..., 2] * out[..., 1, 0]
+    out[..., 2, 2] = f[..., 0] * out[..., 1, 1] - f[..., 1] * out[..., 1, 0]
+    out[..., 3, :3] = loc
+    out[..., 3, 3] = 1.0
+    return out
+
+
 def ue_matrix_to_location_rotator(matrix: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """UE row-vector matrix ``(..., 4, 4)`` -> (location cm ``(..., 3)``, rotator deg ``(..., 3)``).
 

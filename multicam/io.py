@@ -10,15 +10,21 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` via a temporary sibling and a rename.
+
+    Readers and a crashed writer never leave a half file. ``durable=False`` skips the fsync: still
+    atomic against process crashes, not against power loss; for bulk output that is reproducible.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -26,8 +32,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
 def atomic_write_json(path: Path, obj: Any, indent: int = 2) -> Path:

@@ -113,3 +113,16 @@ def test_missing_camera_named(tmp_path: Path) -> None:
     p = write_camera_json(tmp_path / "c.json", np.broadcast_to(np.eye(4), (2, 2, 4, 4)))
     with pytest.raises(CameraFileError, match="no camera 'cam07'.*cam01, cam02"):
         read_camera_track(p, "cam07")
+
+
+def test_generic_matrices_keep_their_fourth_column(tmp_path: Path) -> None:
+    # Not a rigid UE transform layout (a -0 and a 0.5 in the homogeneous column): written verbatim.
+    poses = np.broadcast_to(np.eye(4), (2, 1, 4, 4)).copy()
+    poses[0, 0, 0, 3] = -0.0
+    poses[1, 0, 1, 3] = 0.5
+    p = write_camera_json(tmp_path / "c.json", poses)
+    text = p.read_text()
+    assert '"[1 0 0 -0] [0 1 0 0] [0 0 1 0] [0 0 0 1] "' in text
+    back, _ = read_camera_json(p)
+    np.testing.assert_array_equal(back, poses)
+    assert np.signbit(back[0, 0, 0, 3])

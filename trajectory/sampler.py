@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from scipy.interpolate import make_interp_spline
 
 from multicam import detmath as dm
-from multicam.conventions import CAMERA_SETS, CM_PER_M, ue_location_pitch_yaw_to_matrix
+from multicam.conventions import CAMERA_SETS, CM_PER_M, ue_location_forward_to_matrix
 from trajectory.speed import A_RANGE, progress
 
 FloatArray = NDArray[np.float64]
@@ -256,6 +256,18 @@ def _look_at(pos: FloatArray, target: FloatArray) -> tuple[FloatArray, FloatArra
     return pitch, yaw
 
 
+def _look_dir(pos: FloatArray, target: FloatArray) -> FloatArray:
+    """Unit view directions from ``pos`` to ``target`` (no trigonometry: exact IEEE arithmetic)."""
+    d = target - pos
+    return d / dm.norm3(d)[..., None]
+
+
+def _forward_from_angles(pitch_deg: FloatArray, yaw_deg: FloatArray) -> FloatArray:
+    pitch_deg, yaw_deg = np.broadcast_arrays(pitch_deg, yaw_deg)
+    (sp, cp), (sy, cy) = dm.sincos(np.radians(pitch_deg)), dm.sincos(np.radians(yaw_deg))
+    return np.stack([cp * cy, cp * sy, sp], -1)
+
+
 def _camera_axes(pitch_deg: FloatArray, yaw_deg: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Forward, right, up unit vectors (UE axes) for roll 0."""
     p, y = np.radians(pitch_deg), np.radians(yaw_deg)
@@ -286,15 +298,15 @@ class CameraBlockResult:
 
     kind: NDArray[np.int64]
     pos_m: FloatArray  # (N, F, 3) relative to the character's ground point, UE axes
-    pitch: FloatArray  # (N, F)
-    yaw: FloatArray  # (N, F)
+    fwd: FloatArray  # (N, F, 3) unit view directions (roll is always 0)
+    rotator0: FloatArray  # (N, 3) start rotator (pitch, yaw, 0) in degrees
     a: FloatArray  # (N,), NaN = constant
     start: dict[str, FloatArray]
     params: dict[str, Any]
 
     def poses_m_to_ue(self, ground_cm: FloatArray) -> FloatArray:
         loc_cm = self.pos_m * CM_PER_M + ground_cm[:, None, :]
-        return ue_location_pitch_yaw_to_matrix(loc_cm, self.pitch, self.yaw)
+        return ue_location_forward_to_matrix(loc_cm, self.fwd)
 
     def camera_record(self, n: int, ground_cm: FloatArray) -> dict[str, Any]:
         kind = TRAJECTORY_TYPES[int(self.kind[n])]
@@ -306,7 +318,7 @@ class CameraBlockResult:
             "speed": speed,
             "start": {
                 "location_cm": [float(v) for v in start_cm],
-                "rotator_deg": [float(self.pitch[n, 0]), float(self.yaw[n, 0]), 0.0],
+                "rotator_deg": [float(v) for v in self.rotator0[n]],
                 "distance_m": float(self.start["distance"][n]),
                 "azimuth_deg": float(self.start["azimuth"][n]),
                 "elevation_deg": float(self.start["elevation"][n]),
@@ -365,8 +377,8 @@ def sample_camera_block(
     s = progress(frames, a)  # (N, F)
 
     pos = np.repeat(p0[:, None, :], frames, axis=1)
-    pitch = np.repeat(pitch0[:, None], frames, axis=1)
-    yaw = np.repeat(yaw0[:, None], frames, axis=1)
+    fwd0 = _look_dir(p0, aim)
+    fwd = np.repeat(fwd0[:, None, :], frames, axis=1)
     angle = np.full(n, np.nan)
     length = np.full(n, np.nan)
     direction = np.array([""] * n, dtype=object)
@@ -378,7 +390,7 @@ def sample_camera_block(
         angle[m] = _lerp(PAN_RANGE_DEG, mag[m])
         sign = np.where(u[m, _U_DIR] < 0.5, 1.0, -1.0)
         direction[m] = np.where(sign > 0, "right", "left")
-        yaw[m] = yaw0[m, None] + (sign * angle[m])[:, None] * s[m]
+        fwd[m] = _forward_from_angles(pitch0[m, None], yaw0[m, None] + (sign * angle[m])[:, None] * s[m])
 
     # tilt: pitch about the camera's right axis, + = up; only directions that stay within +-45 deg
     m = kind == TRAJECTORY_TYPES.index("tilt")
@@ -387,14 +399,14 @@ def sample_camera_block(
         feas = np.stack([pitch0[m] + angle[m] <= MAX_PITCH_DEG, pitch0[m] - angle[m] >= -MAX_PITCH_DEG], -1)
         sign = np.where(_pick(feas, u[m, _U_DIR]) == 0, 1.0, -1.0)
         direction[m] = np.where(sign > 0, "up", "down")
-        pitch[m] = pitch0[m, None] + (sign * angle[m])[:, None] * s[m]
+        fwd[m] = _forward_from_angles(pitch0[m, None] + (sign * angle[m])[:, None] * s[m], yaw0[m, None])
 
     # translation along the camera's own axes
     m = kind == TRAJECTORY_TYPES.index("translation")
     if m.any():
         length[m] = dist[m] * _lerp(LENGTH_FRACTION, mag[m])
-        fwd, right, up = _camera_axes(pitch0[m], yaw0[m])
-        dirs = np.stack([fwd, -fwd, right, -right, up, -up], 1)  # (M, 6, 3)
+        ax_f, ax_r, ax_u = _camera_axes(pitch0[m], yaw0[m])
+        dirs = np.stack([ax_f, -ax_f, ax_r, -ax_r, ax_u, -ax_u], 1)  # (M, 6, 3)
         disp = dirs * length[m][:, None, None]
         start = p0[m][:, None, :]
         end_z = start[..., 2] + disp[..., 2]
@@ -415,7 +427,7 @@ def sample_camera_block(
         phi = np.radians(az[m, None] + (sign * angle[m])[:, None] * s[m])
         r_h = dm.hypot(p0[m, 0], p0[m, 1])[:, None]
         pos[m] = np.stack([r_h * dm.cos(phi), r_h * dm.sin(phi), np.broadcast_to(p0[m, None, 2], phi.shape)], -1)
-        pitch[m], yaw[m] = _look_at(pos[m], aim[m, None, :])
+        fwd[m] = _look_dir(pos[m], aim[m, None, :])
 
     # random: smoothed polyline through 1-3 sampled points, facing the character
     m = kind == TRAJECTORY_TYPES.index("random")
@@ -427,16 +439,16 @@ def sample_camera_block(
         idx = np.flatnonzero(m)
         length[idx] = dist[idx] * _lerp(LENGTH_FRACTION, mag[idx])
         n_pts[idx] = 1 + np.minimum((u[idx, _U_NPTS] * 3).astype(np.int64), 2)
-        rp, rpitch, ryaw, rwp, rcand, rfb = _random_paths(
+        rp, rfwd, rwp, rcand, rfb = _random_paths(
             u[idx], p0[idx], aim[idx], length[idx], n_pts[idx], s[idx]
         )
-        pos[idx], pitch[idx], yaw[idx] = rp, rpitch, ryaw
+        pos[idx], fwd[idx] = rp, rfwd
         cand[idx], fallback[idx] = rcand, rfb
         for j, i in enumerate(idx):
             waypoints[i] = rwp[j]
 
     return CameraBlockResult(
-        kind=kind, pos_m=pos, pitch=pitch, yaw=yaw, a=a,
+        kind=kind, pos_m=pos, fwd=fwd, rotator0=np.stack([pitch0, yaw0, np.zeros(n)], -1), a=a,
         start={"distance": dist, "azimuth": az, "elevation": np.degrees(elev)},
         params={"angle": angle, "length": length, "direction": direction, "n_points": n_pts,
                 "waypoints": waypoints, "candidate": cand, "fallback": fallback},
@@ -455,7 +467,7 @@ def _spline_weights(k: int) -> FloatArray:
 
 def _random_paths(
     u: FloatArray, p0: FloatArray, aim: FloatArray, length: FloatArray, n_pts: NDArray[np.int64], s: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, list[FloatArray], NDArray[np.int64], NDArray[np.bool_]]:
+) -> tuple[FloatArray, FloatArray, list[FloatArray], NDArray[np.int64], NDArray[np.bool_]]:
     """Random-type cameras: try RANDOM_CANDIDATES candidate paths each, keep the first feasible one."""
     m, frames = u.shape[0], s.shape[1]
     dense_t = np.linspace(0.0, 1.0, _DENSE)
@@ -488,11 +500,11 @@ def _random_paths(
     arclen = arclen * scale[..., None]
     # feasibility over the dense samples
     rel = dense - aim[:, None, None, :]
-    pitch_d = np.degrees(dm.arctan2(-rel[..., 2], dm.hypot(rel[..., 0], rel[..., 1])))
+    tan_max = np.tan(np.radians(MAX_PITCH_DEG - 1.0))
     feas = (
         (dm.norm3(dense).min(-1) > MIN_DISTANCE_M + 0.05)
         & (dense[..., 2].min(-1) >= MIN_HEIGHT_M)
-        & (np.abs(pitch_d).max(-1) <= MAX_PITCH_DEG - 1.0)
+        & np.all(np.abs(rel[..., 2]) <= tan_max * dm.hypot(rel[..., 0], rel[..., 1]), axis=-1)
     )
     any_ok = feas.any(-1)
     choice = np.where(any_ok, np.argmax(feas, -1), 0)
@@ -522,6 +534,6 @@ def _random_paths(
     c1 = np.take_along_axis(curve, j[..., None] + 1, 1)
     pos = c0 + (c1 - c0) * t[..., None]
     pos[:, 0] = p0
-    pitch, yaw = _look_at(pos, aim[:, None, :])
+    fwd = _look_dir(pos, aim[:, None, :])
     wp_list = [wps[i, 1: int(n_pts[i]) + 1] for i in range(m)]
-    return pos, pitch, yaw, wp_list, np.where(any_ok, choice, -1), fb
+    return pos, fwd, wp_list, np.where(any_ok, choice, -1), fb
