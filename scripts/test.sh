@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command of the README (and of .ci/run): set up a virtual environment from the project's own
+# files, then run the whole suite. Needs only Python 3.11+ and pip access to PyPI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+VENV=${MULTICAM_VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+# torch first and pinned: the CPU build (a range would let pip pick a multi-GB CUDA build).
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[render,cluster,train,dev]"
+ruff check .
+mypy trajectory exporters multicam
+python -m pytest -q -p no:cacheprovider "$@"
