@@ -222,3 +222,25 @@ def test_job_store_records_each_outcome(tmp_path: Path, project: Path) -> None:
 def test_registry_builds_the_unreal_backend(tmp_path: Path, project: Path) -> None:
     b = get_backend("unreal", editor="/x/UnrealEditor-Cmd", project=str(project), num_gpus=2)
     assert isinstance(b, UnrealBackend) and b.resources()["num_gpus"] == 2
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_executor_one_gpu_per_job(tmp_path: Path, project: Path) -> None:
+    ray = pytest.importorskip("ray")
+    ds = tmp_path / "ds"
+    plan_dataset(load_catalog(ue_catalog(tmp_path)), 3, 5, ds,
+                 RenderSettings(width=32, height=32, frames=3, fps=15, samples=1), n_cameras=2)
+    exe = write_fake_editor(tmp_path / "UE", "s000002=crash,*=ok")
+    opts = {"editor": str(exe), "project": str(project), "timeout_s": 60, "work_root": str(tmp_path / "work")}
+    # One logical GPU: with num_gpus=1 per job Ray runs the editors one at a time.
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        summary = run_dataset(ds, "unreal", "ray", workers=2, backend_options={**opts, "num_cpus": 1},
+                              progress=False, max_attempts=1)
+    finally:
+        ray.shutdown()
+    assert summary.counts == {"pending": 0, "running": 0, "done": 2, "failed": 1}
+    with JobStore.for_dataset(ds) as store:
+        bad = store.get("s000002")
+    assert bad.state == "failed" and "crashed (signal 11 SIGSEGV)" in (bad.last_error or "")

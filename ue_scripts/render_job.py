@@ -35,7 +35,10 @@ API differences between the versions we support, handled or noted where used:
 * ``MovieSceneSequence.add_track`` (5.2+) replaced ``add_master_track`` (removed in 5.4);
 * ``SkinnedMeshComponent.set_skinned_asset_and_update`` (5.1+) replaced ``set_skeletal_mesh``;
 * ``add_key(..., time_unit=...)`` takes ``MovieSceneTimeUnit`` (5.3+) instead of
-  ``SequenceTimeUnit``; we rely on the default (display rate) and never pass it;
+  ``SequenceTimeUnit``; we rely on the default (display rate) and never pass it. Its
+  ``interpolation=`` argument and ``evaluate_keys(range, frame_rate)`` are on the 5.4 Python API page
+  of ``MovieSceneScriptingDoubleChannel`` and in the 5.6 stub; older versions need
+  ``set_interpolation_mode`` per key (not supported here);
 * MRQ's primary configuration class is ``MoviePipelinePrimaryConfig`` (5.2+; "MasterConfig" before);
 * ``MoviePipelineCameraSetting.render_all_cameras`` exists from 5.1 but renders only cameras of the
   same sequence alongside the cut's camera; we use one camera cut per camera instead (portable).
