@@ -221,6 +221,8 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         )
         for block in self.blocks:
             ReCamMasterTransformerBlock.upgrade(block)  # type: ignore[arg-type]
+        # with gradient checkpointing on: recompute only the first N blocks (None = all of them)
+        self.recompute_blocks: int | None = None
 
     # ------------------------------------------------------------------ construction / loading
     @classmethod
@@ -367,8 +369,10 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         temb, timestep_proj, encoder_hidden_states, _ = self.condition_embedder(timestep, encoder_hidden_states, None)
         timestep_proj = timestep_proj.unflatten(1, (6, -1))
 
-        for block in self.blocks:
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
+        recompute = torch.is_grad_enabled() and self.gradient_checkpointing
+        n_recompute = len(self.blocks) if self.recompute_blocks is None else self.recompute_blocks
+        for i, block in enumerate(self.blocks):
+            if recompute and i < n_recompute:
                 hidden_states = self._gradient_checkpointing_func(
                     block, hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb
                 )
@@ -428,3 +432,22 @@ def flops_per_forward(config: Mapping[str, Any], frames: int, height: int, width
         "cross_attention": layers * per_block_cross_attn,
         "total": layers * (per_block_linear + per_block_self_attn + per_block_cross_attn) + patch + head,
     }
+
+
+def flops_per_train_step(config: Mapping[str, Any], frames: int, height: int, width: int, text_len: int = 512) -> float:
+    """Matmul FLOPs of one ReCamMaster training step (B=1) without recomputation.
+
+    Forward, plus backward input-gradients through every block (the text and latents take none), weight gradients
+    of the trainable GEMMs only (attn1 q/k/v/o, projector), self-attention backward at 2.5x its forward (five
+    S x S matmuls against two) and cross-attention backward at 1.5x (no key/value gradients).
+    """
+    fwd = flops_per_forward(config, frames, height, width, text_len)
+    s = fwd["tokens"]
+    dim = config["num_attention_heads"] * config["attention_head_dim"]
+    layers = config["num_layers"]
+    patch = 2 * s * config["in_channels"] * math.prod(config["patch_size"]) * dim
+    text_kv = layers * 2 * text_len * dim * 2 * dim
+    input_grads = fwd["linear"] - patch - text_kv
+    weight_grads = layers * (2 * s * dim * 4 * dim + 2 * s * dim * dim)
+    attn_bwd = 2.5 * fwd["self_attention"] + 1.5 * fwd["cross_attention"]
+    return float(fwd["total"] + input_grads + weight_grads + attn_bwd)
