@@ -54,6 +54,11 @@ ENV_OVERRIDES = {"MULTICAM_UE_EDITOR": "editor", "MULTICAM_UE_PROJECT": "project
                  "MULTICAM_UE_TIMEOUT_S": "timeout_s"}
 
 
+#: Engine errors that make a render untrustworthy even if every frame was written.
+FATAL_LOG_PATTERNS = ("LogMovieRenderPipeline:", "Fatal error", "Assertion failed", "Unhandled Exception",
+                      "appError called", "LogD3D12RHI:", "LogVulkanRHI:")
+
+
 class UnrealConfigError(ValueError):
     """Bad or missing configuration of the Unreal install; the message says where and what."""
 
@@ -85,6 +90,9 @@ class UnrealConfig(BaseModel):
     #: Largest allowed difference between evaluated and requested camera poses.
     pose_tolerance_cm: float = Field(LOCATION_TOL_CM, gt=0)
     pose_tolerance_axis: float = Field(ROTATION_TOL, gt=0)
+    #: Engine errors that fail a job even when the script reported success (substring match on
+    #: the parsed error lines, see :func:`parse_engine_log`).
+    fatal_log_patterns: list[str] = Field(default_factory=lambda: list(FATAL_LOG_PATTERNS))
     #: The editor script (override only for testing).
     script: Path = SCRIPT
 
@@ -299,7 +307,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def interpret_run(o: RunOutcome, timeout_s: float) -> dict[str, Any]:
+def interpret_run(o: RunOutcome, timeout_s: float,
+                  fatal_log_patterns: tuple[str, ...] | list[str] = FATAL_LOG_PATTERNS) -> dict[str, Any]:
     """Successful result dict, or :class:`RenderError` explaining what went wrong."""
     errs = f" Engine errors: {' | '.join(o.engine_errors)}." if o.engine_errors else ""
     where = f" Log: {o.log_path}"
@@ -317,6 +326,9 @@ def interpret_run(o: RunOutcome, timeout_s: float) -> dict[str, Any]:
                           f"interrupted (check that the Python Editor Script Plugin is enabled).{errs}{where}")
     if o.result.get("status") != "ok":
         raise RenderError(f"Unreal job returned unexpected status {o.result.get('status')!r}.{where}")
+    fatal = [e for e in o.engine_errors if any(p in e for p in fatal_log_patterns)]
+    if fatal:
+        raise RenderError(f"the engine logged errors during the render: {' | '.join(fatal)}.{where}")
     return o.result
 
 
@@ -420,7 +432,7 @@ class UnrealBackend:
             log_path = work / "editor.log"
             env = {**os.environ, "MULTICAM_UE_JOB": str(job_path), "MULTICAM_UE_HARD_EXIT": "1"}
             outcome = run_editor(build_command(cfg, log_path), env, cfg.timeout_s, work, log_path)
-            result = interpret_run(outcome, cfg.timeout_s)
+            result = interpret_run(outcome, cfg.timeout_s, cfg.fatal_log_patterns)
             self._collect(job, result, Path(ue_job["frames_dir"]), out_dir)
             ok = True
         finally:

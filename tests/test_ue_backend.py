@@ -162,6 +162,7 @@ def test_render_produces_verified_scene_folder(tmp_path: Path, project: Path) ->
     ("mrq_error", r"Unreal job failed: Movie Render Queue failed .*failed jobs=\['cam02'\].*injected failure"),
     ("hang", r"exceeded the time limit of 4 s and was killed"),
     ("no_quit", r"exceeded the time limit of 4 s"),
+    ("log_error", r"engine logged errors during the render: LogMovieRenderPipeline: Failed to write output"),
 ])
 def test_failures_become_render_errors(tmp_path: Path, project: Path, mode: str, message: str) -> None:
     b = backend(tmp_path, project, mode, timeout_s=4)

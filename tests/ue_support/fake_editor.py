@@ -17,6 +17,7 @@ per job id ``s000002=crash,s000003=hang,*=ok`` (the job id is read from ``$MULTI
 ``hang``          start and never finish (the launcher's time limit must kill it)
 ``mrq_error``     the Movie Render Queue job of cam02 fails (script reports it, exits 3)
 ``no_quit``       run the script but ignore its quit request and its hard exit (a hung shutdown)
+``log_error``     render every frame but log a Movie Render Queue error (e.g. a failed write)
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def main(argv: list[str]) -> int:
     sys.argv = [script]  # what the editor's Python sees for -ExecutePythonScript=<script>
     runpy.run_path(script, run_name="__main__")
     while True:  # the editor's main loop
+        if state.quit_requested and mode == "log_error":
+            log("LogMovieRenderPipeline: Error: Failed to write output file cam01/0002.png (disk full)")
         if state.quit_requested and mode != "no_quit":
             log("LogExit: Exiting.")
             return 0
