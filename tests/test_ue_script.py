@@ -195,6 +195,14 @@ def test_job_file_errors_name_the_field(fake: ModuleType, tmp_path: Path) -> Non
         script.parse_job(ue_job)
 
 
+def test_map_given_as_package_path(fake: ModuleType, tmp_path: Path) -> None:
+    job = make_job(n_cameras=1, frames=3, size=16)
+    job.environment.asset = MAP.split(".")[0]  # /Game/Maps/TestTown
+    _, result = run_script(job, tmp_path)
+    assert result["status"] == "ok" and fake._STATE.loaded_map == MAP
+    assert fake._STATE.queue.get_jobs()[0].map._p == MAP
+
+
 def test_evaluated_poses_rejects_a_pose_that_differs(fake: ModuleType, tmp_path: Path) -> None:
     job = make_job(n_cameras=2, frames=3, size=16)
     _, result = run_script(job, tmp_path)

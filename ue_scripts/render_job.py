@@ -196,6 +196,17 @@ def frame_rate(fps: float) -> unreal.FrameRate:
     return unreal.FrameRate(numerator=int(round(fps * 1000)), denominator=1000)
 
 
+def package_path(path: str) -> str:
+    """``/Game/Maps/Town.Town`` or ``/Game/Maps/Town`` -> ``/Game/Maps/Town`` (what load_level takes)."""
+    return path.split(".", 1)[0]
+
+
+def object_path(path: str) -> str:
+    """``/Game/Maps/Town`` -> ``/Game/Maps/Town.Town`` (a soft object path, as MRQ jobs store maps)."""
+    pkg = package_path(path)
+    return path if "." in path else f"{pkg}.{pkg.rsplit('/', 1)[-1]}"
+
+
 #: Sequencer tick resolution we set explicitly so that frame offsets in ticks are exact.
 TICKS_PER_SECOND = 24000
 
@@ -349,7 +360,7 @@ def add_camera_track(job: UeJob, seq: unreal.LevelSequence, cam: CameraSpec,
 
 def build(job: UeJob) -> Built:
     level = _editor_subsystem(unreal.LevelEditorSubsystem)
-    if not level.load_level(job.map_path):
+    if not level.load_level(package_path(job.map_path)):
         raise JobError(f"could not load map {job.map_path!r}")
     actors = _editor_subsystem(unreal.EditorActorSubsystem)
     anim = _load(job.animation, unreal.AnimSequence, "animation")
@@ -419,7 +430,7 @@ def configure_queue(job: UeJob, built: Built,
         seq = built.sequences[cam.name]
         mrq_job = queue.allocate_new_job(unreal.MoviePipelineExecutorJob.static_class())
         mrq_job.job_name = cam.name
-        mrq_job.map = unreal.SoftObjectPath(job.map_path)
+        mrq_job.map = unreal.SoftObjectPath(object_path(job.map_path))
         mrq_job.sequence = unreal.SoftObjectPath(seq.get_path_name())
         config = mrq_job.get_configuration()
 

@@ -401,9 +401,13 @@ class EditorSubsystem(Object):
 
 class LevelEditorSubsystem(EditorSubsystem):
     def load_level(self, asset_path: str) -> bool:
-        if asset_path not in _STATE.assets:
+        # The engine takes a package path (/Game/Maps/Town); the map asset is /Game/Maps/Town.Town.
+        if "." in asset_path:
+            raise AssertionError(f"load_level takes a package path, got object path {asset_path!r}")
+        obj = f"{asset_path}.{asset_path.rsplit('/', 1)[-1]}"
+        if obj not in _STATE.assets:
             return False
-        _STATE.loaded_map = asset_path
+        _STATE.loaded_map = obj
         return True
 
 
