@@ -24,6 +24,17 @@ from trajectory.sampler import sample_scene
 IDENTITY_ROW = np.array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0], dtype=np.float32)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():  # type: ignore[no-untyped-def]
+    """Tiny models run fastest on one thread; on a shared 2-core box, 2 threads spin against other jobs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------------------
 # Camera embedding
 # ------------------------------------------------------------------------------------------------
