@@ -39,29 +39,32 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the written files")
     args = ap.parse_args()
 
+    load = os.getloadavg()[0]
     sample_scenes(args.seed, range(1, 9), frames=args.frames)  # warm-up (imports, caches)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for start in range(1, args.scenes + 1, CHUNK):
         sample_scenes(args.seed, range(start, min(start + CHUNK, args.scenes + 1)), frames=args.frames)
-    t_sample = time.perf_counter() - t0
+    t_sample, c_sample = time.perf_counter() - t0, time.process_time() - c0
 
     shutil.rmtree(args.out, ignore_errors=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with tqdm(total=args.scenes, unit="scene", mininterval=2.0) as bar:
         for start in range(1, args.scenes + 1, CHUNK):
             batch = sample_scenes(args.seed, range(start, min(start + CHUNK, args.scenes + 1)), frames=args.frames)
             for sc in batch.scenes:
                 write_scene_cameras(sc, args.out / f"scene{sc.scene_index}", durable=False)
                 bar.update(1)
-    t_total = time.perf_counter() - t0
+    t_total, c_total = time.perf_counter() - t0, time.process_time() - c0
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     if not args.keep:
         shutil.rmtree(args.out, ignore_errors=True)
     print(f"date: {date.today()}  machine: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores visible, python {platform.python_version()}")
     print(f"scenes: {args.scenes} x 10 cameras x {args.frames} frames")
-    print(f"sampling only (no I/O): {t_sample:.2f} s  ({args.scenes / t_sample:.0f} scenes/s)")
-    print(f"sample + write JSON:    {t_total:.2f} s  ({args.scenes / t_total:.0f} scenes/s), "
+    print(f"load average at start: {load:.2f}")
+    print(f"sampling only (no I/O): {t_sample:.2f} s wall, {c_sample:.2f} s CPU "
+          f"({args.scenes / t_sample:.0f} scenes/s)")
+    print(f"sample + write JSON:    {t_total:.2f} s wall, {c_total:.2f} s CPU  ({args.scenes / t_total:.0f} scenes/s), "
           f"{size / 2**20:.0f} MiB written")
     print(f"peak RSS: {peak_rss_mib():.0f} MiB")
 

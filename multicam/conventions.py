@@ -135,18 +135,22 @@ def ue_location_forward_to_matrix(location_cm: ArrayLike, forward: ArrayLike) ->
     """
     f = np.asarray(forward, dtype=np.float64)
     loc = np.asarray(location_cm, dtype=np.float64)
-    out = np.zeros(np.broadcast_shapes(loc.shape, f.shape)[:-1] + (4, 4))
-    h = np.sqrt(f[..., 0] * f[..., 0] + f[..., 1] * f[..., 1])
-    out[..., 0, :3] = f
-    out[..., 1, 0] = -f[..., 1] / h
-    out[..., 1, 1] = f[..., 0] / h
+    shape = np.broadcast_shapes(loc.shape, f.shape)[:-1]
+    f = np.broadcast_to(f, shape + (3,)).reshape(-1, 3)
+    loc = np.broadcast_to(loc, shape + (3,)).reshape(-1, 3)
+    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+    h = np.sqrt(fx * fx + fy * fy)
+    rx, ry = -fy / h, fx / h
+    # Build component-major (contiguous writes), then one transposing copy: ~2x faster than 16
+    # strided writes into (N, 4, 4) at the sampler's sizes.
+    cm = np.zeros((16, f.shape[0]))
+    cm[0], cm[1], cm[2] = fx, fy, fz
+    cm[4], cm[5] = rx, ry
     # up = forward x right with right_z = 0
-    out[..., 2, 0] = -f[..., 2] * out[..., 1, 1]
-    out[..., 2, 1] = f[..., 2] * out[..., 1, 0]
-    out[..., 2, 2] = f[..., 0] * out[..., 1, 1] - f[..., 1] * out[..., 1, 0]
-    out[..., 3, :3] = loc
-    out[..., 3, 3] = 1.0
-    return out
+    cm[8], cm[9], cm[10] = -fz * ry, fz * rx, fx * ry - fy * rx
+    cm[12:15] = loc.T
+    cm[15] = 1.0
+    return np.ascontiguousarray(cm.T).reshape(shape + (4, 4))
 
 
 def ue_matrix_to_location_rotator(matrix: ArrayLike) -> tuple[FloatArray, FloatArray]:

@@ -36,6 +36,7 @@ from scipy.interpolate import make_interp_spline
 
 from multicam import detmath as dm
 from multicam.conventions import CAMERA_SETS, CM_PER_M, ue_location_forward_to_matrix
+from trajectory.rng import camera_uniforms
 from trajectory.speed import A_RANGE, progress
 
 FloatArray = NDArray[np.float64]
@@ -181,6 +182,8 @@ def sample_scenes(
     cam11 and cam12 without touching cam01..cam10.
     """
     _check_args(n_cameras, frames, radius_m, allowed_radii_m)
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if camera_set is not None and not 0 <= camera_set < len(CAMERA_SETS):
         raise ValueError(f"camera_set must be in 0..{len(CAMERA_SETS) - 1}, got {camera_set}")
     scenes = [int(s) for s in scene_indices]
@@ -190,19 +193,18 @@ def sample_scenes(
     height = np.broadcast_to(np.asarray(character_height_m, dtype=np.float64), (n_s,))
     allowed = np.asarray(sorted(float(r) for r in allowed_radii_m))
 
-    # Scene-level draws.
-    radii = np.empty(n_s)
-    sets = np.empty(n_s, dtype=np.int64)
-    for i, s in enumerate(scenes):
-        u = scene_rng(seed, s).random(2)
-        radii[i] = float(radius_m) if radius_m is not None else allowed[min(int(u[0] * len(allowed)), len(allowed) - 1)]
-        sets[i] = camera_set if camera_set is not None else min(int(u[1] * len(CAMERA_SETS)), len(CAMERA_SETS) - 1)
-
-    # Camera-level draws: one block of uniforms per camera.
-    u = np.empty((n_s * n_c, N_UNIFORMS))
-    for i, s in enumerate(scenes):
-        for j, c in enumerate(cams):
-            u[i * n_c + j] = camera_rng(seed, s, c).random(N_UNIFORMS)
+    # Scene-level draws: default_rng([seed, scene]); camera draws: default_rng([seed, scene, camera]),
+    # computed for all cameras at once (trajectory.rng reproduces NumPy's streams bit for bit).
+    u_scene = camera_uniforms([[seed, s] for s in scenes], 2)
+    if radius_m is not None:
+        radii = np.full(n_s, float(radius_m))
+    else:
+        radii = allowed[np.minimum((u_scene[:, 0] * len(allowed)).astype(np.int64), len(allowed) - 1)]
+    if camera_set is not None:
+        sets = np.full(n_s, camera_set, dtype=np.int64)
+    else:
+        sets = np.minimum((u_scene[:, 1] * len(CAMERA_SETS)).astype(np.int64), len(CAMERA_SETS) - 1)
+    u = camera_uniforms([[seed, s, c] for s in scenes for c in cams], N_UNIFORMS)
 
     aim_h = np.repeat(AIM_HEIGHT_FRACTION * height, n_c)
     result = sample_camera_block(u, np.repeat(radii, n_c), aim_h, frames)
