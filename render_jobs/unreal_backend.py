@@ -23,6 +23,7 @@ Configuration (:class:`UnrealConfig`): a YAML/JSON file (argument ``config=`` or
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -33,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import yaml
@@ -83,6 +84,9 @@ class UnrealConfig(BaseModel):
     extra_args: list[str] = Field(default_factory=list)
     #: Where frames and logs of running jobs go (default: the system temp folder).
     work_root: Path | None = None
+    #: Jobs per editor process: 1 starts an editor per job; N > 1 keeps one editor up for up to N
+    #: jobs (a session, saving the start-up); a session is restarted after a crash or time limit.
+    session_jobs: int = Field(1, ge=1)
     #: Keep the work folder (frames, logs, job JSON) of successful jobs too.
     keep_work: bool = False
     num_cpus: float = Field(4.0, gt=0)
@@ -394,19 +398,119 @@ def evaluated_poses(result: dict[str, Any], job: RenderJob, cfg: UnrealConfig) -
     return mats
 
 
+@dataclass
+class _Session:
+    """A running editor serving job requests from ``inbox`` (``session_jobs`` > 1)."""
+
+    proc: subprocess.Popen[bytes]
+    folder: Path
+    inbox: Path
+    log_path: Path
+    stdout_path: Path
+    stdout: IO[bytes]
+    jobs: int = 0
+    failed: bool = False
+
+
+def _read_from(path: Path, offset: int) -> str:
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode("utf-8", errors="replace")
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
 class UnrealBackend:
-    """:class:`~render_jobs.backend.Backend` for Unreal Engine 5 (one editor process per job)."""
+    """:class:`~render_jobs.backend.Backend` for Unreal Engine 5: one editor process per job, or
+    one editor session for up to ``session_jobs`` jobs."""
 
     name = "unreal"
 
     def __init__(self, config: str | os.PathLike[str] | None = None, **options: Any) -> None:
         self.cfg = load_config(config, **options)
+        self._session: _Session | None = None
+        atexit.register(self.close)
 
     def resources(self) -> dict[str, float]:
         return {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus}
 
     def close(self) -> None:
-        pass
+        self._end_session(graceful=True)
+
+    # -- sessions ---------------------------------------------------------------------------------
+    def _start_session(self) -> _Session:
+        cfg = self.cfg
+        folder = Path(tempfile.mkdtemp(prefix="multicam-ue-session-", dir=cfg.work_root))
+        inbox = folder / "inbox"
+        inbox.mkdir()
+        log_path, stdout_path = folder / "editor.log", folder / "editor_stdout.log"
+        env = {**os.environ, "MULTICAM_UE_INBOX": str(inbox), "MULTICAM_UE_HARD_EXIT": "0",
+               "MULTICAM_UE_PARENT_PID": str(os.getpid())}
+        env.pop("MULTICAM_UE_JOB", None)
+        out = open(stdout_path, "wb")  # noqa: SIM115 - lives as long as the session
+        try:
+            proc = subprocess.Popen(build_command(cfg, log_path), stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    cwd=folder, start_new_session=True)
+        except OSError as exc:
+            out.close()
+            raise RenderError(f"cannot start {cfg.editor}: {exc}") from None
+        return _Session(proc, folder, inbox, log_path, stdout_path, out)
+
+    def _end_session(self, graceful: bool) -> None:
+        s, self._session = self._session, None
+        if s is None:
+            return
+        if s.proc.poll() is None:
+            if graceful:
+                atomic_write_json(s.inbox / "quit.json", {})
+                try:
+                    s.proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    _kill_group(s.proc)
+            else:
+                _kill_group(s.proc)
+        s.stdout.close()
+        if graceful and not s.failed and not self.cfg.keep_work:
+            shutil.rmtree(s.folder, ignore_errors=True)
+
+    def _run_in_session(self, ue_job: dict[str, Any], work: Path) -> RunOutcome:
+        cfg = self.cfg
+        s = self._session
+        if s is not None and (s.proc.poll() is not None or s.jobs >= cfg.session_jobs):
+            self._end_session(graceful=True)
+            s = None
+        if s is None:
+            s = self._session = self._start_session()
+        s.jobs += 1
+        offsets = (_size(s.log_path), _size(s.stdout_path))
+        result_path = Path(ue_job["result_path"])
+        t0 = time.monotonic()
+        atomic_write_json(s.inbox / f"{s.jobs:06d}.json", ue_job, indent=1)
+        timed_out = False
+        rc: int | None = None
+        while not result_path.is_file():
+            rc = s.proc.poll()
+            if rc is not None:
+                break
+            if time.monotonic() - t0 > cfg.timeout_s:
+                timed_out = True
+                break
+            time.sleep(0.1)
+        if timed_out or rc is not None:
+            s.failed = True
+            self._end_session(graceful=False)
+            rc = s.proc.returncode
+        text = _read_from(s.log_path, offsets[0]) + "\n" + _read_from(s.stdout_path, offsets[1])
+        log_path = work / "editor.log"  # this job's part of the session log
+        log_path.write_text(text)
+        result = json.loads(result_path.read_text()) if result_path.is_file() else None
+        if result is not None and result.get("status") != "ok":
+            s.failed = True
+        return RunOutcome(rc, timed_out, time.monotonic() - t0, result, parse_engine_log(text), log_path)
 
     def check_install(self) -> None:
         cfg = self.cfg
@@ -429,9 +533,12 @@ class UnrealBackend:
             ue_job = ue_job_dict(job, cfg, work)
             job_path = work / "job.json"
             atomic_write_json(job_path, ue_job, indent=1)
-            log_path = work / "editor.log"
-            env = {**os.environ, "MULTICAM_UE_JOB": str(job_path), "MULTICAM_UE_HARD_EXIT": "1"}
-            outcome = run_editor(build_command(cfg, log_path), env, cfg.timeout_s, work, log_path)
+            if cfg.session_jobs > 1:
+                outcome = self._run_in_session(ue_job, work)
+            else:
+                log_path = work / "editor.log"
+                env = {**os.environ, "MULTICAM_UE_JOB": str(job_path), "MULTICAM_UE_HARD_EXIT": "1"}
+                outcome = run_editor(build_command(cfg, log_path), env, cfg.timeout_s, work, log_path)
             result = interpret_run(outcome, cfg.timeout_s, cfg.fatal_log_patterns)
             self._collect(job, result, Path(ue_job["frames_dir"]), out_dir)
             ok = True

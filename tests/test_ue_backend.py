@@ -193,13 +193,15 @@ def ue_catalog(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_job_store_records_each_outcome(tmp_path: Path, project: Path) -> None:
+@pytest.mark.parametrize("session_jobs", [1, 3])
+def test_job_store_records_each_outcome(tmp_path: Path, project: Path, session_jobs: int) -> None:
     ds = tmp_path / "ds"
     plan_dataset(load_catalog(ue_catalog(tmp_path)), 5, 3, ds,
                  RenderSettings(width=32, height=32, frames=4, fps=15, samples=1), n_cameras=2)
     modes = "s000002=exit_nonzero,s000003=crash,s000004=hang,s000005=mrq_error,*=ok"
     exe = write_fake_editor(tmp_path / "UE", modes)
-    opts = {"editor": str(exe), "project": str(project), "timeout_s": 4, "work_root": str(tmp_path / "work")}
+    opts = {"editor": str(exe), "project": str(project), "timeout_s": 4, "work_root": str(tmp_path / "work"),
+            "session_jobs": session_jobs}
     summary = run_dataset(ds, "unreal", "local", workers=2, backend_options=opts, progress=False,
                           max_attempts=1)
     assert summary.rendered == 1 and summary.failed == 4
@@ -245,3 +247,80 @@ def test_ray_executor_one_gpu_per_job(tmp_path: Path, project: Path) -> None:
     with JobStore.for_dataset(ds) as store:
         bad = store.get("s000002")
     assert bad.state == "failed" and "crashed (signal 11 SIGSEGV)" in (bad.last_error or "")
+
+
+# -- editor sessions (session_jobs > 1): one editor for several jobs ----------------------------------------
+
+
+def _render(b: UnrealBackend, job_id: str, tmp_path: Path) -> Path:
+    job = make_job(job_id=job_id, n_cameras=2, frames=3, size=16)
+    out = tmp_path / f"out_{job_id}"
+    out.mkdir()
+    b.render(job, out)
+    assert verify_scene_dir(job, out) == []
+    return out
+
+
+def test_session_reuses_one_editor_and_quits_on_close(tmp_path: Path, project: Path) -> None:
+    b = backend(tmp_path, project, session_jobs=3, timeout_s=30)
+    pids = []
+    for k in range(4):
+        _render(b, f"j{k}", tmp_path)
+        assert b._session is not None
+        pids.append(b._session.proc.pid)
+    assert pids[0] == pids[1] == pids[2] != pids[3]  # a new editor after session_jobs jobs
+    session = b._session
+    b.close()
+    assert session.proc.returncode == 0  # quit.json -> quit_editor -> clean exit
+    assert not session.folder.exists()
+    log = (tmp_path / "work").glob("multicam-ue-session-*")
+    assert list(log) == []
+
+
+def test_session_survives_job_errors_and_restarts_after_crash_or_hang(tmp_path: Path, project: Path) -> None:
+    b = backend(tmp_path, project, "jbad=mrq_error,jcrash=crash,jhang=hang,*=ok", session_jobs=10, timeout_s=8)
+    _render(b, "j1", tmp_path)
+    first = b._session
+    assert first is not None
+    with pytest.raises(RenderError, match=r"failed jobs=\['cam02'\]"):
+        _render(b, "jbad", tmp_path)
+    _render(b, "j2", tmp_path)
+    assert b._session is first  # a job error does not cost the editor
+    with pytest.raises(RenderError, match=r"crashed \(signal 11 SIGSEGV\).*EXCEPTION_ACCESS_VIOLATION"):
+        _render(b, "jcrash", tmp_path)
+    assert b._session is None and first.folder.exists()  # kept for its log
+    _render(b, "j3", tmp_path)
+    second = b._session
+    assert second is not None and second.proc.pid != first.proc.pid
+    with pytest.raises(RenderError, match="exceeded the time limit of 8 s"):
+        _render(b, "jhang", tmp_path)
+    assert second.proc.returncode is not None and not pid_alive(second.proc.pid)
+    _render(b, "j4", tmp_path)
+    b.close()
+
+
+def test_session_editor_quits_when_the_launcher_dies(tmp_path: Path, project: Path) -> None:
+    import subprocess
+    import time
+
+    exe = write_fake_editor(tmp_path / "UE", "ok")
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from render_jobs.unreal_backend import UnrealBackend
+from ue_support.jobs import make_job
+b = UnrealBackend(editor={str(exe)!r}, project={str(project)!r}, session_jobs=5, timeout_s=30,
+                  work_root={str(tmp_path / "work")!r})
+out = Path({str(tmp_path / "out")!r}); out.mkdir()
+b.render(make_job(frames=3, size=16), out)
+print(b._session.proc.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    editor_pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while pid_alive(editor_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(editor_pid)

@@ -28,6 +28,9 @@ What it does:
    temporary assets and actors, quit the editor. Failures write ``{"status": "error", ...}`` and
    exit with code 3 (:data:`EXIT_FAILED`) so the launcher sees them even without the result file.
 
+Session mode (``MULTICAM_UE_INBOX`` set): the editor stays up and runs job requests dropped into
+that folder one after another (see :class:`Session`), saving the editor start-up per job.
+
 API differences between the versions we support, handled or noted where used:
 
 * transform channels are doubles since UE 5.0 (large world coordinates):
@@ -486,8 +489,10 @@ def expected_frame_files(job: UeJob) -> dict[str, list[str]]:
 class Runner:
     """Holds the state across the asynchronous MRQ callbacks (and keeps the executor alive)."""
 
-    def __init__(self, job: UeJob) -> None:
+    def __init__(self, job: UeJob, session: bool = False) -> None:
         self.job = job
+        #: In a session the editor stays up after the job (no quit, no hard exit on failure).
+        self.session = session
         self.built: Built | None = None
         self.poses: dict[str, dict[str, list[Any]]] = {}
         self.errors: list[str] = []
@@ -536,6 +541,8 @@ class Runner:
         write_json_atomic(self.job.result_path, self.result(status, error))
         self.cleanup()
         unreal.log(f"multicam: job {self.job.job_id} {status}; result {self.job.result_path}")
+        if self.session:
+            return
         if status != "ok" and os.environ.get("MULTICAM_UE_HARD_EXIT", "1") == "1":
             unreal.log_flush()
             os._exit(EXIT_FAILED)
@@ -589,9 +596,86 @@ class Runner:
 #: The running job (module-level so the executor and callbacks outlive ``main``).
 RUNNER: Runner | None = None
 
+INBOX_ENV = "MULTICAM_UE_INBOX"
+PARENT_ENV = "MULTICAM_UE_PARENT_PID"
+
+
+def _parent_alive() -> bool:
+    """False once the launcher process that started this session has died (no orphan editors)."""
+    pid = os.environ.get(PARENT_ENV, "")
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+QUIT_REQUEST = "quit.json"
+
+
+class Session:
+    """One editor for many jobs: on every editor tick, when no job is running, take the oldest
+    ``*.json`` request from the inbox folder (renamed to ``*.taken`` so it runs once) and run it;
+    ``quit.json`` quits the editor. The launcher waits for each job's result file."""
+
+    def __init__(self, inbox: str) -> None:
+        self.inbox = inbox
+        self.runner: Runner | None = None
+        self.handle: object | None = None
+
+    def start(self) -> None:
+        self.handle = unreal.register_slate_post_tick_callback(self.tick)
+        unreal.log(f"multicam: session waiting for jobs in {self.inbox}")
+
+    def tick(self, delta_seconds: float) -> None:
+        if not _parent_alive():
+            unreal.log_warning("multicam: the launcher is gone; session quitting")
+            if self.handle is not None:
+                unreal.unregister_slate_post_tick_callback(self.handle)
+                self.handle = None
+            unreal.SystemLibrary.quit_editor()
+            return
+        if self.runner is not None and not self.runner.done:
+            return
+        self.runner = None
+        try:
+            names = sorted(n for n in os.listdir(self.inbox) if n.endswith(".json") and not n.startswith("."))
+        except OSError:
+            return
+        if not names:
+            return
+        if QUIT_REQUEST in names:
+            os.remove(os.path.join(self.inbox, QUIT_REQUEST))
+            if self.handle is not None:
+                unreal.unregister_slate_post_tick_callback(self.handle)
+            unreal.log("multicam: session quitting")
+            unreal.SystemLibrary.quit_editor()
+            return
+        taken = os.path.join(self.inbox, names[0][: -len(".json")] + ".taken")
+        os.replace(os.path.join(self.inbox, names[0]), taken)
+        try:
+            with open(taken, encoding="utf-8") as fh:
+                data = json.load(fh)
+            job = parse_job(data, taken)
+        except (OSError, ValueError, JobError) as exc:
+            unreal.log_error(f"multicam: bad job request {taken}: {exc}")
+            return
+        self.runner = Runner(job, session=True)
+        self.runner.start()
+
+
+SESSION: Session | None = None
+
 
 def main(argv: list[str] | None = None) -> int:
-    global RUNNER
+    global RUNNER, SESSION
+    inbox = os.environ.get(INBOX_ENV, "")
+    if inbox and argv is None:
+        SESSION = Session(inbox)
+        SESSION.start()
+        return 0
     # The launcher passes the job file in the environment; a path argument (for manual runs:
     # -ExecutePythonScript="render_job.py job.json") is used when the variable is absent.
     if argv is not None:

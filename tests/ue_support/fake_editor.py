@@ -8,6 +8,9 @@ asks it to quit it keeps ticking forever, as the real editor would.
 The ``.uproject`` is a JSON file; its ``FakeAssets`` key maps object paths to asset classes
 (``World``, ``SkeletalMesh``, ``AnimSequence``): the project's content.
 
+With ``MULTICAM_UE_INBOX`` set it serves a session (several jobs, one process) like the real editor
+running the script in session mode.
+
 Behaviour comes from ``FAKE_UE_MODE`` (see :func:`write_fake_editor`): one mode for every job, or
 per job id ``s000002=crash,s000003=hang,*=ok`` (the job id is read from ``$MULTICAM_UE_JOB``):
 
@@ -56,7 +59,7 @@ def job_mode(spec: str, job_id: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    job_id = ""
+    job_id = ""  # (a session has no single job: modes apply per request, see the main loop)
     if os.environ.get("MULTICAM_UE_JOB"):
         job_id = json.loads(Path(os.environ["MULTICAM_UE_JOB"]).read_text()).get("job_id", "")
     mode = job_mode(os.environ.get("FAKE_UE_MODE", "ok"), job_id)
@@ -94,20 +97,44 @@ def main(argv: list[str]) -> int:
     for path, kind in json.loads(project.read_text())["FakeAssets"].items():
         fake_unreal._add_asset(path, getattr(fake_unreal, kind)())
     state.log_sink = lambda level, msg: log(f"LogPython: {'' if level == 'Display' else level + ': '}{msg}")
-    if mode == "crash":
-        def crash() -> None:
-            log("LogWindows: Error: Fatal error: [File:D3D12Util.cpp] Unhandled Exception: EXCEPTION_ACCESS_VIOLATION")
-            os.kill(os.getpid(), signal.SIGSEGV)
-        state.crash_after_frames = 4
+    def crash() -> None:
+        log("LogWindows: Error: Fatal error: [File:D3D12Util.cpp] Unhandled Exception: EXCEPTION_ACCESS_VIOLATION")
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    def device_removed() -> None:
+        log("LogD3D12RHI: Error: GPU crash detected: DXGI_ERROR_DEVICE_REMOVED")
+        log("LogWindows: Error: appError called: Fatal error: [File:D3D12Util.cpp] [Line: 913] D3D Device Removed")
+
+    def apply(job_mode_: str) -> None:
+        if job_mode_ == "exit_nonzero":  # (in a session: the editor dies during this job)
+            device_removed()
+            os._exit(1)
         state.crash = crash
-    if mode == "mrq_error":
-        state.fail_jobs = {"cam02"}
+        state.crash_after_frames = state.frames_written + 4 if job_mode_ == "crash" else None
+        state.fail_jobs = {"cam02"} if job_mode_ == "mrq_error" else set()
+        state.hang = job_mode_ == "hang"
+
+    if not os.environ.get("MULTICAM_UE_INBOX"):
+        apply(mode)
+    inbox = os.environ.get("MULTICAM_UE_INBOX", "")
+    seen: set[str] = set()
     if mode == "no_quit":
         os.environ["MULTICAM_UE_HARD_EXIT"] = "0"
     script = opts.get("ExecutePythonScript", "")
     log(f"LogPython: Running script {script}")
     sys.argv = [script]  # what the editor's Python sees for -ExecutePythonScript=<script>
     runpy.run_path(script, run_name="__main__")
+    def session_modes() -> None:
+        # Session: per-job behaviour, set when the script has taken a request, before it renders.
+        for name in sorted(os.listdir(inbox)):
+            stem, ext = os.path.splitext(name)
+            if ext == ".taken" and stem not in seen:
+                seen.add(stem)
+                request = json.loads((Path(inbox) / name).read_text())
+                apply(job_mode(os.environ.get("FAKE_UE_MODE", "ok"), request["job_id"]))
+
+    if inbox:
+        state.before_render = session_modes
     while True:  # the editor's main loop
         if state.quit_requested and mode == "log_error":
             log("LogMovieRenderPipeline: Error: Failed to write output file cam01/0002.png (disk full)")

@@ -49,6 +49,11 @@ class _State:
     rendered: dict[str, list[str]] = field(default_factory=dict)
     # failure injection
     fail_jobs: set[str] = field(default_factory=set)
+    hang: bool = False
+    frames_written: int = 0
+    tick_callbacks: list[Callable[[float], None]] = field(default_factory=list)
+    #: called in every tick after the tick callbacks, before any render work (the fake editor's hook)
+    before_render: Callable[[], None] | None = None
     crash_after_frames: int | None = None
     crash: Callable[[], None] | None = None
     engine_version: str = "5.6.0-fake+++UE5+Release-5.6"
@@ -908,17 +913,31 @@ def _render_job(job: MoviePipelineExecutorJob, executor: MoviePipelineExecutorBa
         else:
             cv2.imwrite(path, img[:, :, ::-1].astype(np.float32) / 255.0)
         files.append(path)
-        done = sum(map(len, _STATE.rendered.values())) + len(files)
-        if _STATE.crash_after_frames is not None and done >= _STATE.crash_after_frames:
+        _STATE.frames_written += 1
+        if _STATE.crash_after_frames is not None and _STATE.frames_written >= _STATE.crash_after_frames:
             assert _STATE.crash is not None
             _STATE.crash()
     _STATE.rendered[job.job_name] = files
     return True
 
 
+def register_slate_post_tick_callback(callable: Callable[[float], None]) -> object:
+    _STATE.tick_callbacks.append(callable)
+    return callable
+
+
+def unregister_slate_post_tick_callback(handle: object) -> None:
+    _STATE.tick_callbacks.remove(handle)  # type: ignore[arg-type]
+
+
 def _tick() -> bool:
-    """Run one pending executor to completion (what the editor does over many ticks). True if work was done."""
-    if not _STATE.pending:
+    """One editor tick: the registered tick callbacks, then any pending executor run to completion
+    (what the editor does over many ticks). True if render work was done."""
+    for cb in list(_STATE.tick_callbacks):
+        cb(0.05)
+    if _STATE.before_render is not None:
+        _STATE.before_render()
+    if not _STATE.pending or _STATE.hang:
         return False
     executor = _STATE.pending.pop(0)
     ok_all = True
