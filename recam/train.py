@@ -201,7 +201,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     run = Path(cfg.out)
     settings = read_cache_settings(cfg.cache)
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available())
-    acc = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+    acc = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     torch.manual_seed(cfg.seed)
 
     model = load_transformer(cfg.wan_dir, cfg.transformer_config, cfg.init_checkpoint)

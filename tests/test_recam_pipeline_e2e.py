@@ -59,22 +59,36 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """Dataset (Blender or synthetic), tiny wan dir and prepared cache, made through the CLI."""
+    import torch
+
+    tmp_path = tmp_path_factory.mktemp("e2e")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        kind = _make_dataset(tmp_path / "data")
+        runner = CliRunner()
+        wan = tmp_path / "wan"
+        res = runner.invoke(app, ["tiny-wan-dir", str(wan)])
+        assert res.exit_code == 0, res.output
+        cache = tmp_path / "cache"
+        res = runner.invoke(app, ["prepare", str(tmp_path / "data"), "--wan-dir", str(wan), "--out", str(cache),
+                                  "--num-frames", str(FRAMES), "--height", str(SIZE), "--width", str(SIZE),
+                                  "--text-len", "32", "--tile", "0", "--latent-dtype", "fp32"])
+        assert res.exit_code == 0, res.output
+    finally:
+        torch.set_num_threads(before)
+    return {"kind": kind, "data": tmp_path / "data", "wan": wan, "cache": cache}
+
+
 @pytest.mark.slow
-def test_prepare_train_infer_end_to_end(tmp_path: Path) -> None:
-    kind = _make_dataset(tmp_path / "data")
+def test_prepare_train_infer_end_to_end(prepared: dict, tmp_path: Path) -> None:
+    kind, wan, cache = prepared["kind"], prepared["wan"], prepared["cache"]
     runner = CliRunner()
-
-    wan = tmp_path / "wan"
-    res = runner.invoke(app, ["tiny-wan-dir", str(wan)])
-    assert res.exit_code == 0, res.output
-
-    cache = tmp_path / "cache"
-    res = runner.invoke(app, ["prepare", str(tmp_path / "data"), "--wan-dir", str(wan), "--out", str(cache),
-                              "--num-frames", str(FRAMES), "--height", str(SIZE), "--width", str(SIZE),
-                              "--text-len", "32", "--tile", "0", "--latent-dtype", "fp32"])
-    assert res.exit_code == 0, res.output
-    videos = sorted((tmp_path / "data").rglob("videos/cam*.mp4"))
-    assert len(list(cache.rglob("latents/cam*.safetensors"))) == len(videos) >= 2 * SCENES
+    videos = sorted(Path(prepared["data"]).rglob("videos/cam*.mp4"))
+    assert len(list(Path(cache).rglob("latents/cam*.safetensors"))) == len(videos) >= 2 * SCENES
 
     run = tmp_path / "run"
     res = runner.invoke(app, ["train", "--cache", str(cache), "--wan-dir", str(wan), "--out", str(run),
@@ -106,3 +120,26 @@ def test_prepare_train_infer_end_to_end(tmp_path: Path) -> None:
         outs.append(read_video_frames(out).astype(np.int16))
     # Same seed and prompt, different target camera: the trained camera modules change the video.
     assert np.abs(outs[0] - outs[1]).mean() > 0.1
+
+
+@pytest.mark.slow
+def test_train_ddp_two_processes(prepared: dict, tmp_path: Path) -> None:
+    """DDP through accelerate on 2 CPU processes (gloo): both ranks step together, rank 0 writes."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "recam.cli", "train", "--cache", str(prepared["cache"]), "--wan-dir", str(prepared["wan"]),
+           "--out", str(run), "--steps", "8", "--save-every", "4", "--log-every", "4", "--num-workers", "0"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import json
+
+    assert json.loads((run / "train_config.json").read_text())["world_size"] == 2
+    assert [r["step"] for r in _read_csv(run / "log.csv")] == [4, 8]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step0000004", "step0000008"]
+    assert res.stdout.count("trained steps 0..8") == 2  # each rank ran all 8 steps
