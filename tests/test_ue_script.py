@@ -203,6 +203,15 @@ def test_map_given_as_package_path(fake: ModuleType, tmp_path: Path) -> None:
     assert fake._STATE.queue.get_jobs()[0].map._p == MAP
 
 
+def test_second_job_on_the_open_map_does_not_reload_it(fake: ModuleType, tmp_path: Path) -> None:
+    for k in range(2):
+        work = tmp_path / f"job{k}"
+        work.mkdir()
+        _, result = run_script(make_job(job_id=f"s{k}", n_cameras=1, frames=3, size=16), work)
+        assert result["status"] == "ok"
+    assert fake._STATE.map_loads == 1
+
+
 def test_evaluated_poses_rejects_a_pose_that_differs(fake: ModuleType, tmp_path: Path) -> None:
     job = make_job(n_cameras=2, frames=3, size=16)
     _, result = run_script(job, tmp_path)

@@ -361,10 +361,17 @@ def add_camera_track(job: UeJob, seq: unreal.LevelSequence, cam: CameraSpec,
     return channels
 
 
+def load_map(map_path: str) -> None:
+    """Load the job's map unless it is the one already open (sessions: no reload, no save prompt)."""
+    world = _editor_subsystem(unreal.UnrealEditorSubsystem).get_editor_world()
+    if world is not None and world.get_path_name() == object_path(map_path):
+        return
+    if not _editor_subsystem(unreal.LevelEditorSubsystem).load_level(package_path(map_path)):
+        raise JobError(f"could not load map {map_path!r}")
+
+
 def build(job: UeJob) -> Built:
-    level = _editor_subsystem(unreal.LevelEditorSubsystem)
-    if not level.load_level(package_path(job.map_path)):
-        raise JobError(f"could not load map {job.map_path!r}")
+    load_map(job.map_path)
     actors = _editor_subsystem(unreal.EditorActorSubsystem)
     anim = _load(job.animation, unreal.AnimSequence, "animation")
     if unreal.EditorAssetLibrary.does_directory_exist(job.content_folder):

@@ -38,6 +38,7 @@ class _State:
     assets: dict[str, Any] = field(default_factory=dict)
     directories: set[str] = field(default_factory=set)
     loaded_map: str | None = None
+    map_loads: int = 0
     actors: list[Any] = field(default_factory=list)
     destroyed: list[Any] = field(default_factory=list)
     sequences: dict[str, Any] = field(default_factory=dict)
@@ -413,7 +414,13 @@ class LevelEditorSubsystem(EditorSubsystem):
         if obj not in _STATE.assets:
             return False
         _STATE.loaded_map = obj
+        _STATE.map_loads += 1
         return True
+
+
+class UnrealEditorSubsystem(EditorSubsystem):
+    def get_editor_world(self) -> World | None:
+        return _STATE.assets.get(_STATE.loaded_map or "")
 
 
 class EditorActorSubsystem(EditorSubsystem):
