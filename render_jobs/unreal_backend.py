@@ -424,6 +424,24 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
+#: Plugins the editor script needs, as named in a .uproject's "Plugins" list.
+REQUIRED_PLUGINS = ("PythonScriptPlugin", "MovieRenderPipeline", "SequencerScripting")
+
+
+def project_plugin_problems(project: Path) -> list[str]:
+    """Problems with the .uproject for this backend: unreadable, or required plugins not enabled."""
+    try:
+        data = json.loads(project.read_text(encoding="utf-8-sig"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return [f"{project}: cannot read the .uproject ({exc})"]
+    enabled = {p.get("Name") for p in data.get("Plugins", []) if isinstance(p, dict) and p.get("Enabled")}
+    missing = [p for p in REQUIRED_PLUGINS if p not in enabled]
+    if missing:
+        return [f"{project}: plugins not enabled: {', '.join(missing)} (enable them in Edit > Plugins "
+                "or add {\"Name\": ..., \"Enabled\": true} to the .uproject's \"Plugins\")"]
+    return []
+
+
 class UnrealBackend:
     """:class:`~render_jobs.backend.Backend` for Unreal Engine 5: one editor process per job, or
     one editor session for up to ``session_jobs`` jobs."""
@@ -518,6 +536,9 @@ class UnrealBackend:
             raise RenderError(f"UnrealEditor-Cmd not found or not executable: {cfg.editor} (config key 'editor')")
         if not cfg.project.is_file():
             raise RenderError(f".uproject not found: {cfg.project} (config key 'project')")
+        problems = project_plugin_problems(cfg.project)
+        if problems:
+            raise RenderError("; ".join(problems))
         if not cfg.script.is_file():
             raise RenderError(f"editor script missing: {cfg.script}")
 

@@ -46,8 +46,15 @@ def write_fake_editor(folder: Path, mode: str = "ok") -> Path:
     return exe
 
 
-def write_fake_project(path: Path, assets: dict[str, str]) -> Path:
-    path.write_text(json.dumps({"FileVersion": 3, "EngineAssociation": "5.6", "FakeAssets": assets}))
+PLUGINS = ("PythonScriptPlugin", "MovieRenderPipeline", "SequencerScripting")
+
+
+def write_fake_project(path: Path, assets: dict[str, str], plugins: tuple[str, ...] = PLUGINS) -> Path:
+    path.write_text(json.dumps({
+        "FileVersion": 3, "EngineAssociation": "5.6",
+        "Plugins": [{"Name": p, "Enabled": True} for p in plugins],
+        "FakeAssets": assets,
+    }))
     return path
 
 
