@@ -97,6 +97,8 @@ class UnrealConfig(BaseModel):
     #: Engine errors that fail a job even when the script reported success (substring match on
     #: the parsed error lines, see :func:`parse_engine_log`).
     fatal_log_patterns: list[str] = Field(default_factory=lambda: list(FATAL_LOG_PATTERNS))
+    #: Plugins checked in the .uproject before each job ([] to skip the check).
+    required_plugins: list[str] = Field(default_factory=lambda: list(REQUIRED_PLUGINS))
     #: The editor script (override only for testing).
     script: Path = SCRIPT
 
@@ -424,18 +426,19 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
-#: Plugins the editor script needs, as named in a .uproject's "Plugins" list.
-REQUIRED_PLUGINS = ("PythonScriptPlugin", "MovieRenderPipeline", "SequencerScripting")
+#: Plugins that must be enabled in the .uproject's "Plugins" list (neither is on by default).
+#: Sequencer Scripting is needed too, but it can come in as a dependency without being listed.
+REQUIRED_PLUGINS = ("PythonScriptPlugin", "MovieRenderPipeline")
 
 
-def project_plugin_problems(project: Path) -> list[str]:
+def project_plugin_problems(project: Path, required: tuple[str, ...] | list[str] = REQUIRED_PLUGINS) -> list[str]:
     """Problems with the .uproject for this backend: unreadable, or required plugins not enabled."""
     try:
         data = json.loads(project.read_text(encoding="utf-8-sig"))
     except (OSError, json.JSONDecodeError) as exc:
         return [f"{project}: cannot read the .uproject ({exc})"]
     enabled = {p.get("Name") for p in data.get("Plugins", []) if isinstance(p, dict) and p.get("Enabled")}
-    missing = [p for p in REQUIRED_PLUGINS if p not in enabled]
+    missing = [p for p in required if p not in enabled]
     if missing:
         return [f"{project}: plugins not enabled: {', '.join(missing)} (enable them in Edit > Plugins "
                 "or add {\"Name\": ..., \"Enabled\": true} to the .uproject's \"Plugins\")"]
@@ -536,7 +539,7 @@ class UnrealBackend:
             raise RenderError(f"UnrealEditor-Cmd not found or not executable: {cfg.editor} (config key 'editor')")
         if not cfg.project.is_file():
             raise RenderError(f".uproject not found: {cfg.project} (config key 'project')")
-        problems = project_plugin_problems(cfg.project)
+        problems = project_plugin_problems(cfg.project, cfg.required_plugins)
         if problems:
             raise RenderError("; ".join(problems))
         if not cfg.script.is_file():
