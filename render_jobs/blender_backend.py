@@ -1,0 +1,74 @@
+"""The ``blender`` backend: renders RenderJobs in-process with Blender as a Python module (``bpy``).
+
+``bpy`` can be imported once per process, so a :class:`BlenderBackend` lives as long as its worker
+process and renders job after job; each job gets a fresh Blender scene (factory settings), built
+once and rendered from every camera. See :mod:`render_jobs.blender.render` and ``docs/blender.md``.
+
+Options (``multicam render --backend blender -o KEY=VALUE`` or ``get_backend("blender", **options)``):
+
+``device``
+    ``auto`` (default: the job's ``settings.device``, itself ``auto`` = OptiX/CUDA/HIP/Metal when
+    present, else CPU), or force ``CPU``, ``CUDA``, ``OPTIX``, ``HIP``, ``METAL``.
+``threads``
+    CPU render threads (0 = all cores, the default).
+``num_cpus``
+    CPUs a job reserves in the Ray executor (default: all cores of the machine).
+``save_blend``
+    Also save ``scene.blend`` into the scene folder (for debugging a scene in Blender's UI).
+``progress``
+    Show a per-job tqdm bar of camera-frames (default off; the runner has its own bar).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from render_jobs.backend import RenderError
+from render_jobs.schema import RenderJob
+
+
+class BlenderBackend:
+    name = "blender"
+
+    def __init__(self, device: str = "auto", threads: int = 0, num_cpus: float | None = None,
+                 save_blend: bool = False, progress: bool = False) -> None:
+        self.device = str(device)
+        self.threads = int(threads)
+        self.num_cpus = float(num_cpus) if num_cpus is not None else float(os.cpu_count() or 1)
+        self.save_blend = bool(save_blend)
+        self.progress = bool(progress)
+        self.last_timings: dict[str, Any] = {}
+
+    def resources(self) -> dict[str, float]:
+        return {"num_cpus": self.num_cpus, "num_gpus": 0.0 if self.device.upper() == "CPU" else 0.0}
+
+    def render(self, job: RenderJob, out_dir: Path) -> None:
+        try:
+            import bpy  # noqa: F401
+        except ImportError as exc:
+            raise RenderError("the blender backend needs Blender as a Python module: pip install 'multicam[render]'"
+                              f" ({exc})") from exc
+        from render_jobs.blender.render import render_job
+        from render_jobs.blender.user_assets import AssetFileError
+
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=job.settings.frames * len(job.cameras), desc=job.job_id, unit="cam-frame")
+        try:
+            timings = render_job(job, Path(out_dir), device=self.device,
+                                 progress=bar.update if bar is not None else None, save_blend=self.save_blend,
+                                 threads=self.threads)
+        except (AssetFileError, KeyError, ValueError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise RenderError(f"{job.job_id}: {msg}") from exc
+        finally:
+            if bar is not None:
+                bar.close()
+        self.last_timings = timings.record()
+
+    def close(self) -> None:
+        pass

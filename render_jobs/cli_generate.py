@@ -1,0 +1,121 @@
+"""``multicam generate``: plan + render (Blender) + verify, the one command from nothing to a dataset."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from multicam.errors import fail
+
+#: The built-in demo catalog (procedural Blender assets).
+DEMO_CATALOG = Path(__file__).resolve().parent.parent / "scene_catalog" / "demo_catalog.yaml"
+
+
+def generate(
+    out: Path = typer.Option(..., "--out", help="Dataset folder (created; run again to resume)."),
+    scenes: int = typer.Option(1, "--scenes", help="Number of scenes (10 synchronized videos each)."),
+    seed: int = typer.Option(0, "--seed", help="Dataset seed (composition and camera trajectories)."),
+    resolution: int = typer.Option(1280, "--resolution", help="Video width and height in pixels (even)."),
+    frames: int = typer.Option(81, "--frames", help="Frames per video (MultiCamVideo: 81)."),
+    fps: float = typer.Option(15.0, "--fps", help="Video frame rate (MultiCamVideo: 15)."),
+    samples: int = typer.Option(32, "--samples", help="Cycles path-tracing samples per pixel."),
+    denoise: bool = typer.Option(True, "--denoise/--no-denoise", help="OpenImageDenoise on each frame."),
+    dof: bool = typer.Option(True, "--dof/--no-dof", help="Depth of field (focus on the character)."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present), CPU, OPTIX, CUDA, HIP, METAL."),
+    cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
+    extra_passes: list[str] = typer.Option([], "--pass", help="Extra outputs: depth, mask (repeatable)."),
+    keep_frames: bool = typer.Option(False, "--keep-frames", help="Also keep the PNG frames (frames/camNN/)."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
+    workers: int = typer.Option(1, "--workers", help="Parallel jobs (each renders with all its threads)."),
+    catalog: list[Path] = typer.Option([], "--catalog", help="Catalog file(s) (default: the built-in demo "
+                                       "catalog); repeat to merge several."),
+    backend: str = typer.Option("blender", "--backend", help="Renderer backend (blender; test-* for tests)."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Re-check every scene folder at the end "
+                                "(decodes every video)."),
+) -> None:
+    """Make a MultiCamVideo-format dataset from nothing: plan scenes from a catalog (the built-in demo
+    catalog by default), render them with Blender, verify the output. Resumable: run the same command
+    again after an interruption and it continues where it stopped."""
+    from pydantic import ValidationError
+
+    from render_jobs.backends import BACKENDS
+    from render_jobs.planner import PlanError, iter_manifest, load_settings, materialize, plan_dataset
+    from render_jobs.runner import EXECUTORS, RunError, run_dataset
+    from render_jobs.schema import RenderSettings
+    from render_jobs.verify import verify_scene_dir
+    from scene_catalog.cli import _load
+
+    if scenes < 1:
+        fail(f"--scenes: must be >= 1, got {scenes}")
+    if resolution < 16 or resolution % 2:
+        fail(f"--resolution: must be an even number >= 16, got {resolution}")
+    if cameras < 1:
+        fail(f"--cameras: must be >= 1, got {cameras}")
+    if samples < 1:
+        fail(f"--samples: must be >= 1, got {samples}")
+    if executor not in EXECUTORS:
+        fail(f"--executor: must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if workers < 1:
+        fail(f"--workers: must be >= 1, got {workers}")
+    if backend not in BACKENDS:
+        fail(f"--backend: must be one of {', '.join(sorted(BACKENDS))}, got {backend!r}")
+    bad = [p for p in extra_passes if p not in ("depth", "mask")]
+    if bad:
+        fail(f"--pass: must be depth or mask, got {bad[0]!r}")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is a file, expected a folder")
+    try:
+        settings = RenderSettings(width=resolution, height=resolution, frames=frames, fps=fps, samples=samples,
+                                  denoise=denoise, depth_of_field=dof, device=device,
+                                  extra_passes=extra_passes, keep_frames=keep_frames)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
+    cat = _load(catalog or [DEMO_CATALOG], True)
+    t0 = time.perf_counter()
+    try:
+        plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
+    except PlanError as exc:
+        fail(str(exc))
+    typer.echo(f"planned {scenes} scene(s) x {cameras} cameras x {frames} frames at {resolution}x{resolution} "
+               f"into {out}")
+    options: dict[str, object] = {}
+    if backend == "blender":
+        options = {"device": device, "progress": executor == "local" and workers == 1}
+    try:
+        summary = run_dataset(out, backend, executor=executor, workers=workers, backend_options=options,
+                              progress=True)
+    except (PlanError, RunError) as exc:
+        fail(str(exc), code=1)
+    c = summary.counts
+    typer.echo(f"rendered {summary.rendered}, found complete {summary.already}, failed {summary.failed} "
+               f"in {summary.elapsed_s:.1f} s; dataset: {c['done']} done, {c['pending']} pending, "
+               f"{c['failed']} failed")
+    for job_id, err in summary.errors.items():
+        typer.echo(f"  failed {job_id}: {err}", err=True)
+    if summary.interrupted:
+        typer.echo("interrupted; run the same command again to resume", err=True)
+        raise typer.Exit(130)
+    problems = 0
+    if verify:
+        from tqdm import tqdm
+
+        st, n_cams = load_settings(out)
+        entries = list(iter_manifest(out))
+        for entry in tqdm(entries, desc="verify", unit="scene"):
+            folder = out / entry["output_dir"]
+            if not folder.is_dir():
+                continue
+            for p in verify_scene_dir(materialize(entry, st, n_cams), folder):
+                typer.echo(f"  {entry['output_dir']}: {p}", err=True)
+                problems += 1
+    if c["failed"] or problems:
+        typer.echo("some scenes failed or did not verify: see `multicam status`, then `multicam retry`", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {c['done']} scene(s) in {out} ({time.perf_counter() - t0:.1f} s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)
