@@ -29,7 +29,6 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -172,6 +171,15 @@ class _Books:
                 refresh=False,
             )
 
+    def give_back(self, job_ids: list[str]) -> None:
+        """Claimed jobs that never started (their worker was lost): pending again, first in line."""
+        if job_ids:
+            self.store.release(job_ids, "its worker was lost before it started")
+            for j in job_ids:
+                self.claimed.discard(j)
+                self.attempts[j] = max(0, self.attempts.get(j, 1) - 1)
+            self.queue.extendleft(reversed(job_ids))
+
     def release_claimed(self, why: str) -> None:
         self.flush()
         if self.claimed:
@@ -271,6 +279,8 @@ def _worker_main(
 
 
 class _Worker:
+    """One worker process and the jobs sent to it (the first is running, the others queued in its pipe)."""
+
     def __init__(self, mpctx: Any, dataset: Path, backend_name: str, options: dict[str, Any]) -> None:
         self.conn, child = mpctx.Pipe()
         self.proc = mpctx.Process(
@@ -278,13 +288,19 @@ class _Worker:
         )
         self.proc.start()
         child.close()
-        self.job: str | None = None
+        self.jobs: deque[str] = deque()
+        #: When the first job of ``jobs`` started (when the job before it finished).
         self.started = 0.0
 
     def send(self, entry: dict[str, Any]) -> None:
-        self.job = entry["job_id"]
-        self.started = time.monotonic()
+        if not self.jobs:
+            self.started = time.monotonic()
+        self.jobs.append(entry["job_id"])
         self.conn.send(entry)
+
+    def received(self) -> None:
+        self.jobs.popleft()
+        self.started = time.monotonic()
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -306,7 +322,10 @@ def _run_local(
     options: dict[str, Any],
     n_workers: int,
     job_timeout_s: float | None,
+    prefetch: int = 2,
 ) -> None:
+    """``prefetch`` jobs are sent to each worker ahead, so that it starts the next one without waiting
+    for the coordinator; the time limit of a queued job starts when the job before it finishes."""
     mpctx = mp.get_context("spawn")
 
     def spawn() -> _Worker:
@@ -314,58 +333,62 @@ def _run_local(
 
     pool = [spawn() for _ in range(n_workers)]
     fatal: str | None = None
+
+    def lost(i: int, head: Outcome) -> None:
+        """Worker ``i`` is gone (died or killed): record its running job, give its queued jobs back."""
+        w = pool[i]
+        queued = list(w.jobs)[1:]
+        w.jobs.clear()
+        w.stop(kill=True)
+        cleanup_tmp(dataset, w.proc.pid)
+        books.record(head)
+        books.give_back(queued)
+        pool[i] = spawn()
+
     try:
         while True:
-            idle = [w for w in pool if w.job is None]
-            if fatal is None and idle:
-                for w, j in zip(idle, books.take(len(idle)), strict=False):
-                    w.send(books.entries[j])
-            busy = [w for w in pool if w.job is not None]
+            if fatal is None:
+                free = sum(max(0, prefetch - len(w.jobs)) for w in pool)
+                got = deque(books.take(free)) if free else deque()
+                while got:  # fill the emptiest workers first
+                    w = min(pool, key=lambda x: len(x.jobs))
+                    w.send(books.entries[got.popleft()])
+            busy = [w for w in pool if w.jobs]
             if not busy:
                 if fatal is not None or not books.has_work():
                     break
                 time.sleep(min(books.next_ready_in() or 0.0, 0.5))
                 continue
             timeout = 0.5
+            now = time.monotonic()
             if job_timeout_s is not None:
-                now = time.monotonic()
                 timeout = min(timeout, max(0.0, min(w.started + job_timeout_s - now for w in busy)))
             if not books.queue and books.delayed:
                 timeout = min(timeout, books.next_ready_in() or 0.0)
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=timeout)
             for i, w in enumerate(pool):
-                if w.job is None:
+                if not w.jobs:
                     continue
                 if w.conn in ready:
                     try:
-                        out: Outcome = w.conn.recv()
+                        while w.jobs and w.conn.poll():
+                            out: Outcome = w.conn.recv()
+                            w.received()
+                            if out.kind == "fatal":
+                                fatal = out.error
+                            books.record(out)
                     except (EOFError, OSError):
-                        out = _dead(w)
-                        pool[i] = _replace(w, dataset, spawn)
-                    else:
-                        w.job = None
+                        lost(i, _dead(w))
                 elif w.proc.sentinel in ready:
-                    out = _dead(w)
-                    pool[i] = _replace(w, dataset, spawn)
+                    lost(i, _dead(w))
                 elif job_timeout_s is not None and time.monotonic() - w.started > job_timeout_s:
-                    out = Outcome(
-                        w.job,
-                        False,
-                        "error",
-                        time.monotonic() - w.started,
-                        error=f"time limit of {job_timeout_s:g} s exceeded; worker killed",
-                    )
-                    w.stop(kill=True)
-                    pool[i] = _replace(w, dataset, spawn)
-                else:
-                    continue
-                if out.kind == "fatal":
-                    fatal = out.error
-                books.record(out)
+                    msg = f"time limit of {job_timeout_s:g} s exceeded; worker killed"
+                    lost(i, Outcome(w.jobs[0], False, "error", time.monotonic() - w.started, error=msg))
             books.flush()
     finally:
         for w in pool:
-            w.stop(kill=w.job is not None)
+            running = bool(w.jobs)
+            w.stop(kill=running)
             cleanup_tmp(dataset, w.proc.pid)
     if fatal is not None:
         raise RunError(fatal)
@@ -374,21 +397,13 @@ def _run_local(
 def _dead(w: _Worker) -> Outcome:
     w.proc.join(timeout=5)
     code = w.proc.exitcode
-    assert w.job is not None
     return Outcome(
-        w.job,
+        w.jobs[0],
         False,
         "crash",
         time.monotonic() - w.started,
         error=f"worker process died (exit code {code}) while rendering",
     )
-
-
-def _replace(w: _Worker, dataset: Path, spawn: Callable[[], _Worker]) -> _Worker:
-    w.job = None
-    w.stop(kill=True)
-    cleanup_tmp(dataset, w.proc.pid)
-    return spawn()
 
 
 # -- ray executor ---------------------------------------------------------------------------------------

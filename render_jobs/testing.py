@@ -21,6 +21,7 @@ benchmarked without Blender or Unreal.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable
@@ -28,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.camera_json import CAMERA_FILE, cam_name, write_camera_json
+from exporters.camera_json import CAMERA_FILE, render_camera_json
 from exporters.video import Mp4Writer
-from multicam.io import atomic_write_json
 from render_jobs.backend import RenderError
 from render_jobs.schema import RenderJob
 
@@ -44,10 +44,14 @@ def _ids(value: Iterable[str] | str | None) -> frozenset[str]:
 
 
 def write_scene_files(job: RenderJob, out_dir: Path, backend: str) -> None:
-    """The non-video outputs every backend writes: camera JSON (from the job's poses) and scene.json."""
+    """The non-video outputs: camera JSON (from the job's poses) and scene.json.
+
+    Plain writes: ``out_dir`` is the job's private temp folder, made visible by one rename after
+    verification, so per-file atomic writes and fsyncs would buy nothing."""
     out_dir = Path(out_dir)
-    write_camera_json(out_dir / CAMERA_FILE, job.poses_array(), [c.name for c in job.cameras])
-    atomic_write_json(out_dir / "scene.json", {**job.scene, "job_id": job.job_id, "backend": backend})
+    (out_dir / CAMERA_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / CAMERA_FILE).write_text(render_camera_json(job.poses_array(), [c.name for c in job.cameras]))
+    (out_dir / "scene.json").write_text(json.dumps({**job.scene, "job_id": job.job_id, "backend": backend}, indent=2))
 
 
 class SyntheticTestBackend:
@@ -160,8 +164,8 @@ class NoopTestBackend:
         tpl = self._template(job, out_dir)
         videos = Path(out_dir) / "videos"
         videos.mkdir(parents=True, exist_ok=True)
-        for ci in range(len(job.cameras)):
-            os.link(tpl, videos / f"{cam_name(ci)}.mp4")
+        for cam in job.cameras:
+            os.link(tpl, videos / f"{cam.name}.mp4")
         write_scene_files(job, out_dir, self.name)
 
     def close(self) -> None:
