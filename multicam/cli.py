@@ -14,9 +14,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from multicam import cli_cameras
+    from multicam import cli_cameras, cli_validate
 
     cli_cameras.register(app)
+    cli_validate.register(app)
     for mod in ("scene_catalog.cli", "render_jobs.cli", "render_jobs.cli_generate"):
         try:
             module = __import__(mod, fromlist=["register"])

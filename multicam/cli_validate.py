@@ -1,0 +1,46 @@
+"""``multicam validate``: check a MultiCamVideo-format dataset on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+from multicam.errors import fail
+
+
+def validate(
+    dataset: Path = typer.Argument(..., help="Dataset root, a split folder or one scene folder."),
+    decode: bool = typer.Option(True, "--decode/--no-decode", help="Decode every video (exact frame counts)."),
+    frames: int | None = typer.Option(None, "--frames", help="Expected frames per video (e.g. 81)."),
+    size: int | None = typer.Option(None, "--size", help="Expected square frame size in pixels (e.g. 1280)."),
+) -> None:
+    """Check every scene: camera file parses, one decodable mp4 per camera, frame counts match.
+
+    Exit code 0 when every scene is complete, 1 when any problem was found (all are listed), 2 for
+    bad arguments.
+    """
+    from exporters.validate import iter_scene_dirs, validate_scene_dir
+
+    if not dataset.exists():
+        fail(f"{dataset}: no such file or folder")
+    scenes = list(iter_scene_dirs(dataset))
+    if not scenes:
+        fail(f"{dataset}: no scene folders (no cameras/camera_extrinsics.json below it)")
+    problems = 0
+    cams = 0
+    for scene in tqdm(scenes, unit="scene", desc="validate", disable=len(scenes) < 3):
+        rep = validate_scene_dir(scene, decode=decode, expect_frames=frames,
+                                 expect_size=(size, size) if size else None)
+        cams += rep.cameras
+        for p in rep.problems:
+            typer.echo(p, err=True)
+        problems += len(rep.problems)
+    typer.echo(f"{len(scenes)} scenes, {cams} cameras checked: "
+               + ("all complete" if not problems else f"{problems} problems"))
+    raise typer.Exit(1 if problems else 0)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
