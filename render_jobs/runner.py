@@ -445,6 +445,7 @@ def _run_ray(
     finally:
         probe.close()
     started_ray = False
+    in_flight: dict[Any, tuple[str, float]] = {}
     if not ray.is_initialized():
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is None:
@@ -459,7 +460,6 @@ def _run_ray(
             retry_exceptions=False,
         )
         opts_json = json.dumps(options, sort_keys=True)
-        in_flight: dict[Any, tuple[str, float]] = {}
         fatal: str | None = None
         while True:
             if fatal is None and len(in_flight) < workers:
@@ -503,7 +503,7 @@ def _run_ray(
         if fatal is not None:
             raise RunError(fatal)
     except KeyboardInterrupt:
-        for ref in list(locals().get("in_flight", {})):
+        for ref in list(in_flight):
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
         raise

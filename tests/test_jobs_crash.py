@@ -106,3 +106,46 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
         assert verify_scene_dir(job, ds / rel) == []
     assert list((ds / ".tmp").iterdir()) == []
     assert not list((ds / "train").glob("*/.*"))  # nothing moved aside as invalid
+
+
+def _plan(tmp_path: Path, n: int) -> Path:
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(CATALOG))
+    ds = tmp_path / "ds"
+    plan_dataset(load_catalog(tmp_path / "c.yaml"), n, 5, ds,
+                 RenderSettings(width=32, height=32, frames=6, samples=1), n_cameras=2)
+    return ds
+
+
+def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path) -> None:
+    ds = _plan(tmp_path, 4)
+    cmd = [sys.executable, "-m", "multicam.cli", "render", str(ds), "--backend", "test-synthetic", "--workers", "2",
+           "--no-progress", "-o", "sleep_s=30"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the workers have started rendering
+        if (ds / ".tmp").is_dir() and len(list((ds / ".tmp").iterdir())) == 2:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out.decode()
+    assert b"interrupted; run the same command again to resume" in out
+    with JobStore.for_dataset(ds) as s:
+        assert s.counts() == {"pending": 4, "running": 0, "done": 0, "failed": 0}
+        assert all(r.attempts == 0 for r in s.rows())  # an interrupted try is not counted
+    assert list((ds / ".tmp").iterdir()) == []
+
+
+def test_two_concurrent_runs_share_the_work(tmp_path: Path) -> None:
+    ds = _plan(tmp_path, 10)
+    log = tmp_path / "renders.log"
+    cmd = [sys.executable, "-m", "multicam.cli", "render", str(ds), "--backend", "test-synthetic", "--workers", "1",
+           "--no-progress", "-o", "sleep_s=0.2", "-o", f"log_path={log}"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    with JobStore.for_dataset(ds) as s:
+        assert s.counts()["done"] == 10
+        assert s.event_counts("done") == {f"s{i:06d}": 1 for i in range(1, 11)}
+    renders = [line.split()[0] for line in log.read_text().splitlines()]
+    assert sorted(renders) == [f"s{i:06d}" for i in range(1, 11)]  # no job rendered twice
