@@ -55,8 +55,10 @@ def plan(
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: exists and is a file, expected a folder")
     try:
-        settings = RenderSettings(width=width, height=height, frames=frames, fps=fps, samples=samples,
-                                  extra_passes=extra_passes)  # type: ignore[arg-type]
+        settings = RenderSettings.model_validate(
+            {"width": width, "height": height, "frames": frames, "fps": fps, "samples": samples,
+             "extra_passes": extra_passes}
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")

@@ -98,7 +98,7 @@ def plan_dataset(
 
     if n_scenes < 1:
         raise PlanError(f"--scenes must be >= 1, got {n_scenes}")
-    settings = settings or RenderSettings()
+    settings = settings or RenderSettings.model_validate({})
     out = Path(out_dir)
     plan_file, manifest = plan_paths(out)
     key = _plan_key(catalog, n_scenes, seed, settings, n_cameras)

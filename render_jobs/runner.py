@@ -124,7 +124,7 @@ class _Books:
         now = time.monotonic()
         while self.delayed and self.delayed[0][0] <= now:
             self.queue.append(heapq.heappop(self.delayed)[1])
-        want = []
+        want: list[str] = []
         while self.queue and len(want) < n:
             want.append(self.queue.popleft())
         if not want:

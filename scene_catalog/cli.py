@@ -7,12 +7,14 @@ from pathlib import Path
 import typer
 
 from multicam.errors import fail
+from scene_catalog.models import Catalog
 
 catalog_app = typer.Typer(help="Check and summarise scene catalogs (environments, characters, animations).",
                           no_args_is_help=True)
 
 
-def _load(files: list[Path], check_assets: bool):  # type: ignore[no-untyped-def]
+def load_or_exit(files: list[Path], check_assets: bool = True) -> Catalog:
+    """Load catalog files for a command: on problems print each one and exit with code 2."""
     from scene_catalog.loader import CatalogError, load_catalog
 
     try:
@@ -31,7 +33,7 @@ def validate(
                                       help="Check that local asset files (.blend, .glb, ...) exist."),
 ) -> None:
     """Validate catalog files; print every problem (file, entry, field) and exit 2 if there is any."""
-    cat = _load(files, check_assets)
+    cat = load_or_exit(files, check_assets)
     anchors = sum(len(e.anchors) for e in cat.environments)
     typer.echo(f"ok: {len(cat.environments)} environments ({anchors} anchors), {len(cat.characters)} characters, "
                f"{len(cat.animations)} animations")
@@ -51,7 +53,7 @@ def stats(
 
     if scenes < 0:
         fail(f"--scenes: must be >= 0, got {scenes}")
-    cat = _load(files, check_assets)
+    cat = load_or_exit(files, check_assets)
     typer.echo(f"environments: {len(cat.environments)}  characters: {len(cat.characters)}  "
                f"animations: {len(cat.animations)}")
     sizes = Counter(e.size if e.radii_m is None else "custom" for e in cat.environments)
@@ -74,6 +76,9 @@ def stats(
         typer.echo(f"{scenes} scenes, seed {seed}:")
         for s in usage_spread(cat, draws):
             typer.echo(f"  {s}")
+
+
+_load = load_or_exit  # the name other commands imported first
 
 
 def register(app: typer.Typer) -> None:

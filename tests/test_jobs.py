@@ -344,3 +344,29 @@ def test_completed_folder_found_on_restart_is_adopted_not_rerendered(tmp_path: P
     assert (s.already, s.rendered) == (1, 1)
     assert {p: p.stat().st_mtime_ns for p in final.rglob("*")} == stamp
     assert os.listdir(ds / ".tmp") == []
+
+
+def test_plan_cli_writes_specs_and_rejects_bad_settings(tmp_path: Path) -> None:
+    cat = tmp_path / "c.yaml"
+    cat.write_text(yaml.safe_dump(CATALOG))
+    out = tmp_path / "ds"
+    runner = CliRunner()
+    args = ["plan", "--catalog", str(cat), "--scenes", "3", "--seed", "8", "--out", str(out), "--width", "32",
+            "--height", "32", "--frames", "4", "--cameras", "2"]
+    res = runner.invoke(app, [*args, "--write-specs"])
+    assert res.exit_code == 0, res.output
+    assert "planned 3 scenes" in res.output and "wrote 3 scene specs" in res.output
+    settings, n_cam = load_settings(out)
+    assert (settings.width, settings.frames, n_cam) == (32, 4, 2)
+    for e in iter_manifest(out):
+        spec = json.loads((out / "plan" / "specs" / f"scene{e['scene_index']}.json").read_text())
+        assert spec == json.loads(json.dumps(materialize(e, settings, n_cam).scene))
+        assert sorted(spec["cameras"]) == ["cam01", "cam02"]
+    res = runner.invoke(app, args)  # same plan again: a no-op
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*args[:-2], "--cameras", "3"])
+    assert res.exit_code == 2 and "already holds a different plan (cameras: planned 2, now 3)" in res.output
+    res = runner.invoke(app, ["plan", "--catalog", str(cat), "--scenes", "3", "--seed", "8", "--out",
+                              str(tmp_path / "x"), "--width", "8"])
+    assert res.exit_code == 2 and "--width: Input should be greater than or equal to 16" in res.output
+    assert not (tmp_path / "x").exists()
