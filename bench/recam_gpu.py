@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -48,6 +49,7 @@ from recam.model import (  # noqa: E402
 
 H100_BF16_DENSE_PEAK = 989.4e12  # FLOP/s, H100 SXM datasheet (dense)
 LOG: list[str] = []
+T0 = time.perf_counter()
 PROGRESS: dict[str, Any] = {}  # "res" and "out" once main() runs: every log line also saves the results so far
 
 
@@ -241,12 +243,30 @@ def grads_snapshot(model: ReCamMasterTransformer) -> dict[str, torch.Tensor]:
     return out
 
 
+GRAD_GROUPS = {
+    "attn1_qk": (".attn1.to_q.", ".attn1.to_k.", ".attn1.norm_q.", ".attn1.norm_k."),
+    "attn1_vo": (".attn1.to_v.", ".attn1.to_out."),
+    "projector": (".projector.",),
+    "cam_encoder": (".cam_encoder.",),
+}
+
+
 def grad_errors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, Any]:
-    flat_a = torch.cat([a[n].float().flatten() for n in sorted(a)])
-    flat_b = torch.cat([b[n].float().flatten() for n in sorted(a)])
+    """Relative L2 error of all trainable gradients, per parameter group, and the worst single tensor."""
+
+    def group_err(names: list[str]) -> float:
+        num = sum(float((a[n].double() - b[n].double()).square().sum()) for n in names)
+        den = sum(float(b[n].double().square().sum()) for n in names)
+        return math.sqrt(num / max(den, 1e-300))
+
     per = {n: rel_err(a[n], b[n]) for n in a}
     worst = max(per, key=lambda n: per[n])
-    return {"all_trainable_rel_err": rel_err(flat_a, flat_b), "worst_param": worst, "worst_param_rel_err": per[worst]}
+    out: dict[str, Any] = {"all": group_err(sorted(a))}
+    for g, pats in GRAD_GROUPS.items():
+        out[g] = group_err([n for n in a if any(p in n for p in pats)])
+    out["worst_param"] = worst
+    out["worst_param_rel_err"] = per[worst]
+    return out
 
 
 def calibrate_block(
@@ -302,6 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         help="share of GPU memory the optimised training step may plan for",
     )
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument(
+        "--train-variants",
+        default="attention+qkv,attention",
+        help="comma list of optimised training-step variants: attention, attention+qkv, blocks "
+        "(blocks also runs as a fallback when the others fail)",
+    )
+    ap.add_argument("--max-autotune-forward", action="store_true", help="also time a max-autotune compiled forward")
+    ap.add_argument("--autotune-deadline-s", type=float, default=360.0, help="skip max-autotune after this runtime")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench_out")))
     args = ap.parse_args(argv)
     if args.latent is None:
@@ -382,7 +410,8 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         log(f"baseline forward: {fmt(res['baseline_forward'])}")
         # noise floor: the same stock model under each other working SDPA backend (eager)
         res["noise_floor_forward_rel_err"] = {}
-        for name in [n for n, r in res.get("attention", {}).items() if isinstance(r, dict) and "fwd_s" in r]:
+        working = [n for n, r in res.get("attention", {}).items() if isinstance(r, dict) and "fwd_s" in r]
+        for name in [n for n in working if n != "efficient"]:
             _, other = timed(forward_fn(model, inp, name), device, 0, 1)
             res["noise_floor_forward_rel_err"][name] = rel_err(other, base_out)
             del other
@@ -392,6 +421,11 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         model.recompute_blocks = None
         train_fn(model, inp, target, None, None)()  # gradients of identical weights, kept for comparison
         base_grads = grads_snapshot(model)
+        alt = [n for n in ("flash", "efficient") if n in res.get("noise_floor_forward_rel_err", {})][:1]
+        for name in alt:  # noise floor of the gradient comparison: same stock model, other attention kernel
+            train_fn(model, inp, target, None, name)()
+            res["noise_floor_grads"] = {"backend": name, **grad_errors(grads_snapshot(model), base_grads)}
+            log(f"stock model grads under {name} vs baseline: {res['noise_floor_grads']}")
         reset_peak(device)
         times, _ = timed(train_fn(model, inp, target, opt, None), device, 0, max(1, args.repeats - 1))
         res["baseline_train"] = summary(times, peak_gib(device), flops_t)
@@ -418,90 +452,130 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         f"{fmt(res['optimised_forward'])}"
     )
     del opt_out
-
-    # ---------------- optimised train step: recompute as few blocks as memory allows
-    n_blocks = len(model.blocks)
-    eager_recompute = False
-    recompute = 0
     if device.type == "cuda":
-        cal = calibrate_block(model, inp, train_backend, device)
-        model.enable_gradient_checkpointing()
-        model.recompute_blocks = None
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            forward_fn(model, inp, fwd_backend)()
+            sync(device)
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60)
+        res["profile_forward_top"] = table
+        log("optimised forward, top kernels:\n" + table)
+
+    # ---------------- optimised training step variants
+    res["train_variants"] = {}
+    for variant in args.train_variants.split(","):
         try:
-            reset_peak(device)
-            train_fn(model, inp, target, None, train_backend)()  # full recompute: measures the memory floor
-        except Exception as exc:  # checkpointing around compiled blocks failed: recompute those blocks eagerly
-            if isinstance(exc, torch.OutOfMemoryError):
-                raise
-            res["checkpoint_of_compiled_block_error"] = f"{type(exc).__name__}: {exc}"[:600]
-            log(f"checkpoint around a compiled block failed ({res['checkpoint_of_compiled_block_error'][:200]})")
-            eager_recompute = True
+            run_train_variant(variant, model, inp, target, opt, train_backend, flops_t, base_grads, args, device, res)
+        except Exception as exc:
             for p in model.parameters():
                 p.grad = None
-            for block in model.blocks:
-                block._compiled_call_impl = None
-            reset_peak(device)
-            train_fn(model, inp, target, None, train_backend)()
-        full_recompute_peak = torch.cuda.max_memory_allocated(device)
-        grads_snapshot(model)
-        total = torch.cuda.get_device_properties(device).total_memory
-        budget = args.memory_fraction * total - full_recompute_peak
-        per_block = max(cal["saved_bytes"] - cal["input_bytes"], 1.0)
-        keep = int(max(0, min(n_blocks, budget // per_block)))
-        recompute = n_blocks - keep
-        res["calibration"] = {
-            **cal,
-            "full_recompute_peak_gib": full_recompute_peak / 2**30,
-            "per_block_extra_gib": per_block / 2**30,
-            "recompute_blocks": recompute,
-            "recomputed_blocks_eager": eager_recompute,
-        }
-        log(
-            f"calibration: block saves {cal['saved_bytes'] / 2**30:.2f} GiB, fwd+bwd {cal['fwd_bwd_s'] * 1e3:.0f} ms, "
-            f"full-recompute peak {full_recompute_peak / 2**30:.1f} GiB -> recompute {recompute} of {n_blocks} blocks"
-        )
-
-    def set_compiled(recompute: int) -> None:
-        if not eager_recompute or args.no_compile:
-            return
-        for i, block in enumerate(model.blocks):
-            if i < recompute:
-                block._compiled_call_impl = None
-            elif block._compiled_call_impl is None:
-                block.compile()
-
-    model.enable_gradient_checkpointing()
-    model.recompute_blocks = recompute
-    set_compiled(recompute)
-    for _attempt in range(4):
+            res["train_variants"][variant] = {"error": f"{type(exc).__name__}: {exc}"[:800]}
+            log(f"train variant {variant} failed: {res['train_variants'][variant]['error'][:300]}")
+    ok = {k: v for k, v in res["train_variants"].items() if "median_s" in v}
+    if not ok and "blocks" not in res["train_variants"]:  # fallback: whole-block recomputation of some blocks
         try:
-            reset_peak(device)
-            train_fn(model, inp, target, None, train_backend)()
-            opt_grads = grads_snapshot(model)
-            reset_peak(device)
-            times, _ = timed(train_fn(model, inp, target, opt, train_backend), device, 0, args.repeats)
-            break
-        except torch.OutOfMemoryError:
-            for p in model.parameters():
-                p.grad = None
-            recompute = min(n_blocks, recompute + max(2, n_blocks // 8))
-            model.recompute_blocks = recompute
-            set_compiled(recompute)
-            log(f"out of memory: retrying with {recompute} recomputed blocks")
-            torch.cuda.empty_cache()
-    else:
-        raise RuntimeError("optimised training step does not fit in memory")
-    res["optimised_train"] = summary(times, peak_gib(device), flops_t)
+            run_train_variant("blocks", model, inp, target, opt, train_backend, flops_t, base_grads, args, device, res)
+        except Exception as exc:
+            res["train_variants"]["blocks"] = {"error": f"{type(exc).__name__}: {exc}"[:800]}
+        ok = {k: v for k, v in res["train_variants"].items() if "median_s" in v}
+    if ok:
+        best = min(ok, key=lambda k: ok[k]["median_s"])
+        res["optimised_train"] = {**ok[best], "variant": best}
+        log(f"optimised train step: variant {best}: {fmt(res['optimised_train'])}")
     res["dynamo_counters"] = {
         k: dict(v) for k, v in torch._dynamo.utils.counters.items() if k in ("stats", "graph_break")
     }
-    res["optimised_train"]["recompute_blocks"] = recompute
+
+    # ---------------- optional: forward with max-autotune GEMMs (only when time is left)
+    if args.max_autotune_forward and not args.no_compile and time.perf_counter() - T0 < args.autotune_deadline_s:
+        torch._dynamo.reset()
+        model.set_selective_recompute(None)
+        model.disable_gradient_checkpointing()
+        for block in model.blocks:
+            block._compiled_call_impl = None
+        model.compile_blocks(mode="max-autotune-no-cudagraphs")
+        t0 = time.perf_counter()
+        forward_fn(model, inp, fwd_backend)()
+        sync(device)
+        compile_s = time.perf_counter() - t0
+        reset_peak(device)
+        times, out = timed(forward_fn(model, inp, fwd_backend), device, 1, args.repeats)
+        res["optimised_forward_max_autotune"] = summary(times, peak_gib(device), flops_f["total"])
+        res["optimised_forward_max_autotune"]["compile_s"] = compile_s
+        if base_out is not None:
+            res["optimised_forward_max_autotune"]["rel_err_vs_baseline"] = rel_err(out, base_out)
+        log(
+            f"optimised forward, max-autotune (compile {compile_s:.0f} s): {fmt(res['optimised_forward_max_autotune'])}"
+        )
+
+
+def run_train_variant(
+    variant: str,
+    model: ReCamMasterTransformer,
+    inp: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    backend: str | None,
+    flops_t: float,
+    base_grads: dict[str, torch.Tensor] | None,
+    args: argparse.Namespace,
+    device: torch.device,
+    res: dict[str, Any],
+) -> None:
+    """One training-step configuration of the optimised model (compiled blocks, fast attention).
+
+    ``attention`` / ``attention+qkv``: selective recomputation inside every block (keeps attention outputs);
+    ``blocks``: no recomputation except whole blocks, as many as a one-block memory calibration says must be.
+    """
+    torch._dynamo.reset()  # fresh training graphs for each recomputation policy
+    n_blocks = len(model.blocks)
+    info: dict[str, Any] = {}
+    if variant in ("attention", "attention+qkv"):
+        model.disable_gradient_checkpointing()
+        model.set_selective_recompute(variant)
+    elif variant == "blocks":
+        model.set_selective_recompute(None)
+        model.disable_gradient_checkpointing()
+        if device.type == "cuda":
+            cal = calibrate_block(model, inp, backend, device)
+            model.enable_gradient_checkpointing()
+            model.recompute_blocks = None
+            reset_peak(device)
+            train_fn(model, inp, target, None, backend)()  # full recompute: the memory floor
+            floor = torch.cuda.max_memory_allocated(device)
+            grads_snapshot(model)
+            total = torch.cuda.get_device_properties(device).total_memory
+            per_block = max(cal["saved_bytes"] - cal["input_bytes"], 1.0)
+            keep = int(max(0, min(n_blocks, (args.memory_fraction * total - floor) // per_block)))
+            info["calibration"] = {**cal, "full_recompute_peak_gib": floor / 2**30, "per_block_gib": per_block / 2**30}
+            log(
+                f"calibration: block saves {cal['saved_bytes'] / 2**30:.2f} GiB, fwd+bwd {cal['fwd_bwd_s'] * 1e3:.0f} "
+                f"ms, full-recompute peak {floor / 2**30:.1f} GiB -> recompute {n_blocks - keep} of {n_blocks} blocks"
+            )
+        else:
+            keep = n_blocks
+        model.enable_gradient_checkpointing()
+        model.recompute_blocks = n_blocks - keep
+        info["recompute_blocks"] = n_blocks - keep
+    else:
+        raise ValueError(f"unknown train variant {variant!r}")
+    reset_peak(device)
+    t0 = time.perf_counter()
+    train_fn(model, inp, target, None, backend)()
+    sync(device)
+    info["first_step_s"] = time.perf_counter() - t0
+    grads = grads_snapshot(model)
+    reset_peak(device)
+    times, _ = timed(train_fn(model, inp, target, opt, backend), device, 0, args.repeats)
+    r = {**summary(times, peak_gib(device), flops_t), **info}
     if base_grads is not None:
-        res["optimised_train"]["grads_vs_baseline"] = grad_errors(opt_grads, base_grads)
-    log(
-        f"optimised train step ({train_backend}, recompute {recompute}/{n_blocks} blocks): "
-        f"{fmt(res['optimised_train'])}"
-    )
+        r["grads_vs_baseline"] = grad_errors(grads, base_grads)
+    res["train_variants"][variant] = r
+    log(f"train variant {variant} ({backend}): {fmt(r)}; grads vs baseline {r.get('grads_vs_baseline')}")
+    model.set_selective_recompute(None)
+    model.disable_gradient_checkpointing()
+    model.recompute_blocks = None
 
 
 def summary(times: list[float], peak: float, flops: float) -> dict[str, Any]:
@@ -526,11 +600,22 @@ def fmt(r: dict[str, Any]) -> str:
 def print_summary(res: dict[str, Any]) -> None:
     print("\n=== recam_gpu summary ===")
     print(f"{res.get('device')} | torch {res.get('torch')} | diffusers {res.get('diffusers')} | {res.get('date_utc')}")
-    for key in ("baseline_forward", "optimised_forward", "baseline_train", "optimised_train"):
+    for key in ("baseline_forward", "optimised_forward", "optimised_forward_max_autotune", "baseline_train"):
         if key in res:
-            print(f"{key:18s} {fmt(res[key])}")
-    if "optimised_train" in res and "grads_vs_baseline" in res["optimised_train"]:
-        print(f"train grads vs baseline: {res['optimised_train']['grads_vs_baseline']}")
+            print(f"{key:30s} {fmt(res[key])}")
+    for key, r in res.get("train_variants", {}).items():
+        print(f"{'train ' + key:30s} {fmt(r) if 'median_s' in r else r}")
+        if "grads_vs_baseline" in r:
+            g = r["grads_vs_baseline"]
+            print(f"{'':30s} grads rel err: " + ", ".join(f"{k} {v:.2e}" for k, v in g.items() if isinstance(v, float)))
+    if "noise_floor_grads" in res:
+        g = res["noise_floor_grads"]
+        print(
+            f"{'grad noise floor (' + g['backend'] + ')':30s} "
+            + ", ".join(f"{k} {v:.2e}" for k, v in g.items() if isinstance(v, float))
+        )
+    if "optimised_train" in res:
+        print(f"{'optimised_train':30s} {res['optimised_train']['variant']}: {fmt(res['optimised_train'])}")
     if "fatal" in res:
         print("FATAL:", res["fatal"].splitlines()[-1])
 

@@ -18,6 +18,7 @@ converted with :mod:`recam.convert` matches the released DiffSynth checkpoint ke
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from diffusers.models.transformers.transformer_wan import (
     WanTransformerBlock,
 )
 from torch import nn
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from recam import convert
 
@@ -113,6 +115,42 @@ def _rope_fp32(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).type_as(x)
 
 
+_ATTENTION_OPS = tuple(
+    getattr(torch.ops.aten, name).default
+    for name in (
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+    )
+    if hasattr(torch.ops.aten, name)
+)
+
+
+def _recompute_all_but_attention(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
+    """Selective-checkpoint policy: keep attention outputs for backward, recompute everything else."""
+    if op in _ATTENTION_OPS:
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _recompute_all_but_attention_and_qkv(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
+    """As :func:`_recompute_all_but_attention`, and keep the fused QKV GEMM output (weight (D, 3D))."""
+    if op in _ATTENTION_OPS:
+        return CheckpointPolicy.MUST_SAVE
+    if op in (torch.ops.aten.addmm.default, torch.ops.aten.mm.default):
+        weight = args[-1]
+        if isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.shape[1] == 3 * weight.shape[0]:
+            return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+_RECOMPUTE_POLICIES = {
+    "attention": functools.partial(create_selective_checkpoint_contexts, _recompute_all_but_attention),
+    "attention+qkv": functools.partial(create_selective_checkpoint_contexts, _recompute_all_but_attention_and_qkv),
+}
+
+
 class ReCamMasterTransformerBlock(WanTransformerBlock):
     """``WanTransformerBlock`` plus ``cam_encoder`` (12 -> dim, zero init) and ``projector`` (dim -> dim, identity)."""
 
@@ -138,7 +176,25 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         self.projector.weight.copy_(torch.eye(self.projector.in_features))
         self.projector.bias.zero_()
 
+    # selective recomputation in training: None = off; "attention" = keep only the attention outputs (and the
+    # block input) for backward and recompute everything else; "attention+qkv" also keeps the fused QKV GEMM output
+    selective_recompute: str | None = None
+
     def forward(  # type: ignore[override]
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor],
+        cam_emb: torch.Tensor,
+    ) -> torch.Tensor:
+        args = (hidden_states, encoder_hidden_states, temb, rotary_emb, cam_emb)
+        if self.selective_recompute is not None and torch.is_grad_enabled():
+            context_fn = _RECOMPUTE_POLICIES[self.selective_recompute]
+            return checkpoint(self._block_forward, *args, use_reentrant=False, context_fn=context_fn)
+        return self._block_forward(*args)
+
+    def _block_forward(
         self,
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
@@ -331,6 +387,13 @@ class ReCamMasterTransformer(WanTransformer3DModel):
             for attn in (block.attn1, block.attn2):
                 assert isinstance(attn, WanAttention)
                 attn.set_processor(ReCamAttnProcessor() if enabled else WanAttention._default_processor_cls())  # type: ignore[arg-type]
+
+    def set_selective_recompute(self, mode: str | None) -> None:
+        """Training memory/speed trade-off per block: None, "attention" or "attention+qkv" (see the block)."""
+        if mode is not None and mode not in _RECOMPUTE_POLICIES:
+            raise ValueError(f"selective recompute mode must be one of {sorted(_RECOMPUTE_POLICIES)} or None")
+        for block in self.blocks:
+            block.selective_recompute = mode  # type: ignore[assignment]
 
     def compile_blocks(self, **compile_kwargs: Any) -> None:
         """``torch.compile`` each transformer block (identical blocks share one compiled graph)."""

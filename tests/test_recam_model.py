@@ -309,6 +309,27 @@ def test_gradient_checkpointing_gives_same_gradients(checkpoint):
     torch.testing.assert_close(grads[0], grads[1])
 
 
+@pytest.mark.parametrize("mode", ["attention", "attention+qkv", "partial-blocks"])
+def test_recompute_modes_give_same_gradients(checkpoint, mode):
+    grads = []
+    for variant in (None, mode):
+        model = ReCamMasterTransformer.tiny()
+        model.load_recammaster_checkpoint(checkpoint)
+        model.freeze_for_recammaster()
+        model.set_fast_attention(True)
+        if variant == "partial-blocks":
+            model.enable_gradient_checkpointing()
+            model.recompute_blocks = 1
+        elif variant is not None:
+            model.set_selective_recompute(variant)
+        x, t, text, cam = inputs()
+        model(x, t, text, cam)[0].square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.trainable_parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+    with pytest.raises(ValueError, match="selective recompute"):
+        ReCamMasterTransformer.tiny().set_selective_recompute("everything")
+
+
 def test_bad_inputs_raise():
     model = ReCamMasterTransformer.tiny()
     x, t, text, cam = inputs()
