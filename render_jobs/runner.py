@@ -136,6 +136,10 @@ class _Books:
         return got
 
     def record(self, out: Outcome) -> None:
+        if out.kind == "fatal":  # the backend cannot start: not the job's fault, give it back untried
+            self.flush()
+            self.give_back([out.job_id])
+            return
         self.claimed.discard(out.job_id)
         if out.ok:
             self._pending_done.append((out.job_id, out.duration_s))
@@ -147,7 +151,7 @@ class _Books:
             self.bar.update(1)
         else:
             err = out.error or out.kind
-            retry = out.kind != "fatal" and self.attempts.get(out.job_id, 1) < self.max_attempts
+            retry = self.attempts.get(out.job_id, 1) < self.max_attempts
             self._pending_fail.append((out.job_id, err, retry))
             if retry:
                 self.summary.retried += 1
@@ -474,7 +478,9 @@ def _run_ray(
             timeout = 0.5
             if not books.queue and books.delayed:
                 timeout = min(timeout, books.next_ready_in() or 0.0)
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+            ready, rest = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+            if ready and rest:  # collect everything else that is already finished too
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             for ref in ready:
                 j, t = in_flight.pop(ref)
                 try:

@@ -312,7 +312,8 @@ def test_backend_that_cannot_start_stops_the_run_without_failing_jobs(tmp_path: 
     with pytest.raises(RunError, match="backend 'test-synthetic' cannot start: TypeError"):
         run_dataset(ds, "test-synthetic", backend_options={"no_such_option": 1}, progress=False)
     with JobStore.for_dataset(ds) as store:
-        assert store.counts()["done"] == 0 and store.counts()["running"] == 0
+        assert store.counts() == {"pending": 3, "running": 0, "done": 0, "failed": 0}
+        assert all(r.attempts == 0 for r in store.rows())
 
 
 def test_render_cli_runs_and_reports(tmp_path: Path, catalog: Catalog) -> None:
