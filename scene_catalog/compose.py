@@ -2,14 +2,16 @@
 
 Rules:
 
-- **Balanced**: each scene takes the least-used environment and the least-used character (random
-  tie-break), so every environment and every character is used within +-1 of equal at every prefix.
+- **Balanced**: only the least-used environments and the least-used characters are eligible for the
+  next scene, so every environment and every character is used within +-1 of equal at every prefix.
   The animation is the least-used one among those whose skeleton matches the character's.
 - **Compatible**: never an animation on a character with another skeleton.
-- **No repeats**: no (environment, character, animation, anchor) tuple repeats until every
-  compatible tuple of that environment has been used (then that environment starts a new cycle).
-  Balance wins over novelty: an environment with few anchors is not skipped once its tuples run out
-  (with the paper's catalog the space is far larger than the plan, so nothing repeats at all).
+- **No repeats**: among the eligible (environment, character) pairs (random order) the first that still
+  has an (animation, anchor) combination not used in that environment's current cycle is taken; a cycle
+  ends when all tuples of the environment were used. Balance wins over novelty: only when no eligible
+  pair has an unused combination left (tiny catalogs) does a tuple repeat, and then only a tuple whose
+  character has used all its combinations in that environment. With the paper's catalog the space is far
+  larger than the plan and nothing repeats at all.
 - **Prefix-stable**: scene ``k`` depends only on the catalog, the seed and ``k`` (draws come from a
   generator seeded with ``(seed, k)``), so scene ``k`` is the same whatever ``N`` is.
 """
@@ -80,11 +82,11 @@ def compose_scenes(
         env_order = np.lexsort((u[:n_e], env_count))
         char_order = np.lexsort((u[n_e : n_e + n_c], char_count))
         tie_a = u[n_e + n_c : n_e + n_c + n_a]
-        e = int(env_order[0])
-        if len(used[e]) >= per_env_tuples * len(envs[e].anchors):
-            used[e].clear()
-        c, a, x = _pick(e, char_order, char_anims, anim_count, tie_a, anchor_count[e], used[e])
+        e, c, a, x = _pick(env_order, env_count, char_order, char_count, char_anims, anim_count, tie_a,
+                           anchor_count, used)
         used[e].add((c, a, x))
+        if len(used[e]) >= per_env_tuples * len(envs[e].anchors):
+            used[e].clear()  # every tuple of this environment was used: a new cycle
         env_count[e] += 1
         char_count[c] += 1
         anim_count[a] += 1
@@ -105,18 +107,36 @@ def compose_scenes(
     return out
 
 
-def _pick(e: int, char_order: np.ndarray, char_anims: list[np.ndarray], anim_count: np.ndarray,
-          tie_a: np.ndarray, anchor_count: np.ndarray, used: set[tuple[int, int, int]]) -> tuple[int, int, int]:
-    """In environment ``e``: the least-used character, then its least-used compatible animation and the
-    least-used anchor, skipping (character, animation, anchor) combinations used in this cycle."""
-    anchors = np.argsort(anchor_count, kind="stable").tolist()
-    for c in char_order.tolist():
-        cand = char_anims[c]
-        for a in cand[np.lexsort((tie_a[cand], anim_count[cand]))].tolist():
-            for x in anchors:
-                if (c, a, x) not in used:
-                    return (c, a, x)
-    raise AssertionError(f"unreachable: environment {e}'s cycle is reset when all its tuples were used")
+def _pick(
+    env_order: np.ndarray,
+    env_count: np.ndarray,
+    char_order: np.ndarray,
+    char_count: np.ndarray,
+    char_anims: list[np.ndarray],
+    anim_count: np.ndarray,
+    tie_a: np.ndarray,
+    anchor_count: list[np.ndarray],
+    used: list[set[tuple[int, int, int]]],
+) -> tuple[int, int, int, int]:
+    """Balance first: only least-used environments and least-used characters are eligible (in random
+    order). Among them, the first (environment, character) with a combination of animation (least-used
+    first) and anchor (least-used first) not yet used in that environment's cycle. Only when no eligible
+    pair has one left does a combination repeat (the first eligible pair's least-used one)."""
+    envs = [int(e) for e in env_order if env_count[e] == env_count[env_order[0]]]
+    chars = [int(c) for c in char_order if char_count[c] == char_count[char_order[0]]]
+    first: tuple[int, int, int, int] | None = None
+    for e in envs:
+        anchors = np.argsort(anchor_count[e], kind="stable").tolist()
+        for c in chars:
+            cand = char_anims[c]
+            for a in cand[np.lexsort((tie_a[cand], anim_count[cand]))].tolist():
+                for x in anchors:
+                    if first is None:
+                        first = (e, c, a, x)
+                    if (c, a, x) not in used[e]:
+                        return (e, c, a, x)
+    assert first is not None
+    return first
 
 
 @dataclass(frozen=True)
