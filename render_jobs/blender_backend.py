@@ -22,11 +22,37 @@ Options (``multicam render --backend blender -o KEY=VALUE`` or ``get_backend("bl
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from render_jobs.backend import RenderError
 from render_jobs.schema import RenderJob
+
+
+def _blender_script_path(entry: str) -> bool:
+    parts = Path(entry).parts
+    return "scripts" in parts and ("bpy" in parts or "blender" in parts)
+
+
+def import_bpy() -> Any:
+    """``import bpy``, also in a process spawned by a parent that had imported it.
+
+    Importing ``bpy`` adds Blender's script folders to ``sys.path``; a ``spawn``-ed child inherits that
+    ``sys.path`` and would import the pure-Python ``bpy`` package of ``scripts/modules`` (which needs
+    Blender's built-in ``_bpy``). Those folders are dropped and the import retried; Blender adds them
+    back itself.
+    """
+    try:
+        import bpy
+    except ModuleNotFoundError as exc:
+        if exc.name != "_bpy":
+            raise
+        for name in [m for m in sys.modules if m == "bpy" or m.startswith("bpy.")]:
+            del sys.modules[name]
+        sys.path[:] = [p for p in sys.path if not _blender_script_path(p)]
+        import bpy
+    return bpy
 
 
 class BlenderBackend:
@@ -46,7 +72,7 @@ class BlenderBackend:
 
     def render(self, job: RenderJob, out_dir: Path) -> None:
         try:
-            import bpy  # noqa: F401
+            import_bpy()
         except ImportError as exc:
             raise RenderError("the blender backend needs Blender as a Python module: pip install 'multicam[render]'"
                               f" ({exc})") from exc

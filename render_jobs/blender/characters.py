@@ -59,10 +59,16 @@ def _attach(obj: bpy.types.Object, arm: bpy.types.Object, bone: str, char_matrix
 
 
 def _segment_matrix(head: np.ndarray, tail: np.ndarray) -> Matrix:
-    """Matrix whose +y runs from head to tail (capsules are built along +y)."""
-    d = Vector(tail - head)
-    q = d.normalized().to_track_quat("Y", "Z")
-    return Matrix.Translation(Vector(head)) @ q.to_matrix().to_4x4()
+    """Matrix whose +y runs from head to tail (capsules are built along +y), +x as close to the
+    character's forward as possible and +z = x cross y (the character's right for upright parts)."""
+    y = (tail - head) / np.linalg.norm(tail - head)
+    ref = np.array([1.0, 0.0, 0.0]) if abs(y[0]) < 0.9 else np.array([0.0, 0.0, 1.0])
+    x = ref - y * np.dot(ref, y)
+    x /= np.linalg.norm(x)
+    z = np.cross(x, y)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, head
+    return Matrix(m.tolist())
 
 
 def build_mannequin(style: BodyStyle, height_m: float, parent: bpy.types.Object,
@@ -106,18 +112,20 @@ def build_mannequin(style: BodyStyle, height_m: float, parent: bpy.types.Object,
     for side in ("L", "R"):
         part(f"thigh.{side}", lr * 1.45, "pants")
         part(f"shin.{side}", lr * 1.15, "pants")
-        part(f"foot.{side}", lr * 0.95, "shoes", scale=(1.3, 1.0, 0.8))
+        part(f"foot.{side}", lr * 0.95, "shoes", scale=(0.75, 1.0, 1.15))
         part(f"upper_arm.{side}", lr * 1.05, "shirt")
         part(f"forearm.{side}", lr * 0.85, "skin")
-        part(f"hand.{side}", lr * 0.8, "skin", scale=(0.6, 1.0, 1.0))
-    sx, sy, sz = style.torso_scale
+        part(f"hand.{side}", lr * 0.8, "skin", scale=(1.0, 1.0, 0.6))
+    sx, sy, _ = style.torso_scale
     hip_w = style.hip_half_width * h
-    part("hips", tr * 0.95, "pants", scale=(sx, 1.0, 1.0),
-         head=bones["hips"][0] + np.array([0, 0, -0.03 * h]), tail=bones["hips"][1])
-    ob = meshes[-1]
-    ob.scale = (ob.scale[0] * 1.0, ob.scale[1], ob.scale[2] * (1 + hip_w / tr))
-    part("spine", tr * 0.9, "shirt", scale=(sx, 1.0, sy))
-    part("chest", tr, "shirt", scale=(sx, 1.0, sy * (style.shoulder_half_width / 0.11)))
+    hip_z = bones["hips"][0][2]
+    # pelvis: a sideways capsule across both hip joints
+    part("hips", lr * 1.6, "pants", scale=(sx * 1.3, 1.0, 1.0),
+         head=np.array([0.0, hip_w + lr * 0.8, hip_z + 0.01 * h]),
+         tail=np.array([0.0, -hip_w - lr * 0.8, hip_z + 0.01 * h]))
+    part("spine", tr * 0.85, "shirt", scale=(sx, 1.0, sy * max(1.0, (hip_w + lr) / (0.85 * tr))))
+    chest_w = max(1.0, (style.shoulder_half_width * h - 0.6 * lr) / tr)
+    part("chest", tr, "shirt", scale=(sx, 1.0, sy * chest_w))
     part("neck", lr * 1.2, "skin")
     head_c = (bones["head"][0] + bones["head"][1]) / 2 + np.array([0.0, 0.0, 0.01 * h])
     hr = style.head_radius * h

@@ -7,8 +7,9 @@ environments (.blend, glTF/GLB, FBX), referenced from a catalog by path.
   armature found (if any) receives animations.
 * Animation: the file's first action is imported and assigned to the character's armature (bone
   names must match, e.g. Mixamo rig -> Mixamo animation) or, for characters without armature, to
-  the top object. Keys are re-timed from the animation's ``fps`` to the render fps, shifted by
-  ``start_frame`` and looped (cycles modifier) when ``loopable``.
+  the top object. The importers place keys in render frames (file seconds x render fps); the clip
+  is shifted so that ``start_frame`` (in frames at the catalog's ``fps``) is render frame 0 and
+  looped (cycles modifier) when ``loopable``.
 """
 
 from __future__ import annotations
@@ -159,17 +160,18 @@ def _action_fcurves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
 
 
 def _retime(action: bpy.types.Action, anim: AnimationRef, render_fps: float) -> None:
+    """The importers convert file time (seconds) to scene frames at the render fps already; move the
+    clip so that its first key (plus ``start_frame`` frames at the animation's fps) is render frame 0."""
     curves = _action_fcurves(action)
     if not curves:
         return
-    start = min(fc.range()[0] for fc in curves)
-    k = render_fps / anim.fps
+    start = min(fc.range()[0] for fc in curves) + anim.start_frame * render_fps / anim.fps
     for fc in curves:
         n = len(fc.keyframe_points)
         for attr in ("co", "handle_left", "handle_right"):
             buf = np.empty(2 * n, dtype=np.float32)
             fc.keyframe_points.foreach_get(attr, buf)
-            buf[0::2] = (buf[0::2] - start - anim.start_frame) * k
+            buf[0::2] -= start
             fc.keyframe_points.foreach_set(attr, buf)
         if anim.loopable and not any(m.type == "CYCLES" for m in fc.modifiers):
             fc.modifiers.new("CYCLES")
