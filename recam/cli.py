@@ -87,6 +87,11 @@ def _cmd_train(
     weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
     max_grad_norm: float = typer.Option(0.0, help="Gradient clipping norm (0 = off)."),
     gradient_checkpointing: bool = typer.Option(False, help="Recompute block activations in backward."),
+    recompute_blocks: int | None = typer.Option(
+        None, min=0, help="With --gradient-checkpointing: recompute only the first N blocks (default all)."
+    ),
+    fast_attention: bool = typer.Option(True, help="Fused-QKV, fp32-RoPE attention processor."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile each transformer block."),
     save_every: int = typer.Option(500, min=1, help="Checkpoint every N steps (and at the end)."),
     log_every: int = typer.Option(10, min=1, help="Write log.csv every N steps."),
     eval_every: int = typer.Option(
@@ -116,6 +121,9 @@ def _cmd_train(
         weight_decay=weight_decay,
         max_grad_norm=max_grad_norm,
         gradient_checkpointing=gradient_checkpointing,
+        recompute_blocks=recompute_blocks,
+        fast_attention=fast_attention,
+        compile=compile,
         save_every=save_every,
         log_every=log_every,
         eval_every=eval_every,
@@ -155,6 +163,8 @@ def _cmd_infer(
     distance_m: float = typer.Option(4.0, help="Preset trajectories' distance to the subject."),
     tile: int = typer.Option(256, help="VAE tile size in pixels (0 = no tiling)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    fast_attention: bool = typer.Option(True, help="Fused-QKV, fp32-RoPE attention processor."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile each transformer block."),
 ) -> None:
     """Re-render VIDEO along a new camera trajectory."""
     from recam.infer import DEFAULT_NEGATIVE_PROMPT, infer
@@ -185,6 +195,8 @@ def _cmd_infer(
         distance_m=distance_m,
         tile=tile or None,
         device=device,
+        fast_attention=fast_attention,
+        compile=compile,
     )
     typer.echo(f"wrote {path}")
 
@@ -192,11 +204,13 @@ def _cmd_infer(
 def _cmd_tiny_wan_dir(
     out: Path = typer.Argument(..., help="Folder to create."),
     seed: int = typer.Option(0, help="Weight seed."),
+    text_len: int = typer.Option(32, help="Tokenizer max length."),
+    full_size: bool = typer.Option(False, help="Full-size random transformer and VAE (GPU smoke runs)."),
 ) -> None:
     """Write a tiny random wan dir (VAE, umT5, tokenizer, transformer) for tests and CPU demos."""
     from recam.tiny import make_tiny_wan_dir
 
-    typer.echo(f"wrote {make_tiny_wan_dir(out, seed)}")
+    typer.echo(f"wrote {make_tiny_wan_dir(out, seed, text_len, full_size)}")
 
 
 def _cmd_synthetic(

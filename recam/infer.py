@@ -70,6 +70,8 @@ def infer(
     tile: int | None = 256,
     fps: float = 15.0,
     device: str = "auto",
+    fast_attention: bool = True,
+    compile: bool = False,
     progress: bool = True,
 ) -> Path:
     """Write the re-rendered video to ``out`` (``num_frames`` frames, ``height x width``); returns its path."""
@@ -96,6 +98,10 @@ def infer(
     if dev.type == "cuda":
         model.to_mixed_precision(torch.bfloat16)
     model.to(dev).eval()
+    if fast_attention:
+        model.set_fast_attention(True)
+    if compile:
+        model.compile_blocks()
     latents = sample(
         model,
         source,

@@ -36,8 +36,15 @@ def build_tiny_tokenizer(max_length: int = TINY_TEXT_LEN):  # type: ignore[no-un
     )
 
 
-def make_tiny_wan_dir(out: str | os.PathLike[str], seed: int = 0, text_len: int = TINY_TEXT_LEN) -> Path:
-    """Write a tiny random wan dir to ``out`` (created); returns its path."""
+def make_tiny_wan_dir(
+    out: str | os.PathLike[str], seed: int = 0, text_len: int = TINY_TEXT_LEN, full_size: bool = False
+) -> Path:
+    """Write a tiny random wan dir to ``out`` (created); returns its path.
+
+    ``full_size``: the transformer (Wan2.1-T2V-1.3B config) and the VAE (Wan2.1 config) are full size with
+    random weights and the umT5 encoder is one layer wide enough for ``text_dim`` 4096, to exercise the
+    pipeline at 81 x 480 x 832 on a GPU without the real weights.
+    """
     from diffusers import AutoencoderKLWan
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -48,15 +55,19 @@ def make_tiny_wan_dir(out: str | os.PathLike[str], seed: int = 0, text_len: int 
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer(text_len)
     tokenizer.save_pretrained(str(out / "tokenizer"))
-    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1)
+    vae = (
+        AutoencoderKLWan()
+        if full_size
+        else AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1)
+    )
     vae.save_pretrained(str(out / "vae"))
     cfg = UMT5Config(
         vocab_size=len(tokenizer),
-        d_model=TINY_TEXT_DIM,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
+        d_model=4096 if full_size else TINY_TEXT_DIM,
+        d_kv=64 if full_size else 8,
+        d_ff=256 if full_size else 64,
+        num_layers=1 if full_size else 2,
+        num_heads=64 if full_size else 4,
         relative_attention_num_buckets=8,
         relative_attention_max_distance=128,
         dropout_rate=0.0,
@@ -65,6 +76,10 @@ def make_tiny_wan_dir(out: str | os.PathLike[str], seed: int = 0, text_len: int 
         eos_token_id=1,
     )
     UMT5EncoderModel(cfg).save_pretrained(str(out / "text_encoder"))
-    model = ReCamMasterTransformer.tiny(text_dim=TINY_TEXT_DIM)
+    model = (
+        ReCamMasterTransformer.from_config_file(None)
+        if full_size
+        else ReCamMasterTransformer.tiny(text_dim=TINY_TEXT_DIM)
+    )
     model.save_pretrained(str(out / "transformer"))
     return out

@@ -50,6 +50,12 @@ class TrainConfig:
     max_grad_norm: float = 0.0
     shift: float = 5.0
     gradient_checkpointing: bool = False
+    #: With gradient checkpointing: recompute only the first N blocks (None = all), to trade memory for speed.
+    recompute_blocks: int | None = None
+    #: The model's fused-QKV / fp32-RoPE attention processor (same function, less elementwise work).
+    fast_attention: bool = True
+    #: ``torch.compile`` each transformer block (GPU; the first steps are slow while it compiles).
+    compile: bool = False
     save_every: int = 500
     log_every: int = 10
     #: Every this many steps (and before the first), the loss on a fixed set of pairs, timesteps and
@@ -133,9 +139,16 @@ def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
         optimizer.state[p] = {k: (v.to(p.device) if k != "step" else v) for k, v in st.items()}
 
 
-def flow_matching_loss(model: Any, x0: torch.Tensor, source: torch.Tensor, prompt_emb: torch.Tensor,
-                       cam_emb: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor,
-                       weight: torch.Tensor | None = None) -> torch.Tensor:
+def flow_matching_loss(
+    model: Any,
+    x0: torch.Tensor,
+    source: torch.Tensor,
+    prompt_emb: torch.Tensor,
+    cam_emb: torch.Tensor,
+    noise: torch.Tensor,
+    sigma: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """ReCamMaster's loss: noise the target only, keep the source clean, MSE on the target half.
 
     ``x0``/``source``/``noise`` ``(B, 16, T, h, w)``; ``sigma`` ``(B,)``; the model sees
@@ -216,8 +229,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     names = model.trainable_parameter_names()
     for p in params:
         p.data = p.data.float()
+    if cfg.fast_attention:
+        model.set_fast_attention(True)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
+        model.recompute_blocks = cfg.recompute_blocks
+    if cfg.compile:
+        model.compile_blocks()
     model.train()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 

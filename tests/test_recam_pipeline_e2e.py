@@ -44,7 +44,7 @@ def _generate_available() -> bool:
 def _make_dataset(root: Path) -> str:
     if _generate_available():
         cmd = [sys.executable, "-m", "multicam.cli", "generate", "--out", str(root), "--scenes", str(SCENES),
-               "--resolution", str(SIZE), "--samples", "1", "--frames", str(FRAMES)]
+               "--resolution", str(SIZE), "--samples", "1", "--frames", str(FRAMES), "--cameras", "4"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
         return "blender"
