@@ -158,7 +158,7 @@ def center_crop_resize(frame: NDArray[np.uint8], height: int, width: int) -> NDA
     if crop.shape[:2] == (height, width):
         return np.ascontiguousarray(crop)
     interp = cv2.INTER_AREA if ch > height else cv2.INTER_CUBIC
-    return cv2.resize(crop, (width, height), interpolation=interp)
+    return np.asarray(cv2.resize(crop, (width, height), interpolation=interp), dtype=np.uint8)
 
 
 def load_video(path: str | os.PathLike[str], num_frames: int, height: int, width: int) -> NDArray[np.uint8]:

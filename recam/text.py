@@ -118,6 +118,7 @@ def load_text_encoder(
     from transformers import UMT5Config, UMT5EncoderModel
 
     path = wan_paths(wan_dir).text_encoder
+    model: Any
     if path.name == "config.json":
         model = UMT5EncoderModel.from_pretrained(str(path.parent), local_files_only=True, dtype=dtype)
     else:

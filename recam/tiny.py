@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import string
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,7 +18,7 @@ TINY_TEXT_DIM = 32
 TINY_TEXT_LEN = 32
 
 
-def build_tiny_tokenizer(max_length: int = TINY_TEXT_LEN):  # type: ignore[no-untyped-def]
+def build_tiny_tokenizer(max_length: int = TINY_TEXT_LEN) -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -55,7 +56,7 @@ def make_tiny_wan_dir(
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer(text_len)
     tokenizer.save_pretrained(str(out / "tokenizer"))
-    vae = (
+    vae: Any = (
         AutoencoderKLWan()
         if full_size
         else AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1)

@@ -35,7 +35,7 @@ from multicam.io import atomic_write_json, replace_dir
 from recam.data import PairDataset, read_cache_settings
 from recam.pipeline import latest_checkpoint, load_transformer
 
-LOG_FIELDS = ("step", "loss", "loss_ema", "lr", "sigma", "seconds", "samples_per_s")
+LOG_FIELDS = ("step", "loss", "loss_ema", "lr", "sigma", "seconds", "samples_per_s", "peak_gib")
 
 
 @dataclass
@@ -132,8 +132,8 @@ def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
     params = optimizer.param_groups[0]["params"]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, v in sd.items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = v
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = v
     for i, st in state.items():
         p = params[i]
         optimizer.state[p] = {k: (v.to(p.device) if k != "step" else v) for k, v in st.items()}
@@ -335,6 +335,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 f"{float(sigma.mean()):.4f}",
                 f"{dt:.2f}",
                 f"{(step - start) * cfg.batch_size * acc.num_processes / max(dt, 1e-9):.3f}",
+                f"{torch.cuda.max_memory_allocated(acc.device) / 2**30:.2f}" if acc.device.type == "cuda" else "",
             ]
             log.writerow(row)
             log_fh.flush()
@@ -382,4 +383,4 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 def read_log(run: str | os.PathLike[str], name: str = "log.csv") -> list[dict[str, float]]:
     """``RUN/log.csv`` (or ``eval.csv``) rows as dicts of floats."""
     with (Path(run) / name).open(newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [{k: float(v) if v else float("nan") for k, v in row.items()} for row in csv.DictReader(fh)]

@@ -48,6 +48,7 @@ def load_vae(
     from diffusers import AutoencoderKLWan
 
     path = wan_paths(wan_dir).vae
+    vae: Any
     if path.name == "config.json":
         vae = AutoencoderKLWan.from_pretrained(str(path.parent), local_files_only=True, torch_dtype=dtype)
     else:

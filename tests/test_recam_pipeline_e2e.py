@@ -56,7 +56,7 @@ def _make_dataset(root: Path) -> str:
 
 def _read_csv(path: Path) -> list[dict[str, float]]:
     with path.open(newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [{k: float(v) if v else float("nan") for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 @pytest.fixture(scope="module")
