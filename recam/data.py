@@ -120,6 +120,8 @@ def discover_scenes(root: str | os.PathLike[str], default_prompt: str = DEFAULT_
     scenes: list[Scene] = []
     for cam_file in sorted(root.rglob(str(CAMERA_FILE))):
         scene_dir = cam_file.parent.parent
+        if any(part.startswith(".") for part in scene_dir.relative_to(root).parts):
+            continue  # work folders of renderers (``.tmp/``) hold unfinished scenes
         vids = {p.stem for p in (scene_dir / "videos").glob("cam*.mp4")}
         _, names = read_camera_json(cam_file)
         cams = tuple(n for n in names if n in vids)

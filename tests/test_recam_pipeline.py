@@ -203,6 +203,15 @@ def test_discover_scenes_and_captions(dataset: Path, tmp_path: Path) -> None:
         (dataset / "metadata.csv").unlink()
     with pytest.raises(DataError, match="no scene"):
         discover_scenes(tmp_path)
+    # An unfinished scene in a hidden work folder (renderers' .tmp/) is not a scene.
+    import shutil
+
+    hidden = dataset / ".tmp" / "job7"
+    shutil.copytree(scenes[0].path, hidden)
+    try:
+        assert [s.rel for s in discover_scenes(dataset)] == [s.rel for s in scenes]
+    finally:
+        shutil.rmtree(dataset / ".tmp")
 
 
 def test_center_crop_resize() -> None:
