@@ -480,3 +480,51 @@ def test_infer_cli_camera_file_and_errors(dataset: Path, wan_dir: Path, tmp_path
     assert runner.invoke(app, [*args, "--cam-type", "11"]).exit_code == 2
     res = runner.invoke(app, [*args, "--cameras", str(scene.camera_file), "--cam", "cam09"])
     assert res.exit_code == 2 and "cam09" in res.output
+
+
+class _LinearVelocity(torch.nn.Module):
+    """v = 0.3 * x_target_half + mean(prompt) per sample; records every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x, t, ctx, cam, return_dict=False):  # type: ignore[no-untyped-def]
+        self.calls.append((x.clone(), t.clone(), ctx.clone(), cam.clone()))
+        return (0.3 * x + ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1, 1),)
+
+
+@pytest.mark.parametrize("cfg", [1.0, 5.0])
+def test_sample_euler_cfg_against_plain_loop(cfg: float) -> None:
+    from recam.pipeline import sample
+
+    g = torch.Generator().manual_seed(1)
+    source = torch.randn(1, 16, 3, 4, 4, generator=g)
+    pos, neg = torch.full((1, 6, 8), 0.5), torch.full((1, 6, 8), -0.25)
+    cam = torch.randn(1, 3, 12, generator=g)
+    m = _LinearVelocity()
+    steps, shift = 6, 5.0
+    out = sample(m, source, pos, cam, negative_emb=neg, steps=steps, cfg=cfg, shift=shift, seed=9, progress=False)
+
+    # Plain loop from the issue's words: sigmas = shift s / (1 + (shift - 1) s), s = linspace(1, 0, steps + 1)[:-1].
+    x = torch.randn(source.shape, generator=torch.Generator("cpu").manual_seed(9))
+    s = [1 - i / steps for i in range(steps)]
+    sig = [shift * v / (1 + (shift - 1) * v) for v in s] + [0.0]
+    for i in range(steps):
+        v_pos = 0.3 * x + 0.5
+        v_neg = 0.3 * x - 0.25
+        v = v_neg + cfg * (v_pos - v_neg) if cfg != 1.0 else v_pos
+        x = x + v * (sig[i + 1] - sig[i])
+    torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-5)
+
+    assert len(m.calls) == steps
+    for i, (inp, t, ctx, c) in enumerate(m.calls):
+        n = 2 if cfg != 1.0 else 1
+        assert inp.shape == (n, 16, 6, 4, 4)
+        torch.testing.assert_close(inp[:, :, 3:], source.expand(n, -1, -1, -1, -1))  # target first, source second
+        torch.testing.assert_close(t, torch.full((n,), sig[i] * 1000.0))
+        torch.testing.assert_close(ctx[0], pos[0])
+        if n == 2:
+            torch.testing.assert_close(ctx[1], neg[0])
+        torch.testing.assert_close(c, cam.expand(n, -1, -1))
