@@ -69,7 +69,7 @@ def generate(
     try:
         settings = RenderSettings(width=resolution, height=resolution, frames=frames, fps=fps, samples=samples,
                                   denoise=denoise, depth_of_field=dof, device=device,
-                                  extra_passes=extra_passes, keep_frames=keep_frames)  # type: ignore[arg-type]
+                                  extra_passes=extra_passes, keep_frames=keep_frames)
     except ValidationError as exc:
         err = exc.errors()[0]
         fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
@@ -93,8 +93,8 @@ def generate(
     typer.echo(f"rendered {summary.rendered}, found complete {summary.already}, failed {summary.failed} "
                f"in {summary.elapsed_s:.1f} s; dataset: {c['done']} done, {c['pending']} pending, "
                f"{c['failed']} failed")
-    for job_id, err in summary.errors.items():
-        typer.echo(f"  failed {job_id}: {err}", err=True)
+    for job_id, message in summary.errors.items():
+        typer.echo(f"  failed {job_id}: {message}", err=True)
     if summary.interrupted:
         typer.echo("interrupted; run the same command again to resume", err=True)
         raise typer.Exit(130)

@@ -70,10 +70,10 @@ def job_from_poses(poses_ue: NDArray[np.float64], *, focal_mm: float | list[floa
 
     poses = np.asarray(poses_ue, dtype=np.float64)
     n_cams, n_frames = poses.shape[:2]
-    focals = [float(focal_mm)] * n_cams if np.isscalar(focal_mm) else [float(f) for f in focal_mm]  # type: ignore[arg-type]
+    focals = [float(f) for f in np.broadcast_to(np.asarray(focal_mm, dtype=np.float64), (n_cams,))]
     tracks = [CameraTrack(name=cam_name(i), focal_mm=focals[i], aperture=aperture, poses_ue=poses[i].tolist())
               for i in range(n_cams)]
-    st = RenderSettings(frames=n_frames, **settings)  # type: ignore[arg-type]
+    st = RenderSettings.model_validate({**settings, "frames": n_frames})
     return RenderJob(job_id=f"scene{scene_index}", scene_index=scene_index, seed=seed,
                      environment=EnvironmentRef(id=environment.split(":")[-1], asset=environment),
                      character=CharacterRef(id="character", asset=character, height_m=height_m),

@@ -210,7 +210,7 @@ def build_hall(ctx: EnvContext) -> None:
             x = c[0] + (i - (n_l - 1) / 2) * (2 * half / n_l)
             y = c[1] + (j - (n_l - 1) / 2) * (2 * half / n_l)
             light = bpy.data.lights.new(f"area{i}{j}", "AREA")
-            light.energy = 60.0 * half**2 / n_l**2
+            light.energy = 80.0 * half**2 / n_l**2
             light.size = 1.2
             light.color = (1.0, 0.93, 0.82)
             ob = bpy.data.objects.new(f"area{i}{j}", light)
@@ -237,7 +237,7 @@ def build_hall(ctx: EnvContext) -> None:
                 while xs < 0.85:
                     w = rng.uniform(0.04, 0.09)
                     bh = rng.uniform(0.22, 0.35)
-                    bk = box(f"book{n_items}_{level}_{xs:.2f}", (0.28, w, bh), (0, xs + w / 2, 0.12 + 0.52 * level),
+                    bk = box(f"book{n_items}_{level}_{xs:.2f}", (0.28, w, bh), (-0.3, xs + w / 2, 0.12 + 0.52 * level),
                              ctx.coll, books[int(rng.integers(len(books)))])
                     bk.parent = sh
                     xs += w + 0.005

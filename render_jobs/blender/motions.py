@@ -93,9 +93,9 @@ def wave(t: FloatArray, height_m: float) -> Motion:
 
 
 def jump(t: FloatArray, height_m: float) -> Motion:
-    """Jump in place every 1.4 s: crouch, take off with an arm swing, 0.45 s in the air, land."""
+    """Jump in place every 1.6 s: crouch, take off with an arm swing, ~0.5 s in the air, land."""
     n = t.size
-    period = 1.4
+    period = 1.6
     u = np.mod(t, period) / period  # 0..1 within a jump cycle
     # crouch 0-0.3, air 0.3-0.62, landing crouch 0.62-0.85, stand 0.85-1
     crouch = np.where(u < 0.3, np.sin(np.pi * u / 0.3 * 0.5) ** 2, 0.0)

@@ -111,6 +111,11 @@ def configure_scene(scene: bpy.types.Scene, s: RenderSettings, device: str) -> N
     scene.cycles.transparent_max_bounces = 4
     scene.cycles.volume_bounces = 0
     scene.cycles.use_light_tree = False
+    # Fast GI: indirect light after the first bounce is approximated by ambient occlusion
+    # (~1.3-2x faster on the CPU at equal noise; interiors get slightly darker corners).
+    scene.cycles.use_fast_gi = True
+    scene.cycles.fast_gi_method = "REPLACE"
+    scene.cycles.ao_bounces_render = 1
     scene.cycles.sample_clamp_indirect = 8.0
     scene.cycles.caustics_reflective = False
     scene.cycles.caustics_refractive = False
@@ -200,7 +205,7 @@ def _read_png(path: Path) -> NDArray[np.uint8]:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise RuntimeError(f"Blender did not write {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(img[..., ::-1], dtype=np.uint8)
 
 
 def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: Any = None,
@@ -223,6 +228,8 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
     clear_m, cam_xy = clear_m_for(job)
     center = ue_to_rh_points(np.asarray(job.placement.location_cm, dtype=np.float64))
     env_record = build_environment(job.environment.asset, EnvContext(center, clear_m, cam_xy, rng, coll))
+    if scene.world is not None:
+        scene.world.light_settings.distance = 10.0  # fast GI's AO distance (m)
     rig = build_character(job.character, job.animation, job.placement, coll, s.frames, s.fps)
     for ob in rig.meshes:
         ob.pass_index = MASK_PASS_INDEX
@@ -282,7 +289,7 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
         shutil.rmtree(tmp, ignore_errors=True)
     # What was rendered is what is recorded: Blender's matrix_world -> UE row-vector poses.
     write_camera_json(out_dir / CAMERA_FILE, opengl_c2w_to_ue(readback), names)
-    record = dict(job.scene)
+    record: dict[str, Any] = dict(job.scene)
     record.update({
         "job_id": job.job_id,
         "backend": "blender",
