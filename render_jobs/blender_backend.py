@@ -11,8 +11,9 @@ Options (``multicam render --backend blender -o KEY=VALUE`` or ``get_backend("bl
     present, else CPU), or force ``CPU``, ``CUDA``, ``OPTIX``, ``HIP``, ``METAL``.
 ``threads``
     CPU render threads (0 = all cores, the default).
-``num_cpus``
-    CPUs a job reserves in the Ray executor (default: all cores of the machine).
+``num_cpus``, ``num_gpus``
+    What a job reserves in the Ray executor (default: all cores of the machine, no GPU; set
+    ``num_gpus=1`` on GPU nodes so that Ray runs one job per GPU).
 ``save_blend``
     Also save ``scene.blend`` into the scene folder (for debugging a scene in Blender's UI).
 ``progress``
@@ -59,16 +60,17 @@ class BlenderBackend:
     name = "blender"
 
     def __init__(self, device: str = "auto", threads: int = 0, num_cpus: float | None = None,
-                 save_blend: bool = False, progress: bool = False) -> None:
+                 num_gpus: float = 0.0, save_blend: bool = False, progress: bool = False) -> None:
         self.device = str(device)
         self.threads = int(threads)
         self.num_cpus = float(num_cpus) if num_cpus is not None else float(os.cpu_count() or 1)
+        self.num_gpus = float(num_gpus)
         self.save_blend = bool(save_blend)
         self.progress = bool(progress)
         self.last_timings: dict[str, Any] = {}
 
     def resources(self) -> dict[str, float]:
-        return {"num_cpus": self.num_cpus, "num_gpus": 0.0 if self.device.upper() == "CPU" else 0.0}
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
 
     def render(self, job: RenderJob, out_dir: Path) -> None:
         try:

@@ -61,6 +61,9 @@ def generate(
         fail(f"--workers: must be >= 1, got {workers}")
     if backend not in BACKENDS:
         fail(f"--backend: must be one of {', '.join(sorted(BACKENDS))}, got {backend!r}")
+    devices = ("AUTO", "CPU", "OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")
+    if device.upper() not in devices:
+        fail(f"--device: must be one of {', '.join(d.lower() if d == 'AUTO' else d for d in devices)}, got {device!r}")
     bad = [p for p in extra_passes if p not in ("depth", "mask")]
     if bad:
         fail(f"--pass: must be depth or mask, got {bad[0]!r}")

@@ -135,3 +135,37 @@ def test_depth_and_mask_passes(tmp_path: Path) -> None:
         front = d[masks[f]].astype(float) / 1000.0
         # planar depth of the sphere's front surface: centre depth minus at most its radius
         assert np.median(front) == pytest.approx(depth[0] - 0.05, abs=0.05)
+
+
+def test_blend_environment_file(tmp_path: Path) -> None:
+    import bpy
+
+    from render_jobs.blender_backend import BlenderBackend
+
+    # a .blend holding one blue emissive slab, written without touching the open scene
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    mesh = bpy.data.meshes.new("slab")
+    mesh.from_pydata([(-3, -3, 0), (3, -3, 0), (3, 3, 0), (-3, 3, 0)], [], [(0, 1, 2, 3)])
+    mat = bpy.data.materials.new("blue")
+    em = mat.node_tree.nodes.new("ShaderNodeEmission")
+    em.inputs["Color"].default_value = (0.0, 0.0, 1.0, 1.0)
+    out_node = next(n for n in mat.node_tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial")
+    mat.node_tree.links.new(em.outputs[0], out_node.inputs["Surface"])
+    mesh.materials.append(mat)
+    slab = bpy.data.objects.new("slab", mesh)
+    path = tmp_path / "env.blend"
+    bpy.data.libraries.write(str(path), {slab}, fake_user=True)
+    assert path.is_file()
+
+    eye = np.array([-400.0, 0.0, 300.0])
+    pose = ue_location_rotator_to_matrix(eye, ue_look_at_rotator(eye, np.zeros(3)))
+    job = job_from_poses(np.broadcast_to(pose, (1, 2, 4, 4)).copy(), environment=str(path),
+                         character="builtin:mannequin_slim", animation="builtin:wave", width=64, height=64,
+                         samples=2, denoise=False)
+    out = tmp_path / "scene"
+    out.mkdir()
+    BlenderBackend(device="CPU").render(job, out)
+    assert verify_scene_dir(job, out) == []
+    frame = read_video_frames(out / "videos" / "cam01.mp4")[0].astype(int)
+    blue = (frame[..., 2] > 100) & (frame[..., 2] > 2 * frame[..., 0])
+    assert blue.mean() > 0.3  # the slab from the .blend file fills the lower view

@@ -21,7 +21,8 @@ def _scene_dirs(out: Path) -> list[Path]:
 
 def test_generate_rejects_bad_input_with_exit_code_2(tmp_path: Path) -> None:
     for args, word in ((["--resolution", "33"], "--resolution"), (["--scenes", "0"], "--scenes"),
-                       (["--pass", "normals"], "--pass"), (["--executor", "slurm"], "--executor"),
+                       (["--pass", "normals"], "--pass"), (["--device", "tpu"], "--device"),
+                       (["--executor", "slurm"], "--executor"),
                        (["--catalog", str(tmp_path / "missing.yaml")], "missing.yaml")):
         res = runner.invoke(app, ["generate", "--out", str(tmp_path / "d"), *args])
         assert res.exit_code == 2, res.output
