@@ -144,24 +144,26 @@ def make_inputs(cfg: dict[str, Any], args: argparse.Namespace, device: torch.dev
     }
 
 
-def bench_attention(args: argparse.Namespace, cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Time each SDPA backend at the model's self-attention shape; check each against flash on a slice."""
+def bench_attention(
+    args: argparse.Namespace, cfg: dict[str, Any], device: torch.device, kv_len: int | None = None
+) -> dict[str, Any]:
+    """Time each SDPA backend at the model's self-attention shape (or cross-attention with ``kv_len`` keys);
+    check each against the first working one on a slice."""
     t, h, w = args.latent
     s = 2 * t * (h // 2) * (w // 2)
+    kv = s if kv_len is None else kv_len
+    label = "self-attention" if kv_len is None else "cross-attention"
     heads, hd = cfg["num_attention_heads"], cfg["attention_head_dim"]
     g = torch.Generator(device=device).manual_seed(7)
 
-    def qkv(n: int) -> list[torch.Tensor]:
-        return [
-            torch.randn(1, n, heads, hd, generator=g, device=device).bfloat16().transpose(1, 2).requires_grad_()
-            for _ in range(3)
-        ]
+    def make(n: int) -> torch.Tensor:
+        return torch.randn(1, n, heads, hd, generator=g, device=device).bfloat16().transpose(1, 2).requires_grad_()
 
-    q, k, v = qkv(s)
+    q, k, v = make(s), make(kv), make(kv)
     dout = torch.randn(1, heads, s, hd, device=device).bfloat16()
-    fwd_flops = 4 * s * s * hd * heads
-    small = qkv(min(s, 4096))
-    results: dict[str, Any] = {"tokens": s}
+    fwd_flops = 4 * s * kv * hd * heads
+    small = [make(min(s, 4096)), make(min(kv, 4096)), make(min(kv, 4096))]
+    results: dict[str, Any] = {"tokens": s, "kv_tokens": kv}
     ref_small = None
     for name, backend in sdpa_backends().items():
         if name == "math" and device.type == "cuda":
@@ -190,17 +192,75 @@ def bench_attention(args: argparse.Namespace, cfg: dict[str, Any], device: torch
             }
             results[name] = r
             log(
-                f"attention {name}: fwd {r['fwd_s'] * 1e3:.1f} ms ({r['fwd_tflops']:.0f} TFLOP/s), "
+                f"{label} {name}: fwd {r['fwd_s'] * 1e3:.1f} ms ({r['fwd_tflops']:.0f} TFLOP/s), "
                 f"fwd+bwd {r['fwd_bwd_s'] * 1e3:.1f} ms ({r['fwd_bwd_tflops']:.0f} TFLOP/s), "
                 f"err {r['rel_err_vs_first']:.1e}"
             )
         except Exception as exc:  # a backend that does not run here is skipped, not fatal
             results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-            log(f"attention {name}: unavailable ({results[name]['error'][:120]})")
+            log(f"{label} {name}: unavailable ({results[name]['error'][:120]})")
     ok = {n: r for n, r in results.items() if isinstance(r, dict) and "fwd_s" in r and r["rel_err_vs_first"] < 2e-2}
     results["best_fwd"] = min(ok, key=lambda n: ok[n]["fwd_s"]) if ok else None
     results["best_fwd_bwd"] = min(ok, key=lambda n: ok[n]["fwd_bwd_s"]) if ok else None
     return results
+
+
+def sdpa_grad_check(
+    cfg: dict[str, Any], device: torch.device, sizes: tuple[int, ...] = (4096, 32760)
+) -> dict[str, Any]:
+    """Gradients of each SDPA backend against a float32 reference, in the model's layouts.
+
+    q, k, v are (B, S, H, D) tensors seen as (B, H, S, D) (as both attention processors pass them); the output
+    gradient arrives either as the processors produce it (contiguous in (B, S, H*D), a strided view in
+    (B, H, S, D)) or contiguous in (B, H, S, D).
+    """
+    from torch.nn.attention import sdpa_kernel
+
+    heads, hd = cfg["num_attention_heads"], cfg["attention_head_dim"]
+    out: dict[str, Any] = {}
+    for s_len in sizes:
+        g = torch.Generator(device=device).manual_seed(11)
+        base = [torch.randn(1, s_len, heads, hd, generator=g, device=device).bfloat16() for _ in range(3)]
+        gout = torch.randn(1, s_len, heads * hd, generator=g, device=device).bfloat16()
+
+        def grads(
+            backend: str,
+            dtype: torch.dtype,
+            layout: str,
+            compiled: bool = False,
+            base: list[torch.Tensor] = base,
+            gout: torch.Tensor = gout,
+            s_len: int = s_len,
+        ) -> list[torch.Tensor]:
+            leaves = [b.to(dtype).requires_grad_() for b in base]
+
+            def f(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+                with sdpa_kernel([sdpa_backends()[backend]]):
+                    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+                if layout == "model":
+                    return o.transpose(1, 2).flatten(2, 3)
+                return o
+
+            fn = torch.compile(f) if compiled else f
+            o = fn(*leaves)
+            go = gout.to(dtype)
+            if layout != "model":
+                go = go.view(1, s_len, heads, hd).transpose(1, 2).contiguous()
+            return [o.detach().float(), *(x.float() for x in torch.autograd.grad(o, leaves, go))]
+
+        ref = grads("math" if s_len <= 4096 else "efficient", torch.float32, "model")
+        for backend in ("cudnn", "flash", "efficient"):
+            for layout, compiled in (("model", False), ("contiguous", False), ("model", True)):
+                key = f"S{s_len}/{backend}/{layout}{'/compiled' if compiled else ''}"
+                try:
+                    got = grads(backend, torch.bfloat16, layout, compiled)
+                    if layout != "model":
+                        got[0] = got[0].transpose(1, 2).flatten(2, 3)
+                    out[key] = {n: rel_err(a, b) for n, a, b in zip(("out", "dq", "dk", "dv"), got, ref, strict=True)}
+                except Exception as exc:
+                    out[key] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                log(f"sdpa grads {key}: {out[key]}")
+    return out
 
 
 def forward_fn(model: ReCamMasterTransformer, inp: dict[str, torch.Tensor], backend: str | None) -> Callable[[], Any]:
@@ -328,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of optimised training-step variants: attention, attention+qkv, blocks "
         "(blocks also runs as a fallback when the others fail)",
     )
+    ap.add_argument("--no-sdpa-grad-check", dest="sdpa_grad_check", action="store_false")
     ap.add_argument("--max-autotune-forward", action="store_true", help="also time a max-autotune compiled forward")
     ap.add_argument("--autotune-deadline-s", type=float, default=360.0, help="skip max-autotune after this runtime")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench_out")))
@@ -393,15 +454,25 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
 
     # ---------------- attention backends
     if device.type == "cuda":
+        if args.sdpa_grad_check:
+            res["sdpa_grad_check"] = sdpa_grad_check(cfg, device)
         res["attention"] = bench_attention(args, cfg, device)
+        res["cross_attention"] = bench_attention(args, cfg, device, kv_len=args.text_len)
         fwd_backend = res["attention"]["best_fwd"]
         train_backend = res["attention"]["best_fwd_bwd"]
+        cross_fwd = res["cross_attention"]["best_fwd"]
+        cross_train = res["cross_attention"]["best_fwd_bwd"]
     else:
-        fwd_backend = train_backend = None
-    res["optimised_backends"] = {"forward": fwd_backend, "train": train_backend}
+        fwd_backend = train_backend = cross_fwd = cross_train = None
+    res["optimised_backends"] = {
+        "forward": {"self": fwd_backend, "cross": cross_fwd},
+        "train": {"self": train_backend, "cross": cross_train},
+    }
 
     # ---------------- baseline
     base_out = base_grads = None
+    alt_grads: dict[str, torch.Tensor] | None = None
+    alt: list[str] = []
     if not args.skip_baseline:
         model.set_fast_attention(False)
         reset_peak(device)
@@ -424,7 +495,8 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         alt = [n for n in ("flash", "efficient") if n in res.get("noise_floor_forward_rel_err", {})][:1]
         for name in alt:  # noise floor of the gradient comparison: same stock model, other attention kernel
             train_fn(model, inp, target, None, name)()
-            res["noise_floor_grads"] = {"backend": name, **grad_errors(grads_snapshot(model), base_grads)}
+            alt_grads = grads_snapshot(model)
+            res["noise_floor_grads"] = {"backend": name, **grad_errors(alt_grads, base_grads)}
             log(f"stock model grads under {name} vs baseline: {res['noise_floor_grads']}")
         reset_peak(device)
         times, _ = timed(train_fn(model, inp, target, opt, None), device, 0, max(1, args.repeats - 1))
@@ -433,17 +505,17 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         log(f"baseline train step (full-block recompute): {fmt(res['baseline_train'])}")
 
     # ---------------- optimised forward
-    model.set_fast_attention(True)
+    model.set_fast_attention(True, self_backend=fwd_backend, cross_backend=cross_fwd)
     model.disable_gradient_checkpointing()
     if not args.no_compile:
         torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
         model.compile_blocks()
     reset_peak(device)
     t0 = time.perf_counter()
-    forward_fn(model, inp, fwd_backend)()
+    forward_fn(model, inp, None)()
     sync(device)
     res["compile_forward_s"] = time.perf_counter() - t0
-    times, opt_out = timed(forward_fn(model, inp, fwd_backend), device, 1, args.repeats)
+    times, opt_out = timed(forward_fn(model, inp, None), device, 1, args.repeats)
     res["optimised_forward"] = summary(times, peak_gib(device), flops_f["total"])
     if base_out is not None:
         res["optimised_forward"]["rel_err_vs_baseline"] = rel_err(opt_out, base_out)
@@ -456,7 +528,7 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            forward_fn(model, inp, fwd_backend)()
+            forward_fn(model, inp, None)()
             sync(device)
         table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60)
         res["profile_forward_top"] = table
@@ -464,9 +536,11 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
 
     # ---------------- optimised training step variants
     res["train_variants"] = {}
+    model.set_fast_attention(True, self_backend=train_backend, cross_backend=cross_train)
+    ref_grads = {"baseline": base_grads, "stock_" + str(alt[0] if alt else ""): alt_grads}
     for variant in args.train_variants.split(","):
         try:
-            run_train_variant(variant, model, inp, target, opt, train_backend, flops_t, base_grads, args, device, res)
+            run_train_variant(variant, model, inp, target, opt, None, flops_t, ref_grads, args, device, res)
         except Exception as exc:
             for p in model.parameters():
                 p.grad = None
@@ -475,7 +549,7 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
     ok = {k: v for k, v in res["train_variants"].items() if "median_s" in v}
     if not ok and "blocks" not in res["train_variants"]:  # fallback: whole-block recomputation of some blocks
         try:
-            run_train_variant("blocks", model, inp, target, opt, train_backend, flops_t, base_grads, args, device, res)
+            run_train_variant("blocks", model, inp, target, opt, None, flops_t, ref_grads, args, device, res)
         except Exception as exc:
             res["train_variants"]["blocks"] = {"error": f"{type(exc).__name__}: {exc}"[:800]}
         ok = {k: v for k, v in res["train_variants"].items() if "median_s" in v}
@@ -496,11 +570,12 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
             block._compiled_call_impl = None
         model.compile_blocks(mode="max-autotune-no-cudagraphs")
         t0 = time.perf_counter()
-        forward_fn(model, inp, fwd_backend)()
+        model.set_fast_attention(True, self_backend=fwd_backend, cross_backend=cross_fwd)
+        forward_fn(model, inp, None)()
         sync(device)
         compile_s = time.perf_counter() - t0
         reset_peak(device)
-        times, out = timed(forward_fn(model, inp, fwd_backend), device, 1, args.repeats)
+        times, out = timed(forward_fn(model, inp, None), device, 1, args.repeats)
         res["optimised_forward_max_autotune"] = summary(times, peak_gib(device), flops_f["total"])
         res["optimised_forward_max_autotune"]["compile_s"] = compile_s
         if base_out is not None:
@@ -518,7 +593,7 @@ def run_train_variant(
     opt: torch.optim.Optimizer,
     backend: str | None,
     flops_t: float,
-    base_grads: dict[str, torch.Tensor] | None,
+    ref_grads: dict[str, dict[str, torch.Tensor] | None],
     args: argparse.Namespace,
     device: torch.device,
     res: dict[str, Any],
@@ -569,10 +644,11 @@ def run_train_variant(
     reset_peak(device)
     times, _ = timed(train_fn(model, inp, target, opt, backend), device, 0, args.repeats)
     r = {**summary(times, peak_gib(device), flops_t), **info}
-    if base_grads is not None:
-        r["grads_vs_baseline"] = grad_errors(grads, base_grads)
+    for ref_name, ref in ref_grads.items():
+        if ref is not None:
+            r[f"grads_vs_{ref_name}"] = grad_errors(grads, ref)
     res["train_variants"][variant] = r
-    log(f"train variant {variant} ({backend}): {fmt(r)}; grads vs baseline {r.get('grads_vs_baseline')}")
+    log(f"train variant {variant}: {fmt(r)}; " + "; ".join(f"{k} {v}" for k, v in r.items() if k.startswith("grads")))
     model.set_selective_recompute(None)
     model.disable_gradient_checkpointing()
     model.recompute_blocks = None
@@ -605,9 +681,10 @@ def print_summary(res: dict[str, Any]) -> None:
             print(f"{key:30s} {fmt(res[key])}")
     for key, r in res.get("train_variants", {}).items():
         print(f"{'train ' + key:30s} {fmt(r) if 'median_s' in r else r}")
-        if "grads_vs_baseline" in r:
-            g = r["grads_vs_baseline"]
-            print(f"{'':30s} grads rel err: " + ", ".join(f"{k} {v:.2e}" for k, v in g.items() if isinstance(v, float)))
+        for gk, g in r.items():
+            if gk.startswith("grads_vs_"):
+                vals = ", ".join(f"{k} {v:.2e}" for k, v in g.items() if isinstance(v, float))
+                print(f"{'':30s} {gk}: {vals}")
     if "noise_floor_grads" in res:
         g = res["noise_floor_grads"]
         print(

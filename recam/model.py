@@ -18,6 +18,7 @@ converted with :mod:`recam.convert` matches the released DiffSynth checkpoint ke
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -75,6 +76,12 @@ class ReCamAttnProcessor:
     parts.
     """
 
+    def __init__(self, backend: str | None = None) -> None:
+        # SDPA backend for this attention ("cudnn", "flash", "efficient", "math"); None = PyTorch's choice
+        if backend is not None and backend not in _SDPA_BACKENDS:
+            raise ValueError(f"unknown SDPA backend {backend!r}; choose from {sorted(_SDPA_BACKENDS)}")
+        self.backend = backend
+
     def __call__(
         self,
         attn: WanAttention,
@@ -102,11 +109,28 @@ class ReCamAttnProcessor:
             sin = rotary_emb[1][..., 1::2].float()
             query = _rope_fp32(query, cos, sin)
             key = _rope_fp32(key, cos, sin)
-        out = F.scaled_dot_product_attention(
-            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=attention_mask
-        )
+        with _sdpa_backend(self.backend):
+            out = F.scaled_dot_product_attention(
+                query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=attention_mask
+            )
         out = out.transpose(1, 2).flatten(2, 3).type_as(query)
         return attn.to_out[0](out)
+
+
+_SDPA_BACKENDS = {
+    "cudnn": "CUDNN_ATTENTION",
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "math": "MATH",
+}
+
+
+def _sdpa_backend(name: str | None) -> contextlib.AbstractContextManager[Any]:
+    if name is None:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, _SDPA_BACKENDS[name])])
 
 
 def _rope_fp32(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -381,12 +405,16 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         return params
 
     # ------------------------------------------------------------------ speed options
-    def set_fast_attention(self, enabled: bool = True) -> None:
-        """Use :class:`ReCamAttnProcessor` (fused QKV GEMM, fp32 RoPE on half-width tables) in every block."""
+    def set_fast_attention(
+        self, enabled: bool = True, self_backend: str | None = None, cross_backend: str | None = None
+    ) -> None:
+        """Use :class:`ReCamAttnProcessor` (fused QKV GEMM, fp32 RoPE on half-width tables) in every block,
+        optionally pinning the SDPA backend of self-attention and of cross-attention (None = PyTorch's choice)."""
         for block in self.blocks:
-            for attn in (block.attn1, block.attn2):
+            for attn, backend in ((block.attn1, self_backend), (block.attn2, cross_backend)):
                 assert isinstance(attn, WanAttention)
-                attn.set_processor(ReCamAttnProcessor() if enabled else WanAttention._default_processor_cls())  # type: ignore[arg-type]
+                proc = ReCamAttnProcessor(backend) if enabled else WanAttention._default_processor_cls()
+                attn.set_processor(proc)  # type: ignore[arg-type]
 
     def set_selective_recompute(self, mode: str | None) -> None:
         """Training memory/speed trade-off per block: None, "attention" or "attention+qkv" (see the block)."""
