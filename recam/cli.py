@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,7 +44,9 @@ def _cmd_prepare(
     width: int = typer.Option(832, help="Model width (multiple of 16)."),
     text_len: int = typer.Option(512, help="Text tokens (umT5 max length)."),
     shard_index: int = typer.Option(0, help="This process's shard (0-based)."),
-    num_shards: int = typer.Option(1, help="Number of shards (e.g. one per GPU)."),
+    num_shards: int = typer.Option(
+        1, help="Number of shards (e.g. one per GPU; under torchrun default: RANK of WORLD_SIZE)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N (auto uses LOCAL_RANK)."),
     tile: int = typer.Option(256, help="VAE tile size in pixels (0 = no tiling)."),
     latent_dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32 latents on disk."),
@@ -52,6 +55,9 @@ def _cmd_prepare(
     """VAE-encode every video and T5-encode every caption once into CACHE (resumable, sharded)."""
     from recam.prepare import prepare
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if num_shards == 1 and shard_index == 0 and world > 1:  # under torchrun: one shard per process
+        shard_index, num_shards = int(os.environ.get("RANK", "0")), world
     if not 0 <= shard_index < num_shards:
         raise typer.BadParameter(f"need 0 <= --shard-index < --num-shards, got {shard_index} of {num_shards}")
     stats = _run(
@@ -164,8 +170,12 @@ def _cmd_infer(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     fast_attention: bool = typer.Option(True, help="Fused-QKV, fp32-RoPE attention processor."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile each transformer block."),
+    parallel: str = typer.Option(
+        "none", help="Under torchrun: none, cfg, ulysses, allgather, cfg+ulysses or cfg+allgather (see docs)."
+    ),
+    save_latents: Path | None = typer.Option(None, help="Also write the denoised latents (safetensors)."),
 ) -> None:
-    """Re-render VIDEO along a new camera trajectory."""
+    """Re-render VIDEO along a new camera trajectory (multi-GPU: torchrun ... --parallel MODE)."""
     from recam.infer import DEFAULT_NEGATIVE_PROMPT, infer
 
     if (cam_type is None) == (cameras is None):
@@ -196,6 +206,8 @@ def _cmd_infer(
         device=device,
         fast_attention=fast_attention,
         compile=compile,
+        parallel=parallel,
+        save_latents=save_latents,
     )
     typer.echo(f"wrote {path}")
 

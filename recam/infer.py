@@ -73,8 +73,16 @@ def infer(
     fast_attention: bool = True,
     compile: bool = False,
     progress: bool = True,
+    parallel: str = "none",
+    save_latents: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write the re-rendered video to ``out`` (``num_frames`` frames, ``height x width``); returns its path."""
+    """Write the re-rendered video to ``out`` (``num_frames`` frames, ``height x width``); returns its path.
+
+    ``parallel`` (``none``, ``cfg``, ``ulysses``, ``allgather``, ``cfg+ulysses``, ``cfg+allgather``) splits the DiT
+    passes over the processes of a ``torchrun`` launch (see :mod:`recam.parallel`); rank 0 decodes and writes.
+    ``save_latents``: also write the denoised target latents ``(1, 16, T, h, w)`` there (safetensors).
+    """
+    from recam.parallel import PARALLEL_MODES, init_distributed, parallelize
     from recam.pipeline import load_transformer, sample
     from recam.text import PromptEncoder, pad_prompt_embeddings
     from recam.vae import decode_latents, encode_video, load_vae, set_tiling
@@ -82,7 +90,17 @@ def infer(
     latent_shape(num_frames, height, width)
     cam_emb = torch.from_numpy(camera_embedding(num_frames, cam_type, cameras, cam, distance_m))[None]
     frames = load_video(video, num_frames, height, width)
-    dev = pick_device(device)
+    if parallel not in PARALLEL_MODES:
+        raise ValueError(f"--parallel must be one of {', '.join(PARALLEL_MODES)}, got {parallel!r}")
+    rank, own_group = 0, False
+    if parallel != "none":
+        import torch.distributed as dist
+
+        own_group = not dist.is_initialized()
+        info = init_distributed(device)
+        dev, rank = info.device, info.rank
+    else:
+        dev = pick_device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
 
     enc = PromptEncoder(wan_dir, dev, dtype)
@@ -103,7 +121,7 @@ def infer(
     if compile:
         model.compile_blocks()
     latents = sample(
-        model,
+        parallelize(model, parallel),
         source,
         ctx[:1],
         cam_emb,
@@ -112,10 +130,25 @@ def infer(
         cfg=cfg,
         shift=shift,
         seed=seed,
-        progress=progress,
+        progress=progress and rank == 0,
     )
     del model
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    video_out = decode_latents(vae, latents)
-    return encode_mp4(out, list(video_out[:num_frames]), fps=fps)
+    written = Path(out)
+    if rank == 0:
+        if save_latents is not None:
+            from safetensors.torch import save
+
+            from multicam.io import atomic_write_bytes
+
+            atomic_write_bytes(Path(save_latents), save({"latents": latents.float().cpu().contiguous()}))
+        video_out = decode_latents(vae, latents)
+        written = encode_mp4(out, list(video_out[:num_frames]), fps=fps)
+    if own_group:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+    return written

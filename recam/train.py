@@ -72,20 +72,43 @@ class TrainConfig:
 
 
 class StepBatches(torch.utils.data.Sampler[list[int]]):
-    """Batch indices of steps ``start..steps-1``, each drawn from ``default_rng([seed, step, rank])``.
+    """Batch indices of steps ``start..steps-1`` for rank ``rank`` of ``world_size``.
 
-    Deterministic per step, so a resumed run sees exactly the batches it would have seen.
+    Step ``s`` draws one global batch of ``batch * world_size`` indices from ``default_rng([seed, s])`` and rank
+    ``r`` takes its slice ``[r batch, (r+1) batch)``. Deterministic per step (a resumed run sees exactly the batches
+    it would have seen) and independent of how the global batch is split: 2 processes of batch 1 see the samples
+    of 1 process of batch 2.
     """
 
-    def __init__(self, n: int, batch: int, seed: int, start: int, steps: int, rank: int) -> None:
-        self.n, self.batch, self.seed, self.start, self.steps, self.rank = n, batch, seed, start, steps, rank
+    def __init__(
+        self, n: int, batch: int, seed: int, start: int, steps: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.n, self.batch, self.seed, self.start, self.steps = n, batch, seed, start, steps
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self) -> Iterator[list[int]]:
+        lo = self.rank * self.batch
         for s in range(self.start, self.steps):
-            yield np.random.default_rng([self.seed, s, self.rank]).integers(0, self.n, self.batch).tolist()
+            idx = np.random.default_rng([self.seed, s]).integers(0, self.n, self.batch * self.world_size)
+            yield idx[lo : lo + self.batch].tolist()
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
+
+
+def sample_noise(
+    seed: int, step: int, first: int, shape: tuple[int, ...], n_sigmas: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Timestep indices ``(B,)`` and noise ``(B, *shape[1:])`` of samples ``first .. first+B-1`` of the global
+    batch of ``step``: each sample from its own generator seeded by ``(seed, step, global sample index)``, so the
+    draws do not depend on the number of processes the global batch is split over."""
+    idx, noise = [], []
+    for j in range(shape[0]):
+        state = np.random.SeedSequence([seed, step, first + j]).generate_state(1)[0]
+        gen = torch.Generator("cpu").manual_seed(int(state))
+        idx.append(torch.randint(0, n_sigmas, (1,), generator=gen))
+        noise.append(torch.randn(shape[1:], generator=gen))
+    return torch.cat(idx), torch.stack(noise)
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -253,7 +276,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     ds = PairDataset.from_cache(cfg.cache)
     loader = torch.utils.data.DataLoader(
         ds,
-        batch_sampler=StepBatches(len(ds), cfg.batch_size, cfg.seed, start, cfg.steps, acc.process_index),
+        batch_sampler=StepBatches(
+            len(ds), cfg.batch_size, cfg.seed, start, cfg.steps, acc.process_index, acc.num_processes
+        ),
         collate_fn=_collate,
         num_workers=cfg.num_workers,
         pin_memory=acc.device.type == "cuda",
@@ -308,9 +333,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         src = batch["source"].to(acc.device)
         ctx = batch["prompt_emb"].to(acc.device)
         cam = batch["cam_emb"].to(acc.device)
-        gen = torch.Generator("cpu").manual_seed(cfg.seed * 1_000_003 + step * 101 + acc.process_index)
-        idx = torch.randint(0, len(sigmas_all), (x0.shape[0],), generator=gen)
-        noise = torch.randn(x0.shape, generator=gen).to(acc.device)
+        idx, noise = sample_noise(
+            cfg.seed, step, acc.process_index * cfg.batch_size, tuple(x0.shape), len(sigmas_all)
+        )
+        noise = noise.to(acc.device)
         sigma = sigmas_all[idx].to(acc.device)
         with acc.autocast():
             loss = flow_matching_loss(model, x0, src, ctx, cam, noise, sigma, weights_all[idx].to(acc.device))
