@@ -251,3 +251,25 @@ def test_prepare_sharded_concurrent_equals_unsharded(cache: Path, dataset: Path,
         else:
             assert json.loads(p.read_text()) == json.loads(b[k].read_text()), k
     assert n_lat == 9  # 3 scenes x 3 cameras
+
+
+# ------------------------------------------------------------------------------------------------
+# Benchmark script smoke run
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bench_multigpu_tiny_two_processes(tmp_path: Path) -> None:
+    """``bench/recam_multigpu.py --tiny`` runs 1 and 2 processes and reports every run, outputs matching."""
+    cmd = [sys.executable, str(ROOT / "bench" / "recam_multigpu.py"), "--tiny", "--gpus", "1,2", "--tasks",
+           "train,infer", "--modes", "none,ulysses", "--steps", "2", "--warmup", "1", "--infer-steps", "2",
+           "--out", str(tmp_path)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    data = json.loads((tmp_path / "recam_multigpu.json").read_text())
+    runs = {(r["task"], r.get("mode", ""), r["nproc"]): r for r in data["results"]}
+    assert set(runs) == {("train", "", 1), ("train", "", 2), ("infer", "none", 1), ("infer", "ulysses", 2)}
+    assert runs[("train", "", 2)]["samples_per_s"] > 0
+    assert runs[("infer", "ulysses", 2)]["max_abs_diff_vs_1proc"] < 1e-4
+    assert data["meta"]["nccl_nvls_enable"] == "0"
+    assert "| infer | ulysses | 2 |" in (tmp_path / "recam_multigpu.md").read_text()
