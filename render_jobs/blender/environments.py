@@ -267,8 +267,8 @@ def build_hall(ctx: EnvContext) -> None:
             cylinder(f"pot{n_items}", 0.25, 0.45, (xy[0], xy[1], c[2]), ctx.coll, pot, radius2=0.3)
             sphere(f"plant{n_items}", 0.5, (xy[0], xy[1], c[2] + 0.95), ctx.coll, leaves, subdiv=2, scale=(1, 1, 1.3))
         else:
-            plane(f"rug{n_items}", 2.5, 1.6, (xy[0], xy[1], c[2] + 0.006), ctx.coll,
-                  M.fabric(f"rug{n_items}", tuple(rng.uniform(0.1, 0.7, 3)), tuple(rng.uniform(0.1, 0.7, 3)), 5.0), yaw)
+            rug = M.fabric(f"rug{n_items}", tuple(rng.uniform(0.3, 0.8, 3)), tuple(rng.uniform(0.25, 0.7, 3)), 5.0)
+            plane(f"rug{n_items}", 2.5, 1.6, (xy[0], xy[1], c[2] + 0.006), ctx.coll, rug, yaw)
         n_items += 1
     plane("rug_center", 3.5, 2.5, (c[0], c[1], c[2] + 0.005), ctx.coll,
           M.fabric("rug_center", (0.6, 0.45, 0.2), (0.35, 0.1, 0.1), 4.0), float(rng.uniform(0, np.pi)))
