@@ -160,7 +160,9 @@ def bench_attention(
         return torch.randn(1, n, heads, hd, generator=g, device=device).bfloat16().transpose(1, 2).requires_grad_()
 
     q, k, v = make(s), make(kv), make(kv)
-    dout = torch.randn(1, heads, s, hd, device=device).bfloat16()
+    # output gradient in the layout the model's processors produce ((B, S, H, D) memory): see BENCHMARKS.md on the
+    # cuDNN backward plan reuse, which a different layout at the same shape here would poison for the model
+    dout = torch.randn(1, s, heads, hd, device=device).bfloat16().transpose(1, 2)
     fwd_flops = 4 * s * kv * hd * heads
     small = [make(min(s, 4096)), make(min(kv, 4096)), make(min(kv, 4096))]
     results: dict[str, Any] = {"tokens": s, "kv_tokens": kv}
@@ -206,22 +208,22 @@ def bench_attention(
 
 
 def sdpa_grad_check(
-    cfg: dict[str, Any], device: torch.device, sizes: tuple[int, ...] = (4096, 32760)
+    cfg: dict[str, Any], device: torch.device, sizes: tuple[tuple[int, int], ...] = ((4096, 4096), (32760, 32760))
 ) -> dict[str, Any]:
     """Gradients of each SDPA backend against a float32 reference, in the model's layouts.
 
-    q, k, v are (B, S, H, D) tensors seen as (B, H, S, D) (as both attention processors pass them); the output
-    gradient arrives either as the processors produce it (contiguous in (B, S, H*D), a strided view in
-    (B, H, S, D)) or contiguous in (B, H, S, D).
+    ``sizes`` are (query tokens, key tokens). q, k, v are (B, S, H, D) tensors seen as (B, H, S, D) (as both
+    attention processors pass them); the output gradient arrives either as the processors produce it (contiguous
+    in (B, S, H*D), a strided view in (B, H, S, D)) or contiguous in (B, H, S, D).
     """
     from torch.nn.attention import sdpa_kernel
 
     heads, hd = cfg["num_attention_heads"], cfg["attention_head_dim"]
     out: dict[str, Any] = {}
-    for s_len in sizes:
+    for s_q, s_kv in sizes:
         g = torch.Generator(device=device).manual_seed(11)
-        base = [torch.randn(1, s_len, heads, hd, generator=g, device=device).bfloat16() for _ in range(3)]
-        gout = torch.randn(1, s_len, heads * hd, generator=g, device=device).bfloat16()
+        base = [torch.randn(1, n, heads, hd, generator=g, device=device).bfloat16() for n in (s_q, s_kv, s_kv)]
+        gout = torch.randn(1, s_q, heads * hd, generator=g, device=device).bfloat16()
 
         def grads(
             backend: str,
@@ -230,7 +232,7 @@ def sdpa_grad_check(
             compiled: bool = False,
             base: list[torch.Tensor] = base,
             gout: torch.Tensor = gout,
-            s_len: int = s_len,
+            s_q: int = s_q,
         ) -> list[torch.Tensor]:
             leaves = [b.to(dtype).requires_grad_() for b in base]
 
@@ -245,13 +247,13 @@ def sdpa_grad_check(
             o = fn(*leaves)
             go = gout.to(dtype)
             if layout != "model":
-                go = go.view(1, s_len, heads, hd).transpose(1, 2).contiguous()
+                go = go.view(1, s_q, heads, hd).transpose(1, 2).contiguous()
             return [o.detach().float(), *(x.float() for x in torch.autograd.grad(o, leaves, go))]
 
-        ref = grads("math" if s_len <= 4096 else "efficient", torch.float32, "model")
+        ref = grads("math" if s_q * s_kv <= 4096 * 4096 else "efficient", torch.float32, "model")
         for backend in ("cudnn", "flash", "efficient"):
             for layout, compiled in (("model", False), ("contiguous", False), ("model", True)):
-                key = f"S{s_len}/{backend}/{layout}{'/compiled' if compiled else ''}"
+                key = f"S{s_q}x{s_kv}/{backend}/{layout}{'/compiled' if compiled else ''}"
                 try:
                     got = grads(backend, torch.bfloat16, layout, compiled)
                     if layout != "model":
@@ -388,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of optimised training-step variants: attention, attention+qkv, blocks "
         "(blocks also runs as a fallback when the others fail)",
     )
-    ap.add_argument("--no-sdpa-grad-check", dest="sdpa_grad_check", action="store_false")
+    ap.add_argument(
+        "--sdpa-grad-check", action="store_true", help="also check SDPA gradients per backend/layout (see docstring)"
+    )
     ap.add_argument("--max-autotune-forward", action="store_true", help="also time a max-autotune compiled forward")
     ap.add_argument("--autotune-deadline-s", type=float, default=360.0, help="skip max-autotune after this runtime")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench_out")))

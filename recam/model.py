@@ -76,11 +76,13 @@ class ReCamAttnProcessor:
     parts.
     """
 
-    def __init__(self, backend: str | None = None) -> None:
+    def __init__(self, backend: str | None = None, contiguous_heads: bool = False) -> None:
         # SDPA backend for this attention ("cudnn", "flash", "efficient", "math"); None = PyTorch's choice
         if backend is not None and backend not in _SDPA_BACKENDS:
             raise ValueError(f"unknown SDPA backend {backend!r}; choose from {sorted(_SDPA_BACKENDS)}")
         self.backend = backend
+        # hand q, k, v to SDPA as contiguous (B, H, S, D) instead of (B, S, H, D) views
+        self.contiguous_heads = contiguous_heads
 
     def __call__(
         self,
@@ -109,10 +111,11 @@ class ReCamAttnProcessor:
             sin = rotary_emb[1][..., 1::2].float()
             query = _rope_fp32(query, cos, sin)
             key = _rope_fp32(key, cos, sin)
+        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+        if self.contiguous_heads:
+            query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
         with _sdpa_backend(self.backend):
-            out = F.scaled_dot_product_attention(
-                query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=attention_mask
-            )
+            out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
         out = out.transpose(1, 2).flatten(2, 3).type_as(query)
         return attn.to_out[0](out)
 
@@ -406,14 +409,23 @@ class ReCamMasterTransformer(WanTransformer3DModel):
 
     # ------------------------------------------------------------------ speed options
     def set_fast_attention(
-        self, enabled: bool = True, self_backend: str | None = None, cross_backend: str | None = None
+        self,
+        enabled: bool = True,
+        self_backend: str | None = None,
+        cross_backend: str | None = None,
+        contiguous_heads: bool = False,
     ) -> None:
         """Use :class:`ReCamAttnProcessor` (fused QKV GEMM, fp32 RoPE on half-width tables) in every block,
-        optionally pinning the SDPA backend of self-attention and of cross-attention (None = PyTorch's choice)."""
+        optionally pinning the SDPA backend of self-attention and of cross-attention (None = PyTorch's choice).
+
+        On torch 2.11 + cuDNN 9.19 do not mix eager and compiled cuDNN attention backward passes of the same
+        shape in one process (see BENCHMARKS.md: a reused cuDNN plan gave wrong gradients)."""
         for block in self.blocks:
             for attn, backend in ((block.attn1, self_backend), (block.attn2, cross_backend)):
                 assert isinstance(attn, WanAttention)
-                proc = ReCamAttnProcessor(backend) if enabled else WanAttention._default_processor_cls()
+                proc = (
+                    ReCamAttnProcessor(backend, contiguous_heads) if enabled else WanAttention._default_processor_cls()
+                )
                 attn.set_processor(proc)  # type: ignore[arg-type]
 
     def set_selective_recompute(self, mode: str | None) -> None:
