@@ -232,7 +232,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns a summary (steps done, first/last logged losses, paths)."""
     from accelerate import Accelerator
 
+    from recam.parallel import set_nccl_env
     from recam.scheduler import training_sigmas, training_weights
+
+    set_nccl_env()  # NVLink multicast off before accelerate creates the NCCL process group
 
     run = Path(cfg.out)
     settings = read_cache_settings(cfg.cache)
