@@ -120,7 +120,7 @@ class CFGParallel(nn.Module):
 
     @property
     def config(self) -> Any:
-        return self.model.config  # type: ignore[union-attr]
+        return self.model.config
 
     def forward(
         self,
@@ -136,7 +136,7 @@ class CFGParallel(nn.Module):
                 msg = f"CFG parallel: batch {b} does not split over {n} ranks; every rank runs it whole"
                 warnings.warn(msg, stacklevel=2)
                 self._warned = True
-            return self.model(hidden_states, timestep, encoder_hidden_states, cam_emb, return_dict=False)  # type: ignore[no-any-return]
+            return self.model(hidden_states, timestep, encoder_hidden_states, cam_emb, return_dict=False)
         k, r = b // n, _rank(self.group)
         sl = slice(r * k, (r + 1) * k)
         (v,) = self.model(hidden_states[sl], timestep[sl], encoder_hidden_states[sl], cam_emb[sl], return_dict=False)
@@ -185,10 +185,25 @@ class SequenceParallelAttnProcessor:
     local tokens), then the distributed attention, then the output projection on the local tokens.
     """
 
-    def __init__(self, group: Any = None, mode: str = "ulysses") -> None:
+    def __init__(self, group: Any = None, mode: str = "ulysses", backend: str | None = None) -> None:
         if mode not in ("ulysses", "allgather"):
             raise ValueError(f"sequence-parallel mode must be ulysses or allgather, got {mode!r}")
         self.group, self.mode = group, mode
+        # SDPA backend pinned by the processor this one replaces (ReCamAttnProcessor.backend), None = PyTorch's choice
+        self.backend = backend
+
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention of (B, S, H, D) tensors -> (B, S, H, D)."""
+        import contextlib
+
+        ctx: Any = contextlib.nullcontext()
+        if self.backend is not None:
+            from recam.model import _sdpa_backend
+
+            ctx = _sdpa_backend(self.backend)
+        with ctx:
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2)
 
     def __call__(
         self,
@@ -224,17 +239,13 @@ class SequenceParallelAttnProcessor:
                 t = t.reshape(b, s_local, n, h, hd).permute(2, 0, 1, 3, 4)
                 return _all_to_all(t, self.group).permute(1, 0, 2, 3, 4).reshape(b, n * s_local, h, hd)
 
-            q, k, v = seq_to_heads(query), seq_to_heads(key), seq_to_heads(value)
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            out = out.transpose(1, 2).reshape(b, n, s_local, h, hd).permute(1, 0, 2, 3, 4)  # chunk i -> rank i
+            out = self._sdpa(seq_to_heads(query), seq_to_heads(key), seq_to_heads(value))
+            out = out.reshape(b, n, s_local, h, hd).permute(1, 0, 2, 3, 4)  # chunk i -> rank i
             out = _all_to_all(out, self.group).permute(1, 2, 0, 3, 4).reshape(b, s_local, heads, hd)
         else:
-            k = all_gather_cat(key, 1, self.group)
-            v = all_gather_cat(value, 1, self.group)
-            out = F.scaled_dot_product_attention(query.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            out = out.transpose(1, 2)
+            out = self._sdpa(query, all_gather_cat(key, 1, self.group), all_gather_cat(value, 1, self.group))
         out = out.flatten(2, 3).type_as(query)
-        return attn.to_out[0](out)  # type: ignore[no-any-return]
+        return attn.to_out[0](out)
 
 
 class SequenceParallel:
@@ -256,8 +267,8 @@ class SequenceParallel:
                 f"({self.world}); use --parallel allgather"
             )
         self._old_processors = [blk.attn1.processor for blk in model.blocks]
-        for blk in model.blocks:
-            blk.attn1.set_processor(SequenceParallelAttnProcessor(group, mode))
+        for blk, old in zip(model.blocks, self._old_processors, strict=True):
+            blk.attn1.set_processor(SequenceParallelAttnProcessor(group, mode, getattr(old, "backend", None)))
         self._frames = 0
         self._handles = [blk.register_forward_pre_hook(self._pre_hook, with_kwargs=True) for blk in model.blocks]
         self._handles.append(model.blocks[-1].register_forward_hook(self._post_hook))
