@@ -110,6 +110,20 @@ def test_parallelize_single_process_and_errors() -> None:
         parallelize(model, "tensor")
 
 
+def test_infer_cli_rejects_unknown_parallel_mode(dataset: Path, wan_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from recam.cli import app
+
+    video = sorted(dataset.rglob("cam01.mp4"))[0]
+    res = CliRunner().invoke(app, ["infer", "--video", str(video), "--prompt", "x", "--cam-type", "1", "--wan-dir",
+                                   str(wan_dir), "--num-frames", str(FRAMES), "--height", str(SIZE), "--width",
+                                   str(SIZE), "--out", str(tmp_path / "o.mp4"), "--parallel", "tensor"])
+    assert res.exit_code == 2
+    assert "--parallel must be one of none, cfg, ulysses" in res.output
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_step_batches_global_batch_split() -> None:
     from recam.train import StepBatches, sample_noise
 
