@@ -24,6 +24,19 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
     return out
 
 
+def report_run(summary: Any) -> None:
+    """Print a run's outcome and every failed job's error; exit 130 if it was interrupted (Ctrl-C)."""
+    c = summary.counts
+    typer.echo(f"rendered {summary.rendered}, found complete {summary.already}, failed {summary.failed} "
+               f"in {summary.elapsed_s:.1f} s; dataset: {c['done']} done, {c['pending']} pending, "
+               f"{c['running']} running, {c['failed']} failed")
+    for job_id, err in summary.errors.items():
+        typer.echo(f"  failed {job_id}: {err}", err=True)
+    if summary.interrupted:
+        typer.echo("interrupted; run the same command again to resume", err=True)
+        raise typer.Exit(130)
+
+
 def plan(
     catalog: list[Path] = typer.Option(..., "--catalog", help="Catalog file(s); repeat to merge several."),
     scenes: int = typer.Option(..., "--scenes", help="Number of scenes (jobs) to plan."),
@@ -114,16 +127,8 @@ def render(
         fail(str(exc))
     except RunError as exc:
         fail(str(exc), code=1)
-    c = summary.counts
-    typer.echo(f"rendered {summary.rendered}, found complete {summary.already}, failed {summary.failed} "
-               f"in {summary.elapsed_s:.1f} s; dataset: {c['done']} done, {c['pending']} pending, "
-               f"{c['running']} running, {c['failed']} failed")
-    for job_id, err in summary.errors.items():
-        typer.echo(f"  failed {job_id}: {err}", err=True)
-    if summary.interrupted:
-        typer.echo("interrupted; run the same command again to resume", err=True)
-        raise typer.Exit(130)
-    if c["failed"]:
+    report_run(summary)
+    if summary.counts["failed"]:
         typer.echo("some jobs failed: see `multicam status`, then `multicam retry` to re-queue them", err=True)
         raise typer.Exit(1)
 

@@ -41,6 +41,7 @@ def generate(
     from pydantic import ValidationError
 
     from render_jobs.backends import BACKENDS
+    from render_jobs.cli import report_run
     from render_jobs.planner import PlanError, iter_manifest, load_settings, materialize, plan_dataset
     from render_jobs.runner import EXECUTORS, RunError, run_dataset
     from render_jobs.schema import RenderSettings
@@ -92,15 +93,8 @@ def generate(
                               progress=True)
     except (PlanError, RunError) as exc:
         fail(str(exc), code=1)
+    report_run(summary)
     c = summary.counts
-    typer.echo(f"rendered {summary.rendered}, found complete {summary.already}, failed {summary.failed} "
-               f"in {summary.elapsed_s:.1f} s; dataset: {c['done']} done, {c['pending']} pending, "
-               f"{c['failed']} failed")
-    for job_id, message in summary.errors.items():
-        typer.echo(f"  failed {job_id}: {message}", err=True)
-    if summary.interrupted:
-        typer.echo("interrupted; run the same command again to resume", err=True)
-        raise typer.Exit(130)
     problems = 0
     if verify:
         from tqdm import tqdm
