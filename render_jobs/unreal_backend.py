@@ -428,7 +428,7 @@ def _size(path: Path) -> int:
 
 #: Plugins that must be enabled in the .uproject's "Plugins" list (neither is on by default).
 #: Sequencer Scripting is needed too, but it can come in as a dependency without being listed.
-REQUIRED_PLUGINS = ("PythonScriptPlugin", "MovieRenderPipeline")
+REQUIRED_PLUGINS: tuple[str, ...] = ("PythonScriptPlugin", "MovieRenderPipeline")
 
 
 def project_plugin_problems(project: Path, required: tuple[str, ...] | list[str] = REQUIRED_PLUGINS) -> list[str]:

@@ -203,9 +203,9 @@ def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True) -> C
     if problems:
         raise CatalogError(problems)
     return Catalog(
-        environments=tuple(o for _, _, o in items["environments"]),  # type: ignore[misc]
-        characters=tuple(o for _, _, o in items["characters"]),  # type: ignore[misc]
-        animations=tuple(o for _, _, o in items["animations"]),  # type: ignore[misc]
+        environments=tuple(o for _, _, o in items["environments"]),
+        characters=tuple(o for _, _, o in items["characters"]),
+        animations=tuple(o for _, _, o in items["animations"]),
         sources=tuple(str(Path(p)) for p in paths),
     )
 
