@@ -138,19 +138,28 @@ def ue_location_forward_to_matrix(location_cm: ArrayLike, forward: ArrayLike) ->
     shape = np.broadcast_shapes(loc.shape, f.shape)[:-1]
     f = np.broadcast_to(f, shape + (3,)).reshape(-1, 3)
     loc = np.broadcast_to(loc, shape + (3,)).reshape(-1, 3)
-    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
-    h = np.sqrt(fx * fx + fy * fy)
-    rx, ry = -fy / h, fx / h
-    # Build component-major (contiguous writes), then one transposing copy: ~2x faster than 16
-    # strided writes into (N, 4, 4) at the sampler's sizes.
-    cm = np.zeros((16, f.shape[0]))
-    cm[0], cm[1], cm[2] = fx, fy, fz
-    cm[4], cm[5] = rx, ry
-    # up = forward x right with right_z = 0
-    cm[8], cm[9], cm[10] = -fz * ry, fz * rx, fx * ry - fy * rx
-    cm[12:15] = loc.T
+    n = f.shape[0]
+    out = np.empty((n, 16))
+    # Cache-blocked: build each block component-major (contiguous writes), then one transposing copy
+    # that stays in cache; ~3x faster than 16 strided passes over (N, 4, 4) at the sampler's sizes.
+    cm = np.zeros((16, min(n, _BLOCK)))
     cm[15] = 1.0
-    return np.ascontiguousarray(cm.T).reshape(shape + (4, 4))
+    for s in range(0, n, _BLOCK):
+        e = min(s + _BLOCK, n)
+        fx, fy, fz = f[s:e, 0], f[s:e, 1], f[s:e, 2]
+        h = np.sqrt(fx * fx + fy * fy)
+        rx, ry = -fy / h, fx / h
+        c = cm[:, : e - s]
+        c[0], c[1], c[2] = fx, fy, fz
+        c[4], c[5] = rx, ry
+        # up = forward x right with right_z = 0
+        c[8], c[9], c[10] = -fz * ry, fz * rx, fx * ry - fy * rx
+        c[12:15] = loc[s:e].T
+        out[s:e] = c.T
+    return out.reshape(shape + (4, 4))
+
+
+_BLOCK = 4096
 
 
 def ue_matrix_to_location_rotator(matrix: ArrayLike) -> tuple[FloatArray, FloatArray]:

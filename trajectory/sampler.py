@@ -361,8 +361,8 @@ def sample_camera_block(
     grid = np.radians(np.linspace(0.0, MAX_PITCH_DEG, 91))
     z = dist[:, None] * dm.sin(grid)
     hor = dist[:, None] * dm.cos(grid)
-    pit = np.degrees(dm.arctan2(aim_height_m[:, None] - z, hor))
-    ok = (z >= MIN_HEIGHT_M) & (np.abs(pit) <= MAX_PITCH_DEG - 5.0)
+    # |pitch| <= MAX_PITCH_DEG - 5 without trigonometry per grid point: |dz| <= tan(limit) * horizontal
+    ok = (z >= MIN_HEIGHT_M) & (np.abs(aim_height_m[:, None] - z) <= np.tan(np.radians(MAX_PITCH_DEG - 5.0)) * hor)
     ok[:, -1] |= ~ok.any(-1)  # guarantee a non-empty range (never hit with the supported radii)
     lo = grid[np.argmax(ok, -1)]
     hi = grid[ok.shape[1] - 1 - np.argmax(ok[:, ::-1], -1)]
