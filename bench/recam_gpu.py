@@ -14,7 +14,13 @@ Both use the same weights and inputs; outputs (forward) and the trainable-parame
 compared. The training step = forward, MSE on the target half, backward, fused AdamW over the trainable
 parameters (lr 0 so that every run sees identical weights; the optimiser does the same work).
 
+The optimised forward also uses the inference-only fusions of ``set_fast_attention(..., inference_fusions=...)``
+(fused q/k RMSNorm + RoPE Triton kernel, merged to_out/projector GEMM, GELU in the FFN GEMM epilogue) and
+``compile_blocks(coordinate_descent_tuning=True)`` (``--forward-fusions``, default ``all@cdt``).
+
     python bench/recam_gpu.py --out DIR            # on the GPU
+    python bench/recam_gpu.py --only forward --fp32-ref --forward-variants none,all@cdt --out DIR
+                                                   # forward only: each variant's time, error vs float32, profile
     python bench/recam_gpu.py --tiny --device cpu  # smoke test of the script (tiny config, small latents)
 """
 
@@ -395,6 +401,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--max-autotune-forward", action="store_true", help="also time a max-autotune compiled forward")
     ap.add_argument("--autotune-deadline-s", type=float, default=360.0, help="skip max-autotune after this runtime")
+    ap.add_argument(
+        "--only",
+        choices=("all", "forward"),
+        default="all",
+        help="forward: only the compiled denoising forward, per --forward-variants (no baseline, no training)",
+    )
+    ap.add_argument(
+        "--forward-variants",
+        default="none,all",
+        help="with --only forward: comma list of inference-fusion sets ('none', 'all', or names from "
+        "recam.model.INFERENCE_FUSIONS joined by '+'), each optionally suffixed '@cg' (CUDA graphs, "
+        "mode='reduce-overhead') and/or '@cdt' (inductor coordinate_descent_tuning)",
+    )
+    ap.add_argument(
+        "--fp32-ref", action="store_true", help="with --only forward: error of each variant against a float32 forward"
+    )
+    ap.add_argument(
+        "--forward-fusions",
+        default="all@cdt",
+        help="full run: the optimised forward's variant, same syntax as --forward-variants (without @cg)",
+    )
+    ap.add_argument("--variants-deadline-s", type=float, default=400.0, help="skip forward variants after this runtime")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench_out")))
     args = ap.parse_args(argv)
     if args.latent is None:
@@ -429,6 +457,134 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if "fatal" not in res else 1
 
 
+def fp32_forward(model: ReCamMasterTransformer, inp: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The same weights and inputs in float32: stock processor, eager, no TF32 (efficient SDPA kernel on CUDA)."""
+    import copy
+
+    ref_model = copy.deepcopy(model).float()
+    ref_model.set_fast_attention(False)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        inp32 = {k: (v.float() if v.is_floating_point() else v) for k, v in inp.items()}
+        out = forward_fn(ref_model, inp32, "efficient" if device.type == "cuda" else None)()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    del ref_model
+    return out
+
+
+def parse_forward_variant(spec: str) -> tuple[tuple[str, ...], bool, bool]:
+    """'all@cg' -> (fusions, cuda_graphs, coordinate_descent_tuning)."""
+    from recam.model import INFERENCE_FUSIONS
+
+    name, *opts = spec.split("@")
+    unknown_opts = set(opts) - {"cg", "cdt"}
+    if unknown_opts:
+        raise ValueError(f"forward variant {spec!r}: unknown option(s) {sorted(unknown_opts)}; allowed: cg, cdt")
+    if name == "none":
+        fusions: tuple[str, ...] = ()
+    elif name == "all":
+        fusions = tuple(INFERENCE_FUSIONS)
+    else:
+        fusions = tuple(name.split("+"))
+        bad = set(fusions) - set(INFERENCE_FUSIONS)
+        if bad:
+            raise ValueError(f"forward variant {spec!r}: unknown fusion(s) {sorted(bad)}; from {INFERENCE_FUSIONS}")
+    return fusions, "cg" in opts, "cdt" in opts
+
+
+def run_forward_variants(args: argparse.Namespace, device: torch.device, res: dict[str, Any]) -> None:
+    """Compiled denoising forward of the optimised model per inference-fusion variant: time, peak memory,
+    error against a float32 forward (``--fp32-ref``) and against the first variant, top CUDA kernels."""
+    model, cfg = build(args, device)
+    inp = make_inputs(cfg, args, device)
+    t, h, w = args.latent
+    flops_f = flops_per_forward(cfg, 2 * t, h, w, args.text_len)
+    res["tokens"] = flops_f["tokens"]
+    res["flops_forward"] = flops_f["total"]
+    specs = [v for v in args.forward_variants.split(",") if v]
+    parsed = {v: parse_forward_variant(v) for v in specs}  # fail early on typos
+    backend = "cudnn" if device.type == "cuda" else None
+    res["optimised_backends"] = {"forward": {"self": backend, "cross": backend}}
+    ref = None
+    if args.fp32_ref:
+        t0 = time.perf_counter()
+        ref = fp32_forward(model, inp, device)
+        sync(device)
+        res["fp32_forward_s"] = time.perf_counter() - t0
+        log(f"fp32 reference forward: {res['fp32_forward_s']:.1f} s")
+    model.disable_gradient_checkpointing()
+    torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
+    res["forward_variants"] = {}
+    first_out = None
+    for spec in specs:
+        if time.perf_counter() - T0 > args.variants_deadline_s:
+            res["forward_variants"][spec] = {"skipped": "variants deadline"}
+            log(f"forward variant {spec}: skipped (deadline)")
+            continue
+        fusions, cuda_graphs, cdt = parsed[spec]
+        r: dict[str, Any] = {"fusions": list(fusions), "cuda_graphs": cuda_graphs, "coordinate_descent_tuning": cdt}
+        try:
+            torch._dynamo.reset()
+            for block in model.blocks:
+                block._compiled_call_impl = None
+            model.set_fast_attention(True, self_backend=backend, cross_backend=backend, inference_fusions=fusions)
+            if not args.no_compile:
+                model.compile_blocks(
+                    coordinate_descent_tuning=cdt, **({"mode": "reduce-overhead"} if cuda_graphs else {})
+                )
+            fwd = forward_fn(model, inp, None)
+
+            def run(fwd: Callable[[], Any] = fwd, cuda_graphs: bool = cuda_graphs) -> torch.Tensor:
+                if cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                return fwd().clone() if cuda_graphs else fwd()
+
+            reset_peak(device)
+            t0 = time.perf_counter()
+            run()
+            sync(device)
+            r["compile_s"] = time.perf_counter() - t0
+            times, out = timed(run, device, 1, args.repeats)
+            r.update(summary(times, peak_gib(device), flops_f["total"]))
+            if ref is not None:
+                r["rel_err_vs_fp32"] = rel_err(out, ref)
+            if first_out is None:
+                first_out = out
+            else:
+                r["rel_err_vs_first_variant"] = rel_err(out, first_out)
+            del out
+            if device.type == "cuda":
+                from torch.profiler import ProfilerActivity, profile
+
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    run()
+                    sync(device)
+                avg = prof.key_averages()
+                r["profile_cuda_total_s"] = sum(e.self_device_time_total for e in avg) / 1e6
+                r["profile_top"] = [
+                    {"name": e.key[:160], "calls": e.count, "cuda_ms": e.self_device_time_total / 1e3}
+                    for e in sorted(avg, key=lambda e: -e.self_device_time_total)[:24]
+                ]
+            extra = f", vs fp32 {r['rel_err_vs_fp32']:.3e}" if "rel_err_vs_fp32" in r else ""
+            log(f"forward variant {spec} (compile {r['compile_s']:.1f} s): {fmt(r)}{extra}")
+            if "profile_top" in r:
+                log(
+                    f"  profile CUDA total {r['profile_cuda_total_s']:.3f} s; top kernels:\n"
+                    + "\n".join(f"    {k['cuda_ms']:9.2f} ms {k['calls']:4d}x {k['name']}" for k in r["profile_top"])
+                )
+        except Exception as exc:
+            r["error"] = traceback.format_exc()[-2000:]
+            log(f"forward variant {spec} failed: {type(exc).__name__}: {exc}"[:600])
+        res["forward_variants"][spec] = r
+    ok = {k: v for k, v in res["forward_variants"].items() if "median_s" in v}
+    if ok:
+        best = min(ok, key=lambda k: ok[k]["median_s"])
+        res["optimised_forward"] = {**ok[best], "variant": best}
+        log(f"best forward variant: {best}: {fmt(ok[best])}")
+
+
 def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any]) -> None:
     if device.type == "cuda":
         a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
@@ -437,6 +593,9 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         log(f"bf16 GEMM 8192^3: {res['gemm_8192_tflops']:.0f} TFLOP/s")
         del a
 
+    if args.only == "forward":
+        run_forward_variants(args, device, res)
+        return
     model, cfg = build(args, device)
     inp = make_inputs(cfg, args, device)
     t, h, w = args.latent
@@ -508,12 +667,14 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         res["baseline_train"]["recompute_blocks"] = len(model.blocks)
         log(f"baseline train step (full-block recompute): {fmt(res['baseline_train'])}")
 
-    # ---------------- optimised forward
-    model.set_fast_attention(True, self_backend=fwd_backend, cross_backend=cross_fwd)
+    # ---------------- optimised forward (inference fusions and tuned inductor kernels: see --forward-fusions)
+    fusions, _, cdt = parse_forward_variant(args.forward_fusions)
+    res["optimised_forward_fusions"] = {"fusions": list(fusions), "coordinate_descent_tuning": cdt}
+    model.set_fast_attention(True, self_backend=fwd_backend, cross_backend=cross_fwd, inference_fusions=fusions)
     model.disable_gradient_checkpointing()
     if not args.no_compile:
         torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
-        model.compile_blocks()
+        model.compile_blocks(coordinate_descent_tuning=cdt)
     reset_peak(device)
     t0 = time.perf_counter()
     forward_fn(model, inp, None)()
@@ -538,8 +699,13 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         res["profile_forward_top"] = table
         log("optimised forward, top kernels:\n" + table)
 
-    # ---------------- optimised training step variants
+    # ---------------- optimised training step variants (plain compile, as measured before the forward fusions)
     res["train_variants"] = {}
+    if not args.no_compile and cdt:
+        torch._dynamo.reset()
+        for block in model.blocks:
+            block._compiled_call_impl = None
+        model.compile_blocks()
     model.set_fast_attention(True, self_backend=train_backend, cross_backend=cross_train)
     ref_grads = {"baseline": base_grads, "stock_" + str(alt[0] if alt else ""): alt_grads}
     for variant in args.train_variants.split(","):
@@ -683,6 +849,10 @@ def print_summary(res: dict[str, Any]) -> None:
     for key in ("baseline_forward", "optimised_forward", "optimised_forward_max_autotune", "baseline_train"):
         if key in res:
             print(f"{key:30s} {fmt(res[key])}")
+    for key, r in res.get("forward_variants", {}).items():
+        extra = f", vs fp32 {r['rel_err_vs_fp32']:.3e}" if "rel_err_vs_fp32" in r else ""
+        err = r.get("error", r.get("skipped", "")).strip().splitlines()[-1:] if "median_s" not in r else []
+        print(f"{'forward ' + key:30s} {fmt(r) + extra if 'median_s' in r else err}")
     for key, r in res.get("train_variants", {}).items():
         print(f"{'train ' + key:30s} {fmt(r) if 'median_s' in r else r}")
         for gk, g in r.items():

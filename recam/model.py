@@ -40,6 +40,13 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 
 from recam import convert
 
+try:  # Triton is only needed for the fused q/k kernel of the CUDA inference path
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - CPU-only installs
+    triton = None
+    tl = None
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FULL_CONFIG = CONFIG_DIR / "wan2.1_t2v_1.3b.json"
 TINY_CONFIG = CONFIG_DIR / "tiny.json"
@@ -142,6 +149,135 @@ def _rope_fp32(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).type_as(x)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# inference fusions (no autograd): see ReCamMasterTransformerBlock._block_forward_fused
+INFERENCE_FUSIONS = ("qk_norm_rope", "out_proj", "gelu")
+
+
+def _qk_norm_rope_reference(
+    qkv: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float, heads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RMSNorm (across all heads) of q and k, then interleaved-pair RoPE, all in float32, one rounding at the end.
+
+    qkv (B, S, 3*D) = the fused QKV GEMM output; cos/sin (S, Dh/2) float32. Returns q, k as (B, S, H, Dh)."""
+    d = qkv.shape[-1] // 3
+    outs = []
+    for x, w in ((qkv[..., :d], wq), (qkv[..., d : 2 * d], wk)):
+        x = x.float()
+        x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps) * w.float()
+        x1, x2 = x.unflatten(-1, (heads, -1, 2)).unbind(-1)
+        c, s_ = cos[None, :, None, :], sin[None, :, None, :]
+        outs.append(torch.stack([x1 * c - x2 * s_, x1 * s_ + x2 * c], dim=-1).flatten(-2).to(qkv.dtype))
+    return outs[0], outs[1]
+
+
+if triton is not None:
+
+    @triton.jit
+    def _qk_norm_rope_kernel(
+        qkv_ptr,
+        q_ptr,
+        k_ptr,
+        wq_ptr,
+        wk_ptr,
+        cos_ptr,
+        sin_ptr,
+        n_rows,
+        seq_len,
+        row_stride,
+        eps,
+        D: tl.constexpr,
+        HD: tl.constexpr,
+        D_P2: tl.constexpr,
+        ROWS: tl.constexpr,
+    ):
+        # ROWS tokens per program; each row of q and of k is loaded once as a contiguous (padded) vector, split
+        # into its (even, odd) RoPE pairs, RMS-normalised over all D channels, weighted, rotated, stored
+        rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)[:, None]  # (ROWS, 1)
+        cols = tl.arange(0, D_P2)[None, :]  # (1, D_P2)
+        mask = (rows < n_rows) & (cols < D)
+        pair = tl.arange(0, D_P2 // 2)[None, :]  # pair index within the row
+        pmask = (rows < n_rows) & (pair < D // 2)
+        pos = rows % seq_len
+        tab = pos * (HD // 2) + pair % (HD // 2)
+        c = tl.load(cos_ptr + tab, mask=pmask, other=0.0)
+        s = tl.load(sin_ptr + tab, mask=pmask, other=0.0)
+        for which in tl.static_range(2):
+            w_ptr = wq_ptr if which == 0 else wk_ptr
+            o_ptr = q_ptr if which == 0 else k_ptr
+            x = tl.load(qkv_ptr + rows * row_stride + which * D + cols, mask=mask, other=0.0).to(tl.float32)
+            w = tl.load(w_ptr + cols, mask=cols < D, other=0.0).to(tl.float32)
+            r = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / D + eps)  # (ROWS,)
+            xe, xo = tl.split(tl.reshape(x * w, (ROWS, D_P2 // 2, 2)))
+            r2 = r[:, None]
+            ye = (xe * c - xo * s) * r2
+            yo = (xe * s + xo * c) * r2
+            y = tl.reshape(tl.join(ye, yo), (ROWS, D_P2))
+            tl.store(o_ptr + rows * D + cols, y.to(o_ptr.dtype.element_ty), mask=mask)
+
+
+@torch.library.custom_op("recam::qk_norm_rope", mutates_args=())
+def qk_norm_rope(
+    qkv: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float, heads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """q/k RMSNorm + RoPE from the fused QKV output in one pass (Triton on CUDA, PyTorch elsewhere).
+
+    qkv (B, S, 3*D), wq/wk (D,), cos/sin (S, Dh/2) float32 -> q, k (B, S, H, Dh) in qkv's dtype. Inference only
+    (no autograd formula)."""
+    if not qkv.is_cuda or triton is None:
+        return _qk_norm_rope_reference(qkv, wq, wk, cos, sin, eps, heads)
+    b, s, d3 = qkv.shape
+    d = d3 // 3
+    hd = d // heads
+    qkv = qkv if qkv.stride(-1) == 1 and qkv.stride(0) == s * qkv.stride(1) else qkv.contiguous()
+    q = torch.empty(b, s, heads, hd, device=qkv.device, dtype=qkv.dtype)
+    k = torch.empty_like(q)
+    rows = 2
+    _qk_norm_rope_kernel[(triton.cdiv(b * s, rows),)](
+        qkv,
+        q,
+        k,
+        wq.contiguous(),
+        wk.contiguous(),
+        cos.contiguous(),
+        sin.contiguous(),
+        b * s,
+        s,
+        qkv.stride(1),
+        eps,
+        D=d,
+        HD=hd,
+        D_P2=triton.next_power_of_2(d),
+        ROWS=rows,
+        num_warps=8,
+    )
+    return q, k
+
+
+@qk_norm_rope.register_fake
+def _(
+    qkv: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float, heads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    b, s, d3 = qkv.shape
+    shape = (b, s, heads, d3 // 3 // heads)
+    return qkv.new_empty(shape), qkv.new_empty(shape)
+
+
+@torch.library.custom_op("recam::linear_gelu_tanh", mutates_args=())
+def linear_gelu_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``gelu(x @ weight.T + bias, approximate="tanh")``: on CUDA one cuBLASLt GEMM with the GELU epilogue
+    (``torch._addmm_activation``), so the (tokens x ffn_dim) activation is written once and never re-read."""
+    if x.is_cuda:
+        out = torch._addmm_activation(bias, x.reshape(-1, x.shape[-1]), weight.t(), use_gelu=True)
+        return out.view(*x.shape[:-1], weight.shape[0])
+    return F.gelu(F.linear(x, weight, bias), approximate="tanh")
+
+
+@linear_gelu_tanh.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
 _ATTENTION_OPS = tuple(
     getattr(torch.ops.aten, name).default
     for name in (
@@ -206,6 +342,8 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
     # selective recomputation in training: None = off; "attention" = keep only the attention outputs (and the
     # block input) for backward and recompute everything else; "attention+qkv" also keeps the fused QKV GEMM output
     selective_recompute: str | None = None
+    # inference-only rewrites used when autograd is off (see _block_forward_fused); subset of INFERENCE_FUSIONS
+    inference_fusions: tuple[str, ...] = ()
 
     def forward(  # type: ignore[override]
         self,
@@ -219,6 +357,9 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         if self.selective_recompute is not None and torch.is_grad_enabled():
             context_fn = _RECOMPUTE_POLICIES[self.selective_recompute]
             return checkpoint(self._block_forward, *args, use_reentrant=False, context_fn=context_fn)
+        fused_ok = isinstance(self.attn1.processor, ReCamAttnProcessor)
+        if self.inference_fusions and fused_ok and not torch.is_grad_enabled():
+            return self._block_forward_fused(*args)
         return self._block_forward(*args)
 
     def _block_forward(
@@ -252,6 +393,84 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         norm_x = (self.norm3(hidden_states.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(hidden_states)
         ff_output = self.ffn(norm_x)
         return (hidden_states.float() + ff_output.float() * c_gate_msa).type_as(hidden_states)
+
+    def _block_forward_fused(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor],
+        cam_emb: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`_block_forward` for inference, the same function up to rounding, with the rewrites named in
+        ``inference_fusions``:
+
+        * ``qk_norm_rope``: q/k RMSNorm + weight + RoPE in one Triton pass over the QKV GEMM output (fp32 inside,
+          one rounding), instead of norm -> bf16 -> RoPE -> bf16;
+        * ``out_proj``: ``projector(to_out(o)) = o @ (W_p W_o)^T + (W_p b_o + b_p)``: one (D x D) GEMM instead of two
+          (the merged weight costs a D^3 GEMM per call);
+        * ``gelu``: FFN up-projection with GELU(tanh) in the cuBLASLt epilogue.
+
+        The camera rows are broadcast over the two halves instead of concatenated.
+        """
+        fus = self.inference_fusions
+        shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
+            self.scale_shift_table + temb.float()
+        ).chunk(6, dim=1)
+        dtype = hidden_states.dtype
+        cam = self.cam_encoder(cam_emb.to(self.cam_encoder.weight.dtype)).float()  # (B, T, D)
+        b, s, d = hidden_states.shape
+        t = cam.shape[1]
+        norm_x = self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa
+        norm_x = (norm_x.view(b, 2, t, -1, d) + cam.view(b, 1, t, 1, d)).view(b, s, d).to(dtype)
+
+        # 1. self-attention
+        attn = self.attn1
+        proc = attn.processor
+        assert isinstance(proc, ReCamAttnProcessor)
+        heads = attn.heads
+        w = torch.cat([attn.to_q.weight, attn.to_k.weight, attn.to_v.weight])
+        bias = torch.cat([attn.to_q.bias, attn.to_k.bias, attn.to_v.bias])
+        qkv = F.linear(norm_x, w, bias)
+        value = qkv[..., 2 * d :].unflatten(2, (heads, -1))
+        if "qk_norm_rope" in fus:
+            cos = rotary_emb[0][0, :, 0, 0::2].float()
+            sin = rotary_emb[1][0, :, 0, 1::2].float()
+            eps = attn.norm_q.eps if attn.norm_q.eps is not None else torch.finfo(torch.float32).eps
+            query, key = qk_norm_rope(qkv, attn.norm_q.weight, attn.norm_k.weight, cos, sin, float(eps), heads)
+        else:
+            query = attn.norm_q(qkv[..., :d]).unflatten(2, (heads, -1))
+            key = attn.norm_k(qkv[..., d : 2 * d]).unflatten(2, (heads, -1))
+            cos = rotary_emb[0][..., 0::2].float()
+            sin = rotary_emb[1][..., 1::2].float()
+            query, key = _rope_fp32(query, cos, sin), _rope_fp32(key, cos, sin)
+        with _sdpa_backend(proc.backend):
+            out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))
+        out = out.transpose(1, 2).flatten(2, 3).to(dtype)
+        to_out = attn.to_out[0]
+        assert isinstance(to_out, nn.Linear)
+        if "out_proj" in fus:
+            w_eff = self.projector.weight @ to_out.weight
+            b_eff = (self.projector.weight.float() @ to_out.bias.float() + self.projector.bias.float()).to(dtype)
+            attn_output = F.linear(out, w_eff, b_eff)
+        else:
+            attn_output = self.projector(to_out(out))
+        hidden_states = (hidden_states.float() + attn_output * gate_msa).to(dtype)
+
+        # 2. cross-attention (processor as set)
+        norm_x = self.norm2(hidden_states.float()).to(dtype)
+        hidden_states = hidden_states + self.attn2(norm_x, encoder_hidden_states, None, None)
+
+        # 3. feed-forward
+        norm_x = (self.norm3(hidden_states.float()) * (1 + c_scale_msa) + c_shift_msa).to(dtype)
+        up, down = self.ffn.net[0], self.ffn.net[2]
+        if "gelu" in fus:
+            assert isinstance(up.proj, nn.Linear)
+            h = linear_gelu_tanh(norm_x, up.proj.weight, up.proj.bias)
+        else:
+            h = up(norm_x)
+        ff_output = down(h)
+        return (hidden_states.float() + ff_output.float() * c_gate_msa).to(dtype)
 
 
 class ReCamMasterTransformer(WanTransformer3DModel):
@@ -414,9 +633,13 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         self_backend: str | None = None,
         cross_backend: str | None = None,
         contiguous_heads: bool = False,
+        inference_fusions: Iterable[str] | str = (),
     ) -> None:
         """Use :class:`ReCamAttnProcessor` (fused QKV GEMM, fp32 RoPE on half-width tables) in every block,
         optionally pinning the SDPA backend of self-attention and of cross-attention (None = PyTorch's choice).
+
+        ``inference_fusions`` (only with ``enabled``; used only while autograd is off, i.e. denoising): names from
+        :data:`INFERENCE_FUSIONS` or ``"all"``; see :meth:`ReCamMasterTransformerBlock._block_forward_fused`.
 
         On torch 2.11 + cuDNN 9.19 do not mix eager and compiled cuDNN attention backward passes of the same
         shape in one process (see BENCHMARKS.md: a reused cuDNN plan gave wrong gradients)."""
@@ -427,6 +650,12 @@ class ReCamMasterTransformer(WanTransformer3DModel):
                     ReCamAttnProcessor(backend, contiguous_heads) if enabled else WanAttention._default_processor_cls()
                 )
                 attn.set_processor(proc)  # type: ignore[arg-type]
+        fusions = tuple(INFERENCE_FUSIONS) if inference_fusions == "all" else tuple(inference_fusions)
+        unknown = sorted(set(fusions) - set(INFERENCE_FUSIONS))
+        if unknown:
+            raise ValueError(f"unknown inference fusion(s) {unknown}; choose from {list(INFERENCE_FUSIONS)} or 'all'")
+        for block in self.blocks:
+            block.inference_fusions = tuple(f for f in INFERENCE_FUSIONS if f in fusions) if enabled else ()  # type: ignore[assignment]
 
     def set_selective_recompute(self, mode: str | None) -> None:
         """Training memory/speed trade-off per block: None, "attention" or "attention+qkv" (see the block)."""
@@ -435,8 +664,15 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         for block in self.blocks:
             block.selective_recompute = mode  # type: ignore[assignment]
 
-    def compile_blocks(self, **compile_kwargs: Any) -> None:
-        """``torch.compile`` each transformer block (identical blocks share one compiled graph)."""
+    def compile_blocks(self, coordinate_descent_tuning: bool = False, **compile_kwargs: Any) -> None:
+        """``torch.compile`` each transformer block (identical blocks share one compiled graph).
+
+        ``coordinate_descent_tuning``: let inductor tune the block sizes of its generated (norm / modulation)
+        kernels (inductor option of that name; ~+15 s compilation on an H100, see BENCHMARKS.md)."""
+        if coordinate_descent_tuning:
+            options = dict(compile_kwargs.pop("options", None) or {})
+            options["coordinate_descent_tuning"] = True
+            compile_kwargs["options"] = options
         for block in self.blocks:
             block.compile(**compile_kwargs)
 
