@@ -22,12 +22,7 @@ FRAMES, SIZE = 9, 32
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NCCL_NVLS_ENABLE": "0"}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _port() -> int:
@@ -51,11 +46,6 @@ def _recam(*args: str) -> subprocess.CompletedProcess[str]:
     return res
 
 
-@pytest.fixture(scope="module")
-def wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recam.tiny import make_tiny_wan_dir
-
-    return make_tiny_wan_dir(tmp_path_factory.mktemp("wan"))
 
 
 @pytest.fixture(scope="module")

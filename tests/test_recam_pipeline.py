@@ -24,15 +24,7 @@ from trajectory.sampler import sample_scene
 IDENTITY_ROW = np.array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0], dtype=np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():  # type: ignore[no-untyped-def]
-    """Tiny models run fastest on one thread; on a shared 2-core box, 2 threads spin against other jobs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,11 +148,6 @@ def test_embedding_errors(tmp_path: Path) -> None:
 FRAMES, SIZE = 9, 32
 
 
-@pytest.fixture(scope="module")
-def wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recam.tiny import make_tiny_wan_dir
-
-    return make_tiny_wan_dir(tmp_path_factory.mktemp("wan"))
 
 
 @pytest.fixture(scope="module")

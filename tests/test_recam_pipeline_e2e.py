@@ -23,15 +23,7 @@ from recam.cli import app
 FRAMES, SIZE, SCENES, STEPS = 17, 64, 2, 300
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():  # type: ignore[no-untyped-def]
-    """Tiny models run fastest on one thread; on a shared 2-core box, 2 threads spin against other jobs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _generate_available() -> bool:
