@@ -229,7 +229,10 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
     center = ue_to_rh_points(np.asarray(job.placement.location_cm, dtype=np.float64))
     env_record = build_environment(job.environment.asset, EnvContext(center, clear_m, cam_xy, rng, coll))
     if scene.world is not None:
-        scene.world.light_settings.distance = 10.0  # fast GI's AO distance (m)
+        # Fast GI's AO distance (m). An environment may set its own as the world's custom property
+        # "multicam_ao_distance_m": indoors, where walls and ceiling are within 10 m of every point, a
+        # 10 m AO turns the replaced deep bounces black under furniture.
+        scene.world.light_settings.distance = float(scene.world.get("multicam_ao_distance_m", 10.0))
     rig = build_character(job.character, job.animation, job.placement, coll, s.frames, s.fps)
     for ob in rig.meshes:
         ob.pass_index = MASK_PASS_INDEX
