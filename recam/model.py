@@ -101,23 +101,7 @@ class ReCamAttnProcessor:
     ) -> torch.Tensor:
         if attn.add_k_proj is not None:
             raise NotImplementedError("ReCamAttnProcessor has no image-conditioning branch (Wan I2V)")
-        if encoder_hidden_states is None:
-            w = torch.cat([attn.to_q.weight, attn.to_k.weight, attn.to_v.weight])
-            b = torch.cat([attn.to_q.bias, attn.to_k.bias, attn.to_v.bias])
-            query, key, value = F.linear(hidden_states, w, b).chunk(3, dim=-1)
-        else:
-            query = attn.to_q(hidden_states)
-            w = torch.cat([attn.to_k.weight, attn.to_v.weight])
-            b = torch.cat([attn.to_k.bias, attn.to_v.bias])
-            key, value = F.linear(encoder_hidden_states, w, b).chunk(2, dim=-1)
-        query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
-        key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
-        value = value.unflatten(2, (attn.heads, -1))
-        if rotary_emb is not None:
-            cos = rotary_emb[0][..., 0::2].float()
-            sin = rotary_emb[1][..., 1::2].float()
-            query = _rope_fp32(query, cos, sin)
-            key = _rope_fp32(key, cos, sin)
+        query, key, value = qkv_heads(attn, hidden_states, encoder_hidden_states, rotary_emb)
         query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
         if self.contiguous_heads:
             query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
@@ -125,6 +109,34 @@ class ReCamAttnProcessor:
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
         out = out.transpose(1, 2).flatten(2, 3).type_as(query)
         return attn.to_out[0](out)
+
+
+def qkv_heads(
+    attn: Any,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor | None = None,
+    rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Wan attention inputs as (B, S, heads, head_dim): one fused QKV GEMM (self-attention) or Q plus a
+    fused KV GEMM (cross-attention), q/k RMSNorm, RoPE in fp32. Shared by every fast processor."""
+    if encoder_hidden_states is None:
+        w = torch.cat([attn.to_q.weight, attn.to_k.weight, attn.to_v.weight])
+        b = torch.cat([attn.to_q.bias, attn.to_k.bias, attn.to_v.bias])
+        query, key, value = F.linear(hidden_states, w, b).chunk(3, dim=-1)
+    else:
+        query = attn.to_q(hidden_states)
+        w = torch.cat([attn.to_k.weight, attn.to_v.weight])
+        b = torch.cat([attn.to_k.bias, attn.to_v.bias])
+        key, value = F.linear(encoder_hidden_states, w, b).chunk(2, dim=-1)
+    query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
+    key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
+    value = value.unflatten(2, (attn.heads, -1))
+    if rotary_emb is not None:
+        cos = rotary_emb[0][..., 0::2].float()
+        sin = rotary_emb[1][..., 1::2].float()
+        query = _rope_fp32(query, cos, sin)
+        key = _rope_fp32(key, cos, sin)
+    return query, key, value
 
 
 _SDPA_BACKENDS = {

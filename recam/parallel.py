@@ -213,21 +213,11 @@ class SequenceParallelAttnProcessor:
         attention_mask: torch.Tensor | None = None,
         rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        from recam.model import _rope_fp32
+        from recam.model import qkv_heads
 
         if encoder_hidden_states is not None or attention_mask is not None:
             raise NotImplementedError("SequenceParallelAttnProcessor is for unmasked self-attention only")
-        w = torch.cat([attn.to_q.weight, attn.to_k.weight, attn.to_v.weight])
-        bias = torch.cat([attn.to_q.bias, attn.to_k.bias, attn.to_v.bias])
-        query, key, value = F.linear(hidden_states, w, bias).chunk(3, dim=-1)
-        query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
-        key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
-        value = value.unflatten(2, (attn.heads, -1))
-        if rotary_emb is not None:
-            cos = rotary_emb[0][..., 0::2].float()
-            sin = rotary_emb[1][..., 1::2].float()
-            query = _rope_fp32(query, cos, sin)
-            key = _rope_fp32(key, cos, sin)
+        query, key, value = qkv_heads(attn, hidden_states, None, rotary_emb)
         n = _world(self.group)
         b, s_local, heads, hd = query.shape
         if self.mode == "ulysses":
