@@ -95,15 +95,21 @@ def _rank(group: Any) -> int:
     return dist.get_rank(group) if dist.is_initialized() else 0
 
 
-def all_gather_cat(x: torch.Tensor, dim: int, group: Any = None) -> torch.Tensor:
-    """Concatenate ``x`` of every rank of ``group`` along ``dim`` (rank order). Needs equal shapes."""
+def _all_gather_parts(x: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
+    """``x`` of every rank of ``group`` in rank order (equal shapes); ``[x]`` without a process group."""
     n = _world(group)
     if n == 1:
-        return x
+        return [x]
     x = x.contiguous()
     parts = [torch.empty_like(x) for _ in range(n)]
     dist.all_gather(parts, x, group=group)
-    return torch.cat(parts, dim=dim)
+    return parts
+
+
+def all_gather_cat(x: torch.Tensor, dim: int, group: Any = None) -> torch.Tensor:
+    """Concatenate ``x`` of every rank of ``group`` along ``dim`` (rank order). Needs equal shapes."""
+    parts = _all_gather_parts(x, group)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
 
 # ---------------------------------------------------------------------------------------------------- CFG parallel
@@ -159,12 +165,10 @@ def shard_tokens(x: torch.Tensor, frames: int, rank: int, world: int) -> torch.T
 
 def gather_tokens(x: torch.Tensor, frames: int, group: Any = None) -> torch.Tensor:
     """Inverse of :func:`shard_tokens` over the ranks of ``group``: ``(B, frames m, D)`` -> ``(B, frames m N, D)``."""
-    n = _world(group)
+    parts = _all_gather_parts(x, group)
+    n = len(parts)
     if n == 1:
         return x
-    x = x.contiguous()
-    parts = [torch.empty_like(x) for _ in range(n)]
-    dist.all_gather(parts, x, group=group)
     b, s = x.shape[:2]
     stacked = torch.stack([p.reshape(b, frames, s // frames, *x.shape[2:]) for p in parts], dim=2)
     return stacked.reshape(b, s * n, *x.shape[2:])
