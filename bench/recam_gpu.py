@@ -271,10 +271,12 @@ def sdpa_grad_check(
     return out
 
 
-def forward_fn(model: ReCamMasterTransformer, inp: dict[str, torch.Tensor], backend: str | None) -> Callable[[], Any]:
+def forward_fn(
+    model: ReCamMasterTransformer, inp: dict[str, torch.Tensor], backend: str | None, target_only: bool = False
+) -> Callable[[], Any]:
     def run() -> torch.Tensor:
         with torch.no_grad(), attention_context(backend):
-            return model(**inp)[0]
+            return model(**inp, target_only=target_only)[0]
 
     return run
 
@@ -285,12 +287,13 @@ def train_fn(
     target: torch.Tensor,
     opt: torch.optim.Optimizer | None,
     backend: str | None,
+    target_only: bool = False,
 ) -> Callable[[], Any]:
     t = target.shape[2]
 
     def run() -> torch.Tensor:
         with attention_context(backend):
-            out = model(**inp)[0]
+            out = model(**inp, target_only=target_only)[0]
             loss = F.mse_loss(out[:, :, :t].float(), target.float())
             loss.backward()
         if opt is not None:
@@ -412,15 +415,21 @@ def main(argv: list[str] | None = None) -> int:
         default="none,all",
         help="with --only forward: comma list of inference-fusion sets ('none', 'all', or names from "
         "recam.model.INFERENCE_FUSIONS joined by '+'), each optionally suffixed '@cg' (CUDA graphs, "
-        "mode='reduce-overhead') and/or '@cdt' (inductor coordinate_descent_tuning)",
+        "mode='reduce-overhead'), '@cdt' (inductor coordinate_descent_tuning) and/or '@tgt' (target_only=True: "
+        "only the target half of the output, as sampling uses it; errors compare target halves)",
     )
     ap.add_argument(
         "--fp32-ref", action="store_true", help="with --only forward: error of each variant against a float32 forward"
     )
     ap.add_argument(
         "--forward-fusions",
-        default="all@cdt",
+        default="all@cdt@tgt",
         help="full run: the optimised forward's variant, same syntax as --forward-variants (without @cg)",
+    )
+    ap.add_argument(
+        "--train-full-output",
+        action="store_true",
+        help="optimised training steps on the full 2T-frame output (default: target_only=True, as recam train)",
     )
     ap.add_argument("--variants-deadline-s", type=float, default=400.0, help="skip forward variants after this runtime")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench_out")))
@@ -474,14 +483,16 @@ def fp32_forward(model: ReCamMasterTransformer, inp: dict[str, torch.Tensor], de
     return out
 
 
-def parse_forward_variant(spec: str) -> tuple[tuple[str, ...], bool, bool]:
-    """'all@cg' -> (fusions, cuda_graphs, coordinate_descent_tuning)."""
+def parse_forward_variant(spec: str) -> tuple[tuple[str, ...], bool, bool, bool]:
+    """'all@cg@tgt' -> (fusions, cuda_graphs, coordinate_descent_tuning, target_only)."""
     from recam.model import INFERENCE_FUSIONS
 
     name, *opts = spec.split("@")
-    unknown_opts = set(opts) - {"cg", "cdt"}
+    unknown_opts = set(opts) - {"cg", "cdt", "tgt"}
     if unknown_opts:
-        raise ValueError(f"forward variant {spec!r}: unknown option(s) {sorted(unknown_opts)}; allowed: cg, cdt")
+        raise ValueError(
+            f"forward variant {spec!r}: unknown option(s) {sorted(unknown_opts)}; allowed: cg, cdt, tgt"
+        )
     if name == "none":
         fusions: tuple[str, ...] = ()
     elif name == "all":
@@ -491,7 +502,7 @@ def parse_forward_variant(spec: str) -> tuple[tuple[str, ...], bool, bool]:
         bad = set(fusions) - set(INFERENCE_FUSIONS)
         if bad:
             raise ValueError(f"forward variant {spec!r}: unknown fusion(s) {sorted(bad)}; from {INFERENCE_FUSIONS}")
-    return fusions, "cg" in opts, "cdt" in opts
+    return fusions, "cg" in opts, "cdt" in opts, "tgt" in opts
 
 
 def run_forward_variants(args: argparse.Namespace, device: torch.device, res: dict[str, Any]) -> None:
@@ -523,8 +534,14 @@ def run_forward_variants(args: argparse.Namespace, device: torch.device, res: di
             res["forward_variants"][spec] = {"skipped": "variants deadline"}
             log(f"forward variant {spec}: skipped (deadline)")
             continue
-        fusions, cuda_graphs, cdt = parsed[spec]
-        r: dict[str, Any] = {"fusions": list(fusions), "cuda_graphs": cuda_graphs, "coordinate_descent_tuning": cdt}
+        fusions, cuda_graphs, cdt, target_only = parsed[spec]
+        r: dict[str, Any] = {
+            "fusions": list(fusions),
+            "cuda_graphs": cuda_graphs,
+            "coordinate_descent_tuning": cdt,
+            "target_only": target_only,
+        }
+        flops_v = flops_per_forward(cfg, 2 * t, h, w, args.text_len, target_only=target_only)["total"]
         try:
             torch._dynamo.reset()
             for block in model.blocks:
@@ -534,7 +551,7 @@ def run_forward_variants(args: argparse.Namespace, device: torch.device, res: di
                 model.compile_blocks(
                     coordinate_descent_tuning=cdt, **({"mode": "reduce-overhead"} if cuda_graphs else {})
                 )
-            fwd = forward_fn(model, inp, None)
+            fwd = forward_fn(model, inp, None, target_only)
 
             def run(fwd: Callable[[], Any] = fwd, cuda_graphs: bool = cuda_graphs) -> torch.Tensor:
                 if cuda_graphs:
@@ -547,13 +564,17 @@ def run_forward_variants(args: argparse.Namespace, device: torch.device, res: di
             sync(device)
             r["compile_s"] = time.perf_counter() - t0
             times, out = timed(run, device, 1, args.repeats)
-            r.update(summary(times, peak_gib(device), flops_f["total"]))
+            r.update(summary(times, peak_gib(device), flops_v))
+            r["flops"] = flops_v
+            # errors of the output as returned (target-only variants: the target half) and of the target half
             if ref is not None:
-                r["rel_err_vs_fp32"] = rel_err(out, ref)
+                r["rel_err_vs_fp32"] = rel_err(out, ref[:, :, : out.shape[2]])
+                r["rel_err_target_half_vs_fp32"] = rel_err(out[:, :, :t], ref[:, :, :t])
             if first_out is None:
                 first_out = out
             else:
-                r["rel_err_vs_first_variant"] = rel_err(out, first_out)
+                n = min(out.shape[2], first_out.shape[2])
+                r["rel_err_vs_first_variant"] = rel_err(out[:, :, :n], first_out[:, :, :n])
             del out
             if device.type == "cuda":
                 from torch.profiler import ProfilerActivity, profile
@@ -668,8 +689,9 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         log(f"baseline train step (full-block recompute): {fmt(res['baseline_train'])}")
 
     # ---------------- optimised forward (inference fusions and tuned inductor kernels: see --forward-fusions)
-    fusions, _, cdt = parse_forward_variant(args.forward_fusions)
-    res["optimised_forward_fusions"] = {"fusions": list(fusions), "coordinate_descent_tuning": cdt}
+    fusions, _, cdt, tgt = parse_forward_variant(args.forward_fusions)
+    res["optimised_forward_fusions"] = {"fusions": list(fusions), "coordinate_descent_tuning": cdt, "target_only": tgt}
+    flops_fo = flops_per_forward(cfg, 2 * t, h, w, args.text_len, target_only=tgt)["total"]
     model.set_fast_attention(True, self_backend=fwd_backend, cross_backend=cross_fwd, inference_fusions=fusions)
     model.disable_gradient_checkpointing()
     if not args.no_compile:
@@ -677,13 +699,13 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         model.compile_blocks(coordinate_descent_tuning=cdt)
     reset_peak(device)
     t0 = time.perf_counter()
-    forward_fn(model, inp, None)()
+    forward_fn(model, inp, None, tgt)()
     sync(device)
     res["compile_forward_s"] = time.perf_counter() - t0
-    times, opt_out = timed(forward_fn(model, inp, None), device, 1, args.repeats)
-    res["optimised_forward"] = summary(times, peak_gib(device), flops_f["total"])
-    if base_out is not None:
-        res["optimised_forward"]["rel_err_vs_baseline"] = rel_err(opt_out, base_out)
+    times, opt_out = timed(forward_fn(model, inp, None, tgt), device, 1, args.repeats)
+    res["optimised_forward"] = summary(times, peak_gib(device), flops_fo)
+    if base_out is not None:  # target_only returns the target half
+        res["optimised_forward"]["rel_err_vs_baseline"] = rel_err(opt_out, base_out[:, :, : opt_out.shape[2]])
     log(
         f"optimised forward ({fwd_backend}, first call {res['compile_forward_s']:.1f} s): "
         f"{fmt(res['optimised_forward'])}"
@@ -693,7 +715,7 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            forward_fn(model, inp, None)()
+            forward_fn(model, inp, None, tgt)()
             sync(device)
         table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60)
         res["profile_forward_top"] = table
@@ -710,7 +732,7 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
     ref_grads = {"baseline": base_grads, "stock_" + str(alt[0] if alt else ""): alt_grads}
     for variant in args.train_variants.split(","):
         try:
-            run_train_variant(variant, model, inp, target, opt, None, flops_t, ref_grads, args, device, res)
+            run_train_variant(variant, model, inp, target, opt, None, ref_grads, args, device, res)
         except Exception as exc:
             for p in model.parameters():
                 p.grad = None
@@ -719,7 +741,7 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
     ok = {k: v for k, v in res["train_variants"].items() if "median_s" in v}
     if not ok and "blocks" not in res["train_variants"]:  # fallback: whole-block recomputation of some blocks
         try:
-            run_train_variant("blocks", model, inp, target, opt, None, flops_t, ref_grads, args, device, res)
+            run_train_variant("blocks", model, inp, target, opt, None, ref_grads, args, device, res)
         except Exception as exc:
             res["train_variants"]["blocks"] = {"error": f"{type(exc).__name__}: {exc}"[:800]}
         ok = {k: v for k, v in res["train_variants"].items() if "median_s" in v}
@@ -762,7 +784,6 @@ def run_train_variant(
     target: torch.Tensor,
     opt: torch.optim.Optimizer,
     backend: str | None,
-    flops_t: float,
     ref_grads: dict[str, dict[str, torch.Tensor] | None],
     args: argparse.Namespace,
     device: torch.device,
@@ -805,15 +826,18 @@ def run_train_variant(
         info["recompute_blocks"] = n_blocks - keep
     else:
         raise ValueError(f"unknown train variant {variant!r}")
+    tgt = not args.train_full_output  # as recam train: the loss reads the target half only
+    info["target_only"] = tgt
+    flops_v = flops_per_train_step(model.config, 2 * target.shape[2], *target.shape[3:], args.text_len, tgt)
     reset_peak(device)
     t0 = time.perf_counter()
-    train_fn(model, inp, target, None, backend)()
+    train_fn(model, inp, target, None, backend, tgt)()
     sync(device)
     info["first_step_s"] = time.perf_counter() - t0
     grads = grads_snapshot(model)
     reset_peak(device)
-    times, _ = timed(train_fn(model, inp, target, opt, backend), device, 0, args.repeats)
-    r = {**summary(times, peak_gib(device), flops_t), **info}
+    times, _ = timed(train_fn(model, inp, target, opt, backend, tgt), device, 0, args.repeats)
+    r = {**summary(times, peak_gib(device), flops_v), **info}
     for ref_name, ref in ref_grads.items():
         if ref is not None:
             r[f"grads_vs_{ref_name}"] = grad_errors(grads, ref)

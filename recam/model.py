@@ -364,8 +364,13 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         temb: torch.Tensor,
         rotary_emb: tuple[torch.Tensor, torch.Tensor],
         cam_emb: torch.Tensor,
+        target_only: bool = False,
     ) -> torch.Tensor:
-        args = (hidden_states, encoder_hidden_states, temb, rotary_emb, cam_emb)
+        """One block over the ``2T`` target-then-source frames. ``target_only``: return only the target half
+        ``(B, S/2, D)`` and skip the work that only the source half's outputs need (their self-attention
+        queries on the fast inference path, their cross-attention and FFN everywhere); for the last block, whose
+        source-half outputs nobody reads. Keys and values still cover all ``2T`` frames."""
+        args = (hidden_states, encoder_hidden_states, temb, rotary_emb, cam_emb, target_only)
         if self.selective_recompute is not None and torch.is_grad_enabled():
             context_fn = _RECOMPUTE_POLICIES[self.selective_recompute]
             return checkpoint(self._block_forward, *args, use_reentrant=False, context_fn=context_fn)
@@ -381,6 +386,7 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         temb: torch.Tensor,
         rotary_emb: tuple[torch.Tensor, torch.Tensor],
         cam_emb: torch.Tensor,
+        target_only: bool = False,
     ) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
             self.scale_shift_table + temb.float()
@@ -393,8 +399,11 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         norm_x = self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa
         norm_x = (norm_x.view(b, cam.shape[1], -1, d) + cam).view(b, s, d).type_as(hidden_states)
 
-        # 1. self-attention, projector before the gate
-        attn_output = self.projector(self.attn1(norm_x, None, None, rotary_emb))
+        # 1. self-attention, projector before the gate (any processor; target_only keeps the target rows after it)
+        attn_output = self.attn1(norm_x, None, None, rotary_emb)
+        if target_only:
+            attn_output, hidden_states = attn_output[:, : s // 2], hidden_states[:, : s // 2]
+        attn_output = self.projector(attn_output)
         hidden_states = (hidden_states.float() + attn_output * gate_msa).type_as(hidden_states)
 
         # 2. cross-attention
@@ -413,6 +422,7 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         temb: torch.Tensor,
         rotary_emb: tuple[torch.Tensor, torch.Tensor],
         cam_emb: torch.Tensor,
+        target_only: bool = False,
     ) -> torch.Tensor:
         """:meth:`_block_forward` for inference, the same function up to rounding, with the rewrites named in
         ``inference_fusions``:
@@ -423,7 +433,8 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
           (the merged weight costs a D^3 GEMM per call);
         * ``gelu``: FFN up-projection with GELU(tanh) in the cuBLASLt epilogue.
 
-        The camera rows are broadcast over the two halves instead of concatenated.
+        The camera rows are broadcast over the two halves instead of concatenated. ``target_only`` also drops the
+        source half's queries before the attention kernel (half the attention FLOPs of this block).
         """
         fus = self.inference_fusions
         shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
@@ -456,6 +467,8 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
             cos = rotary_emb[0][..., 0::2].float()
             sin = rotary_emb[1][..., 1::2].float()
             query, key = _rope_fp32(query, cos, sin), _rope_fp32(key, cos, sin)
+        if target_only:
+            query, hidden_states = query[:, : s // 2], hidden_states[:, : s // 2]
         with _sdpa_backend(proc.backend):
             out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))
         out = out.transpose(1, 2).flatten(2, 3).to(dtype)
@@ -697,9 +710,14 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         cam_emb: torch.Tensor,
         return_dict: bool = False,
         attention_kwargs: dict[str, Any] | None = None,
+        target_only: bool = False,
     ) -> tuple[torch.Tensor]:
         """hidden_states (B, C, 2T, h, w) target-then-source latents; timestep (B,) in [0, 1000];
-        encoder_hidden_states (B, L, text_dim); cam_emb (B, T, 12). Returns ``(velocity (B, C, 2T, h, w),)``."""
+        encoder_hidden_states (B, L, text_dim); cam_emb (B, T, 12). Returns ``(velocity (B, C, 2T, h, w),)``,
+        or with ``target_only`` ``(velocity (B, C, T, h, w),)``: only the target half, which is all that sampling
+        and the training loss read; equal to ``velocity[:, :, :T]`` of the full output up to float rounding, and
+        cheaper (the last block skips the source half's queries, cross-attention and FFN, the head runs on half
+        the tokens)."""
         if attention_kwargs:
             raise ValueError("attention_kwargs (LoRA scale) is not supported by ReCamMasterTransformer")
         batch_size, _, num_frames, height, width = hidden_states.shape
@@ -722,13 +740,18 @@ class ReCamMasterTransformer(WanTransformer3DModel):
 
         recompute = torch.is_grad_enabled() and self.gradient_checkpointing
         n_recompute = len(self.blocks) if self.recompute_blocks is None else self.recompute_blocks
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
+            # keyword only when set, so hooks and compiled graphs of the other blocks see the usual call
+            kw = {"target_only": True} if target_only and i == last else {}
             if recompute and i < n_recompute:
                 hidden_states = self._gradient_checkpointing_func(
-                    block, hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb
+                    block, hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb, **kw
                 )
             else:
-                hidden_states = block(hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb)
+                hidden_states = block(hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb, **kw)
+        if target_only:
+            post_f //= 2
 
         shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         hidden_states = (self.norm_out(hidden_states.float()) * (1 + scale) + shift).type_as(hidden_states)
@@ -753,52 +776,67 @@ def _key_report(source: str, missing: Iterable[str], unexpected: Iterable[str], 
     return "; ".join(msg)
 
 
-def flops_per_forward(config: Mapping[str, Any], frames: int, height: int, width: int, text_len: int = 512) -> dict:
+def flops_per_forward(
+    config: Mapping[str, Any], frames: int, height: int, width: int, text_len: int = 512, target_only: bool = False
+) -> dict:
     """Matmul FLOPs of one forward pass (B=1) at latent size (frames, height, width), split by kind.
 
     Counts 2*m*n*k per GEMM; attention counts QK^T and PV. Elementwise work is not counted (MFU convention).
+    ``target_only``: the forward of ``model(..., target_only=True)``: the last block's queries, projections,
+    cross-attention, FFN and the head over the target half (``frames / 2``) only.
     """
     p_t, p_h, p_w = config["patch_size"]
     dim = config["num_attention_heads"] * config["attention_head_dim"]
     s = (frames // p_t) * (height // p_h) * (width // p_w)
     layers = config["num_layers"]
     ffn = config["ffn_dim"]
-    per_block_linear = (
-        2 * s * dim * 3 * dim  # self-attn qkv
-        + 2 * s * dim * dim  # self-attn out
-        + 2 * s * dim * dim  # projector
-        + 2 * s * dim * dim  # cross-attn q
-        + 2 * text_len * dim * 2 * dim  # cross-attn k, v
-        + 2 * s * dim * dim  # cross-attn out
-        + 2 * 2 * s * dim * ffn  # ffn
-    )
-    per_block_self_attn = 4 * s * s * dim
-    per_block_cross_attn = 4 * s * text_len * dim
+
+    def block(s_q: int) -> tuple[int, int, int]:  # (linear, self-attention, cross-attention) for s_q query rows
+        linear = (
+            2 * s_q * dim * dim  # self-attn q
+            + 2 * s * dim * 2 * dim  # self-attn k, v (all tokens)
+            + 2 * s_q * dim * dim  # self-attn out
+            + 2 * s_q * dim * dim  # projector
+            + 2 * s_q * dim * dim  # cross-attn q
+            + 2 * text_len * dim * 2 * dim  # cross-attn k, v
+            + 2 * s_q * dim * dim  # cross-attn out
+            + 2 * 2 * s_q * dim * ffn  # ffn
+        )
+        return linear, 4 * s_q * s * dim, 4 * s_q * text_len * dim
+
+    blocks = [block(s)] * (layers - 1) + [block(s // 2 if target_only else s)]
+    s_out = s // 2 if target_only else s
     patch = 2 * s * config["in_channels"] * math.prod(config["patch_size"]) * dim
-    head = 2 * s * dim * config["out_channels"] * math.prod(config["patch_size"])
+    head = 2 * s_out * dim * config["out_channels"] * math.prod(config["patch_size"])
+    linear = sum(b[0] for b in blocks) + patch + head
+    self_attn, cross_attn = sum(b[1] for b in blocks), sum(b[2] for b in blocks)
     return {
         "tokens": s,
-        "linear": layers * per_block_linear + patch + head,
-        "self_attention": layers * per_block_self_attn,
-        "cross_attention": layers * per_block_cross_attn,
-        "total": layers * (per_block_linear + per_block_self_attn + per_block_cross_attn) + patch + head,
+        "linear": linear,
+        "self_attention": self_attn,
+        "cross_attention": cross_attn,
+        "total": linear + self_attn + cross_attn,
     }
 
 
-def flops_per_train_step(config: Mapping[str, Any], frames: int, height: int, width: int, text_len: int = 512) -> float:
+def flops_per_train_step(
+    config: Mapping[str, Any], frames: int, height: int, width: int, text_len: int = 512, target_only: bool = False
+) -> float:
     """Matmul FLOPs of one ReCamMaster training step (B=1) without recomputation.
 
     Forward, plus backward input-gradients through every block (the text and latents take none), weight gradients
     of the trainable GEMMs only (attn1 q/k/v/o, projector), self-attention backward at 2.5x its forward (five
-    S x S matmuls against two) and cross-attention backward at 1.5x (no key/value gradients).
+    S x S matmuls against two) and cross-attention backward at 1.5x (no key/value gradients). ``target_only``:
+    the step as ``recam train`` runs it (see :func:`flops_per_forward`).
     """
-    fwd = flops_per_forward(config, frames, height, width, text_len)
+    fwd = flops_per_forward(config, frames, height, width, text_len, target_only)
     s = fwd["tokens"]
     dim = config["num_attention_heads"] * config["attention_head_dim"]
     layers = config["num_layers"]
     patch = 2 * s * config["in_channels"] * math.prod(config["patch_size"]) * dim
     text_kv = layers * 2 * text_len * dim * 2 * dim
     input_grads = fwd["linear"] - patch - text_kv
-    weight_grads = layers * (2 * s * dim * 4 * dim + 2 * s * dim * dim)
+    s_q = [s] * (layers - 1) + [s // 2 if target_only else s]  # query rows per block (q, o, projector)
+    weight_grads = sum(2 * s * dim * 2 * dim + 2 * n * dim * 2 * dim + 2 * n * dim * dim for n in s_q)
     attn_bwd = 2.5 * fwd["self_attention"] + 1.5 * fwd["cross_attention"]
     return float(fwd["total"] + input_grads + weight_grads + attn_bwd)

@@ -135,6 +135,7 @@ class CFGParallel(nn.Module):
         encoder_hidden_states: torch.Tensor,
         cam_emb: torch.Tensor,
         return_dict: bool = False,
+        target_only: bool = False,
     ) -> tuple[torch.Tensor]:
         n, b = _world(self.group), hidden_states.shape[0]
         if n == 1 or b % n:
@@ -142,10 +143,19 @@ class CFGParallel(nn.Module):
                 msg = f"CFG parallel: batch {b} does not split over {n} ranks; every rank runs it whole"
                 warnings.warn(msg, stacklevel=2)
                 self._warned = True
-            return self.model(hidden_states, timestep, encoder_hidden_states, cam_emb, return_dict=False)
+            return self.model(
+                hidden_states, timestep, encoder_hidden_states, cam_emb, return_dict=False, target_only=target_only
+            )
         k, r = b // n, _rank(self.group)
         sl = slice(r * k, (r + 1) * k)
-        (v,) = self.model(hidden_states[sl], timestep[sl], encoder_hidden_states[sl], cam_emb[sl], return_dict=False)
+        (v,) = self.model(
+            hidden_states[sl],
+            timestep[sl],
+            encoder_hidden_states[sl],
+            cam_emb[sl],
+            return_dict=False,
+            target_only=target_only,
+        )
         return (all_gather_cat(v, 0, self.group),)
 
 
@@ -283,7 +293,9 @@ class SequenceParallel:
         return new_args, new_kwargs
 
     def _post_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return gather_tokens(output, self._frames, self.group)
+        # a target_only last block returns the first half of this rank's frames (shards keep frame order)
+        frames = self._frames * output.shape[1] // args[0].shape[1]
+        return gather_tokens(output, frames, self.group)
 
     def remove(self) -> None:
         for h in self._handles:

@@ -123,7 +123,7 @@ def sample(
         inp = torch.cat([x.to(dtype), src], dim=2).expand(nb, -1, -1, -1, -1)
         t = timesteps[i].to(dev).expand(nb)
         with auto:
-            (v,) = model(inp, t, ctx, cam, return_dict=False)
+            (v,) = model(inp, t, ctx, cam, return_dict=False, target_only=True)
         v = v[:, :, :n_t].float()
         v = cfg_combine(v[:1], v[1:], cfg) if use_cfg else v
         x = euler_step(x, v, float(sigmas[i]), float(nxt[i]))

@@ -181,7 +181,7 @@ def flow_matching_loss(
     from recam.scheduler import add_noise, velocity_target
 
     inp = torch.cat([add_noise(x0, noise, sigma), source], dim=2)
-    (pred,) = model(inp, sigma * 1000.0, prompt_emb, cam_emb, return_dict=False)
+    (pred,) = model(inp, sigma * 1000.0, prompt_emb, cam_emb, return_dict=False, target_only=True)
     err = (pred[:, :, : x0.shape[2]].float() - velocity_target(x0, noise).float()) ** 2
     per_sample = err.flatten(1).mean(1)
     if weight is not None:
@@ -219,7 +219,12 @@ def fixed_eval_loss(
             inp = torch.cat([add_noise(x0, noise, sig), src], dim=2)
             with autocast() if autocast is not None else torch.autocast("cpu", enabled=False):
                 (pred,) = model(
-                    inp, sig * 1000.0, b["prompt_emb"].to(device), b["cam_emb"].to(device), return_dict=False
+                    inp,
+                    sig * 1000.0,
+                    b["prompt_emb"].to(device),
+                    b["cam_emb"].to(device),
+                    return_dict=False,
+                    target_only=True,
                 )
             err = (pred[:, :, : x0.shape[2]].float() - velocity_target(x0, noise)) ** 2
             total += float(err.mean())

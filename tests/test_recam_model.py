@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from recam import convert
-from recam.model import ReCamMasterTransformer, load_config
+from recam.model import ReCamMasterTransformer, flops_per_forward, load_config
 from recam.scheduler import (
     add_noise,
     cfg_combine,
@@ -328,6 +328,70 @@ def test_recompute_modes_give_same_gradients(checkpoint, mode):
     torch.testing.assert_close(grads[0], grads[1])
     with pytest.raises(ValueError, match="selective recompute"):
         ReCamMasterTransformer.tiny().set_selective_recompute("everything")
+
+
+@pytest.mark.parametrize("setup", ["stock", "fast", "fast+fusions"])
+def test_target_only_equals_target_half(checkpoint, setup):
+    """``target_only`` (what sampling and the loss use) = the target half of the full output, on every path."""
+    model = ReCamMasterTransformer.tiny()
+    model.load_recammaster_checkpoint(checkpoint)
+    if setup != "stock":
+        model.set_fast_attention(True, inference_fusions="all" if setup == "fast+fusions" else ())
+    x, t, text, cam = inputs(seed=5)
+    with torch.no_grad():
+        full = model(x, t, text, cam)[0]
+        (half,) = model(x, t, text, cam, target_only=True)
+    assert half.shape == (x.shape[0], x.shape[1], x.shape[2] // 2, *x.shape[3:])
+    torch.testing.assert_close(half, full[:, :, : x.shape[2] // 2], rtol=1e-5, atol=1e-6)
+    assert rel_err(half, reference_forward(checkpoint, CFG, x, t, text, cam)[:, :, :2]) < 1e-5
+
+
+def test_target_only_skips_the_source_half_of_the_last_block(checkpoint):
+    """Counted matmul/attention FLOPs drop by the last block's source-half queries, cross-attention, FFN and
+    output projections and the head's source half; nothing else."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = ReCamMasterTransformer.tiny()
+    model.load_recammaster_checkpoint(checkpoint)
+    # the math SDPA backend decomposes attention into counted matmuls; the GELU epilogue op is not counted
+    model.set_fast_attention(True, "math", "math", inference_fusions=("qk_norm_rope", "out_proj"))
+    x, t, text, cam = inputs(seed=6, batch=1)
+    flops = []
+    for target_only in (False, True):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x, t, text, cam, target_only=target_only)
+        flops.append(counter.get_total_flops())
+    s = x.shape[2] * x.shape[3] * x.shape[4] // 4  # tokens (patch 1x2x2)
+    d, ffn, heads_dim = DIM, CFG["ffn_dim"], DIM
+    n_text, c_out = text.shape[1], CFG["out_channels"] * 4
+    half = s // 2
+    saved = (
+        2 * half * s * heads_dim * 2  # self-attention QK^T and PV for the source queries
+        + 2 * half * d * d  # merged out-projection + projector
+        + 2 * half * d * d + 2 * half * n_text * heads_dim * 2 + 2 * half * d * d  # cross-attn q, attention, out
+        + 2 * half * d * ffn * 2  # FFN up and down
+        + 2 * half * d * c_out  # head
+    )
+    assert flops[0] - flops[1] == saved
+    # the analytic count used for MFU also drops the source-half queries (which the fused QKV GEMM still
+    # computes) and counts out-projection and projector as two GEMMs (merged into one by the out_proj fusion)
+    f_full, f_tgt = (flops_per_forward(CFG, x.shape[2], x.shape[3], x.shape[4], n_text, t_o) for t_o in (False, True))
+    assert f_full["total"] - f_tgt["total"] == saved + 2 * (2 * half * d * d)
+
+
+def test_target_only_gives_the_same_training_gradients(checkpoint):
+    grads = []
+    for target_only in (False, True):
+        model = ReCamMasterTransformer.tiny()
+        model.load_recammaster_checkpoint(checkpoint)
+        model.freeze_for_recammaster()
+        model.set_fast_attention(True)
+        model.set_selective_recompute("attention+qkv")
+        x, t, text, cam = inputs(seed=7)
+        out = model(x, t, text, cam, target_only=target_only)[0]
+        out[:, :, :2].square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.trainable_parameters()]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
 
 
 def test_bad_inputs_raise():

@@ -143,6 +143,8 @@ def test_parallel_forward_equals_single_process(tmp_path: Path) -> None:
     for mode in ("cfg", "ulysses", "allgather"):
         torch.testing.assert_close(t[f"{mode}.out"], t[f"{mode}.ref"], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(t[f"{mode}.again"], t[f"{mode}.out"], rtol=0, atol=0)
+        n_t = t[f"{mode}.ref"].shape[2] // 2
+        torch.testing.assert_close(t[f"{mode}.target_only"], t[f"{mode}.ref"][:, :, :n_t], rtol=1e-5, atol=1e-5)
         assert res["modes"][mode]["ref_abs_max"] > 0.5
     assert res["modes"]["cfg"]["wrapper"] == "CFGParallel"
     for mode in ("ulysses", "allgather"):
@@ -158,6 +160,8 @@ def test_parallel_forward_cfg_plus_sequence_four_processes(tmp_path: Path) -> No
     t = load_file(str(tmp_path / "outputs.safetensors"))
     for mode in ("cfg+ulysses", "cfg+allgather"):
         torch.testing.assert_close(t[f"{mode}.out"], t[f"{mode}.ref"], rtol=1e-5, atol=1e-5)
+        n_t = t[f"{mode}.ref"].shape[2] // 2
+        torch.testing.assert_close(t[f"{mode}.target_only"], t[f"{mode}.ref"][:, :, :n_t], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow
