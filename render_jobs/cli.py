@@ -137,7 +137,8 @@ def status(
     dataset: Path = typer.Argument(..., help="A planned dataset folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Print job counts and the failed jobs with their last error."""
+    """Print job counts, the running jobs (rendering now, or claimed and queued in a worker) and the failed jobs
+    with their last error."""
     from render_jobs.planner import PlanError, read_plan
     from render_jobs.store import JobStore
 
@@ -147,18 +148,22 @@ def status(
         fail(str(exc))
     with JobStore.for_dataset(dataset) as store:
         counts = store.counts()
+        split = store.running_split()
         failed = store.rows("failed")
         running = store.rows("running")
     if as_json:
-        typer.echo(json.dumps({"counts": counts, "failed": [
+        typer.echo(json.dumps({"counts": counts, "running_split": split, "failed": [
             {"job_id": r.job_id, "output_dir": r.output_dir, "attempts": r.attempts, "error": r.last_error}
-            for r in failed], "running": [{"job_id": r.job_id, "owner": r.owner} for r in running]}, indent=1))
+            for r in failed], "running": [{"job_id": r.job_id, "owner": r.owner, "started_at": r.started_at}
+                                          for r in running]}, indent=1))
         return
     total = sum(counts.values())
-    typer.echo(f"{dataset}: {total} jobs (seed {plan_info['seed']}), " + ", ".join(
-        f"{k} {v}" for k, v in counts.items()))
+    parts = [f"{k} {v}" + (f" (rendering {split['rendering']}, queued in workers {split['queued']})"
+                            if k == "running" and v else "") for k, v in counts.items()]
+    typer.echo(f"{dataset}: {total} jobs (seed {plan_info['seed']}), " + ", ".join(parts))
     for r in running:
-        typer.echo(f"  running {r.job_id} ({r.output_dir}) owner {r.owner}")
+        what = "rendering" if r.started_at is not None else "queued   "
+        typer.echo(f"  {what} {r.job_id} ({r.output_dir}) owner {r.owner}")
     for r in failed:
         err = (r.last_error or "").strip().splitlines()
         typer.echo(f"  failed {r.job_id} ({r.output_dir}) after {r.attempts} attempt(s): {err[0] if err else ''}")

@@ -108,6 +108,7 @@ class _Books:
         self.frames_per_job = frames_per_job
         self._pending_done: list[tuple[str, float]] = []
         self._pending_fail: list[tuple[str, str, bool]] = []
+        self._pending_started: list[str] = []
 
     def has_work(self) -> bool:
         return bool(self.queue or self.delayed)
@@ -119,8 +120,8 @@ class _Books:
             return max(0.0, self.delayed[0][0] - time.monotonic())
         return None
 
-    def take(self, n: int) -> list[str]:
-        """Claim up to ``n`` jobs that are ready now."""
+    def take(self, n: int, started: bool = False) -> list[str]:
+        """Claim up to ``n`` jobs that are ready now (``started``: they begin rendering at once)."""
         now = time.monotonic()
         while self.delayed and self.delayed[0][0] <= now:
             self.queue.append(heapq.heappop(self.delayed)[1])
@@ -129,7 +130,7 @@ class _Books:
             want.append(self.queue.popleft())
         if not want:
             return []
-        got = self.store.claim(want)
+        got = self.store.claim(want, started=started)
         for j in got:
             self.attempts[j] = self.attempts.get(j, 0) + 1
         self.claimed.update(got)
@@ -162,7 +163,14 @@ class _Books:
                 self.summary.errors[out.job_id] = err.splitlines()[0] if err else err
                 self.bar.update(1)
 
+    def started(self, job_id: str) -> None:
+        """A claimed job left its worker's queue and began rendering (recorded at the next flush)."""
+        self._pending_started.append(job_id)
+
     def flush(self) -> None:
+        if self._pending_started:  # before outcomes: a job may start and finish within one loop turn
+            self.store.mark_started(self._pending_started)
+            self._pending_started = []
         if self._pending_done or self._pending_fail:
             self.store.finish(self._pending_done, self._pending_fail)
             self._pending_done, self._pending_fail = [], []
@@ -357,6 +365,8 @@ def _run_local(
                 while got:  # fill the emptiest workers first
                     w = min(pool, key=lambda x: len(x.jobs))
                     w.send(books.entries[got.popleft()])
+                    if len(w.jobs) == 1:  # an idle worker starts it now; others wait in the pipe
+                        books.started(w.jobs[0])
             busy = [w for w in pool if w.jobs]
             if not busy:
                 if fatal is not None or not books.has_work():
@@ -381,6 +391,8 @@ def _run_local(
                             if out.kind == "fatal":
                                 fatal = out.error
                             books.record(out)
+                            if w.jobs and fatal is None:  # the next queued job starts now
+                                books.started(w.jobs[0])
                     except (EOFError, OSError):
                         lost(i, _dead(w))
                 elif w.proc.sentinel in ready:
@@ -467,7 +479,7 @@ def _run_ray(
         fatal: str | None = None
         while True:
             if fatal is None and len(in_flight) < workers:
-                for j in books.take(workers - len(in_flight)):
+                for j in books.take(workers - len(in_flight), started=True):
                     ref = remote.remote(str(dataset), backend_name, opts_json, books.entries[j])
                     in_flight[ref] = (j, time.monotonic())
             if not in_flight:

@@ -82,6 +82,7 @@ class JobRow:
     last_error: str | None
     owner: str | None
     duration_s: float | None
+    started_at: float | None = None  # NULL while a claimed job waits in a worker's queue
 
 
 class JobStore:
@@ -167,8 +168,11 @@ class JobStore:
             )
         ]
 
-    def claim(self, job_ids: list[str]) -> list[str]:
-        """Mark pending jobs running (owned by this process); return those that were claimed."""
+    def claim(self, job_ids: list[str], started: bool = False) -> list[str]:
+        """Mark pending jobs running (owned by this process); return those that were claimed.
+
+        A claimed job may wait in a worker's queue first: ``started_at`` stays NULL until :meth:`mark_started`
+        (or ``started=True`` here, for executors that start what they claim at once)."""
         now = time.time()
         got = []
         with self.transaction() as c:
@@ -176,15 +180,35 @@ class JobStore:
                 cur = c.execute(
                     "UPDATE jobs SET state='running', attempts=attempts+1, owner=?, started_at=?, "
                     "finished_at=NULL WHERE job_id=? AND state='pending'",
-                    (self.owner, now, j),
+                    (self.owner, now if started else None, j),
                 )
                 if cur.rowcount:
                     got.append(j)
             c.executemany(
-                "INSERT INTO events(job_id, event, at, owner) VALUES (?, 'started', ?, ?)",
+                "INSERT INTO events(job_id, event, at, owner) VALUES (?, 'claimed', ?, ?)",
                 [(j, now, self.owner) for j in got],
             )
+            if started:
+                c.executemany(
+                    "INSERT INTO events(job_id, event, at, owner) VALUES (?, 'started', ?, ?)",
+                    [(j, now, self.owner) for j in got],
+                )
         return got
+
+    def mark_started(self, job_ids: list[str]) -> None:
+        """Record that claimed jobs of this process left the queue and began rendering."""
+        if not job_ids:
+            return
+        now = time.time()
+        with self.transaction() as c:
+            for j in job_ids:
+                cur = c.execute(
+                    "UPDATE jobs SET started_at=? WHERE job_id=? AND state='running' AND owner=?",
+                    (now, j, self.owner),
+                )
+                if cur.rowcount:
+                    c.execute("INSERT INTO events(job_id, event, at, owner) VALUES (?, 'started', ?, ?)",
+                              (j, now, self.owner))
 
     def finish(self, done: list[tuple[str, float]], failed: list[tuple[str, str, bool]]) -> None:
         """Record outcomes in one transaction: ``done`` = (job_id, duration_s);
@@ -255,9 +279,16 @@ class JobStore:
             out[state] = n
         return out
 
+    def running_split(self) -> dict[str, int]:
+        """``running`` jobs split into ``rendering`` (started) and ``queued`` (claimed, waiting in a worker)."""
+        n_started, n_all = self.conn.execute(
+            "SELECT COUNT(started_at), COUNT(*) FROM jobs WHERE state='running'"
+        ).fetchone()
+        return {"rendering": n_started, "queued": n_all - n_started}
+
     def rows(self, state: str | None = None) -> list[JobRow]:
         sql = (
-            "SELECT job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s FROM jobs"
+            "SELECT job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s, started_at FROM jobs"
             + (" WHERE state=?" if state else "")
             + " ORDER BY scene_index"
         )
@@ -265,7 +296,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRow:
         r = self.conn.execute(
-            "SELECT job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s "
+            "SELECT job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s, started_at "
             "FROM jobs WHERE job_id=?",
             (job_id,),
         ).fetchone()

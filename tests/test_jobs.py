@@ -68,6 +68,24 @@ def events(dataset: Path, event: str) -> dict[str, int]:
         return s.event_counts(event)
 
 
+def assert_event_sequences(dataset: Path) -> None:
+    """Every attempt of every job reads claimed -> started -> done|retry|failed, or claimed -> requeued (given back
+    from a worker's queue before it started): a job counts as rendering only once its worker began it."""
+    with JobStore.for_dataset(dataset) as s:
+        rows = s.conn.execute("SELECT job_id, event FROM events ORDER BY id").fetchall()
+        started_at = {r.job_id: r.started_at for r in s.rows()}
+    seq: dict[str, list[str]] = {}
+    for job_id, event in rows:
+        seq.setdefault(job_id, []).append(event)
+    assert seq
+    for job_id, evs in seq.items():
+        text = " ".join(evs)
+        for attempt in text.replace(" claimed", "|claimed").split("|"):
+            assert attempt in ("claimed started done", "claimed started retry", "claimed started failed",
+                               "claimed requeued"), (job_id, text)
+        assert started_at[job_id] is not None  # the last attempt ran
+
+
 # -- planning ---------------------------------------------------------------------------------------------
 
 
@@ -269,6 +287,7 @@ def test_local_run_retries_records_failures_and_resumes(tmp_path: Path, catalog:
     with JobStore.for_dataset(ds) as store:
         retry_errors = store.conn.execute("SELECT job_id, detail FROM events WHERE event='retry'").fetchall()
     assert ("s000005", "worker process died (exit code 17) while rendering") in retry_errors
+    assert_event_sequences(ds)
     settings, n_cam = load_settings(ds)
     for e in iter_manifest(ds):
         folder = ds / e["output_dir"]

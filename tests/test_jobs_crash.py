@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -126,6 +127,18 @@ def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path) -> None:
         if (ds / ".tmp").is_dir() and len(list((ds / ".tmp").iterdir())) == 2:
             break
         time.sleep(0.1)
+    # `multicam status` meanwhile: all 4 jobs claimed (2 per worker), 2 rendering, 2 queued behind them
+    status_cmd = [sys.executable, "-m", "multicam.cli", "status", str(ds)]
+    while time.monotonic() < deadline:
+        st = json.loads(subprocess.run([*status_cmd, "--json"], capture_output=True, check=True, text=True).stdout)
+        if st["running_split"]["rendering"] == 2:
+            break
+        time.sleep(0.1)
+    assert st["counts"]["running"] == 4 and st["running_split"] == {"rendering": 2, "queued": 2}, st
+    assert sum(r["started_at"] is not None for r in st["running"]) == 2
+    text = subprocess.run(status_cmd, capture_output=True, check=True, text=True).stdout
+    assert "running 4 (rendering 2, queued in workers 2)" in text, text
+    assert text.count("  rendering s0000") == 2 and text.count("  queued    s0000") == 2, text
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out.decode()

@@ -46,6 +46,10 @@ def test_ray_executor_runs_the_plan_with_a_retry(tmp_path: Path, local_ray: None
     with JobStore.for_dataset(ds) as store:
         rows = {r.job_id: r for r in store.rows()}
         assert store.event_counts("done") == {f"s00000{i}": 1 for i in (1, 2, 3, 4, 6)}
+        # Ray tasks start when submitted (at most `workers` in flight): one started event per attempt
+        assert store.event_counts("started") == store.event_counts("claimed") == {
+            f"s00000{i}": 2 if i in (3, 5) else 1 for i in range(1, 7)}
+    assert all(r.started_at is not None for r in rows.values())
     assert rows["s000003"].state == "done" and rows["s000003"].attempts == 2
     assert rows["s000005"].state == "failed" and "fail_always" in (rows["s000005"].last_error or "")
     settings, n_cam = load_settings(ds)
