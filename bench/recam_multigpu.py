@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import os
 import platform
 import socket
@@ -252,6 +253,15 @@ def _port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _error_line(tail: str) -> str:
+    """The worker's exception line from a torchrun log (torchrun's own report ends in a row of '=')."""
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", ln) and "ChildFailedError" not in ln:
+            return ln
+    return lines[-1] if lines else "failed"
+
+
 def _launch(n: int, worker_args: list[str], env: dict[str, str], timeout: int) -> tuple[bool, str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port",
            str(_port()), str(Path(__file__).resolve()), *worker_args]
@@ -353,7 +363,7 @@ def launcher(args: argparse.Namespace) -> None:
         if ok and len(lines) > before:
             r = json.loads(lines[-1])
         else:
-            r = {"task": task, "nproc": n, "error": tail.splitlines()[-1] if tail else "failed", "log": tail}
+            r = {"task": task, "nproc": n, "error": _error_line(tail), "log": tail}
             if extra:
                 r["mode"] = extra[1]
         r["launch_s"] = time.perf_counter() - t0

@@ -742,14 +742,15 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         n_recompute = len(self.blocks) if self.recompute_blocks is None else self.recompute_blocks
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            # keyword only when set, so hooks and compiled graphs of the other blocks see the usual call
-            kw = {"target_only": True} if target_only and i == last else {}
+            # passed (positionally: diffusers' checkpoint function takes no keywords) only to the last block, so
+            # hooks and compiled graphs of the other blocks see the usual call
+            args = (hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb)
+            if target_only and i == last:
+                args = (*args, True)
             if recompute and i < n_recompute:
-                hidden_states = self._gradient_checkpointing_func(
-                    block, hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb, **kw
-                )
+                hidden_states = self._gradient_checkpointing_func(block, *args)
             else:
-                hidden_states = block(hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb, **kw)
+                hidden_states = block(*args)
         if target_only:
             post_f //= 2
 

@@ -259,7 +259,7 @@ class SequenceParallel:
     self-attention (``attn1``); cross-attention, FFN and everything outside the blocks are unchanged.
     """
 
-    _BLOCK_ARGS = ("hidden_states", "encoder_hidden_states", "temb", "rotary_emb", "cam_emb")
+    _BLOCK_ARGS = ("hidden_states", "encoder_hidden_states", "temb", "rotary_emb", "cam_emb", "target_only")
 
     def __init__(self, model: Any, mode: str = "ulysses", group: Any = None) -> None:
         self.model, self.mode, self.group = model, mode, group

@@ -379,14 +379,18 @@ def test_target_only_skips_the_source_half_of_the_last_block(checkpoint):
     assert f_full["total"] - f_tgt["total"] == saved + 2 * (2 * half * d * d)
 
 
-def test_target_only_gives_the_same_training_gradients(checkpoint):
+@pytest.mark.parametrize("recompute", ["attention+qkv", "blocks"])
+def test_target_only_gives_the_same_training_gradients(checkpoint, recompute):
     grads = []
     for target_only in (False, True):
         model = ReCamMasterTransformer.tiny()
         model.load_recammaster_checkpoint(checkpoint)
         model.freeze_for_recammaster()
         model.set_fast_attention(True)
-        model.set_selective_recompute("attention+qkv")
+        if recompute == "blocks":
+            model.enable_gradient_checkpointing()  # whole-block recomputation, the last block included
+        else:
+            model.set_selective_recompute(recompute)
         x, t, text, cam = inputs(seed=7)
         out = model(x, t, text, cam, target_only=target_only)[0]
         out[:, :, :2].square().mean().backward()

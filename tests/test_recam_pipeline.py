@@ -380,12 +380,14 @@ class _Recorder(torch.nn.Module):
         super().__init__()
         self.w = torch.nn.Parameter(torch.tensor(0.5))
         self.inputs: list[torch.Tensor] = []
+        self.target_only: list[bool] = []
 
-    def forward(self, x, t, ctx, cam, return_dict=False):  # type: ignore[no-untyped-def]
+    def forward(self, x, t, ctx, cam, return_dict=False, target_only=False):  # type: ignore[no-untyped-def]
         self.inputs.append(x.detach().clone())
+        self.target_only.append(target_only)
         out = self.w * x
         out[:, :, x.shape[2] // 2 :] = 1e6  # garbage on the source half must not reach the loss
-        return (out,)
+        return (out[:, :, : x.shape[2] // 2] if target_only else out,)
 
 
 def test_flow_matching_loss_target_only() -> None:
@@ -398,6 +400,7 @@ def test_flow_matching_loss_target_only() -> None:
     loss = flow_matching_loss(m, x0, src, torch.zeros(2, 5, 8), torch.zeros(2, 3, 12), noise, sigma,
                               torch.tensor([1.0, 3.0]))
     inp = m.inputs[0]
+    assert m.target_only == [True]  # the loss asks the model for the target half only
     torch.testing.assert_close(inp[:, :, 3:], src)  # source half clean
     noisy = (1 - sigma.view(2, 1, 1, 1, 1)) * x0 + sigma.view(2, 1, 1, 1, 1) * noise
     torch.testing.assert_close(inp[:, :, :3], noisy)
@@ -477,9 +480,10 @@ class _LinearVelocity(torch.nn.Module):
         self.anchor = torch.nn.Parameter(torch.zeros(()))
         self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
-    def forward(self, x, t, ctx, cam, return_dict=False):  # type: ignore[no-untyped-def]
+    def forward(self, x, t, ctx, cam, return_dict=False, target_only=False):  # type: ignore[no-untyped-def]
         self.calls.append((x.clone(), t.clone(), ctx.clone(), cam.clone()))
-        return (0.3 * x + ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1, 1),)
+        v = 0.3 * x + ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1, 1)
+        return (v[:, :, : x.shape[2] // 2] if target_only else v,)
 
 
 @pytest.mark.parametrize("cfg", [1.0, 5.0])
