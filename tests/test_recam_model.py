@@ -295,37 +295,33 @@ def test_only_trainable_parameters_get_gradients(checkpoint):
             assert p.grad is None and not p.requires_grad, n
 
 
+def trainable_grads(checkpoint, recompute=None, fast=False, target_only=False, seed=0) -> torch.Tensor:
+    """Gradients of all trainable parameters for the target-half loss, under one recomputation setting:
+    None, "blocks" (whole-block checkpointing), "partial-blocks" (only the first block) or a selective mode."""
+    model = ReCamMasterTransformer.tiny()
+    model.load_recammaster_checkpoint(checkpoint)
+    model.freeze_for_recammaster()
+    if fast:
+        model.set_fast_attention(True)
+    if recompute in ("blocks", "partial-blocks"):
+        model.enable_gradient_checkpointing()
+        model.recompute_blocks = 1 if recompute == "partial-blocks" else None
+    elif recompute is not None:
+        model.set_selective_recompute(recompute)
+    x, t, text, cam = inputs(seed=seed)
+    out = model(x, t, text, cam, target_only=target_only)[0]
+    out[:, :, : x.shape[2] // 2].square().mean().backward()
+    return torch.cat([p.grad.flatten() for p in model.trainable_parameters()])
+
+
 def test_gradient_checkpointing_gives_same_gradients(checkpoint):
-    grads = []
-    for ckpt in (False, True):
-        model = ReCamMasterTransformer.tiny()
-        model.load_recammaster_checkpoint(checkpoint)
-        model.freeze_for_recammaster()
-        if ckpt:
-            model.enable_gradient_checkpointing()
-        x, t, text, cam = inputs()
-        model(x, t, text, cam)[0].square().mean().backward()
-        grads.append(torch.cat([p.grad.flatten() for p in model.trainable_parameters()]))
-    torch.testing.assert_close(grads[0], grads[1])
+    torch.testing.assert_close(trainable_grads(checkpoint, "blocks"), trainable_grads(checkpoint))
 
 
 @pytest.mark.parametrize("mode", ["attention", "attention+qkv", "partial-blocks"])
 def test_recompute_modes_give_same_gradients(checkpoint, mode):
-    grads = []
-    for variant in (None, mode):
-        model = ReCamMasterTransformer.tiny()
-        model.load_recammaster_checkpoint(checkpoint)
-        model.freeze_for_recammaster()
-        model.set_fast_attention(True)
-        if variant == "partial-blocks":
-            model.enable_gradient_checkpointing()
-            model.recompute_blocks = 1
-        elif variant is not None:
-            model.set_selective_recompute(variant)
-        x, t, text, cam = inputs()
-        model(x, t, text, cam)[0].square().mean().backward()
-        grads.append(torch.cat([p.grad.flatten() for p in model.trainable_parameters()]))
-    torch.testing.assert_close(grads[0], grads[1])
+    ref = trainable_grads(checkpoint, fast=True)
+    torch.testing.assert_close(trainable_grads(checkpoint, mode, fast=True), ref)
     with pytest.raises(ValueError, match="selective recompute"):
         ReCamMasterTransformer.tiny().set_selective_recompute("everything")
 
@@ -381,21 +377,9 @@ def test_target_only_skips_the_source_half_of_the_last_block(checkpoint):
 
 @pytest.mark.parametrize("recompute", ["attention+qkv", "blocks"])
 def test_target_only_gives_the_same_training_gradients(checkpoint, recompute):
-    grads = []
-    for target_only in (False, True):
-        model = ReCamMasterTransformer.tiny()
-        model.load_recammaster_checkpoint(checkpoint)
-        model.freeze_for_recammaster()
-        model.set_fast_attention(True)
-        if recompute == "blocks":
-            model.enable_gradient_checkpointing()  # whole-block recomputation, the last block included
-        else:
-            model.set_selective_recompute(recompute)
-        x, t, text, cam = inputs(seed=7)
-        out = model(x, t, text, cam, target_only=target_only)[0]
-        out[:, :, :2].square().mean().backward()
-        grads.append(torch.cat([p.grad.flatten() for p in model.trainable_parameters()]))
-    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+    full = trainable_grads(checkpoint, recompute, fast=True, seed=7)
+    half = trainable_grads(checkpoint, recompute, fast=True, target_only=True, seed=7)
+    torch.testing.assert_close(half, full, rtol=1e-5, atol=1e-7)
 
 
 def test_bad_inputs_raise():
