@@ -24,9 +24,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys

@@ -85,6 +85,9 @@ class JobRow:
     started_at: float | None = None  # NULL while a claimed job waits in a worker's queue
 
 
+_ROW_COLUMNS = "job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s, started_at"
+
+
 class JobStore:
     def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0) -> None:
         self.path = Path(path)
@@ -288,7 +291,7 @@ class JobStore:
 
     def rows(self, state: str | None = None) -> list[JobRow]:
         sql = (
-            "SELECT job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s, started_at FROM jobs"
+            f"SELECT {_ROW_COLUMNS} FROM jobs"
             + (" WHERE state=?" if state else "")
             + " ORDER BY scene_index"
         )
@@ -296,8 +299,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRow:
         r = self.conn.execute(
-            "SELECT job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s, started_at "
-            "FROM jobs WHERE job_id=?",
+            f"SELECT {_ROW_COLUMNS} FROM jobs WHERE job_id=?",
             (job_id,),
         ).fetchone()
         if r is None:
