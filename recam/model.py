@@ -744,7 +744,7 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         for i, block in enumerate(self.blocks):
             # passed (positionally: diffusers' checkpoint function takes no keywords) only to the last block, so
             # hooks and compiled graphs of the other blocks see the usual call
-            args = (hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb)
+            args: tuple[Any, ...] = (hidden_states, encoder_hidden_states, timestep_proj, rotary_emb, cam_emb)
             if target_only and i == last:
                 args = (*args, True)
             if recompute and i < n_recompute:
