@@ -121,7 +121,10 @@ def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path) -> None:
     ds = _plan(tmp_path, 4)
     cmd = [sys.executable, "-m", "multicam.cli", "render", str(ds), "--backend", "test-synthetic", "--workers", "2",
            "--no-progress", "-o", "sleep_s=30"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A shell starts background jobs with SIGINT ignored and children inherit that (CI may run us so): give the
+    # run the default disposition a terminal's Ctrl-C would meet.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the workers have started rendering
         if (ds / ".tmp").is_dir() and len(list((ds / ".tmp").iterdir())) == 2:
