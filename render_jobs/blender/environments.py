@@ -26,6 +26,9 @@ from render_jobs.blender.meshes import box, cylinder, plane, sphere
 PROP_CAMERA_GAP_M = 1.2
 #: Keep this much floor free around the character (metres).
 CHARACTER_GAP_M = 1.8
+#: Rugs: the central one this high above the floor, each further one another step higher (no two coplanar).
+RUG_Z_M = 0.005
+RUG_STEP_M = 0.002
 
 
 @dataclass
@@ -187,7 +190,7 @@ def build_park(ctx: EnvContext) -> None:
 
 def build_hall(ctx: EnvContext) -> None:
     """A large furnished indoor hall: wood floor, plaster walls, ceiling lights, sofas, tables,
-    shelves with books, a rug, plants and columns."""
+    shelves with books, rugs, plants and columns."""
     rng, c = ctx.rng, ctx.center
     half = ctx.clear_m + 1.5
     height = max(5.0, 0.8 * half + 1.5)
@@ -226,7 +229,7 @@ def build_hall(ctx: EnvContext) -> None:
     shelf = M.wood("shelf", (0.3, 0.18, 0.08), (0.15, 0.08, 0.03), plank_m=0.3)
     books = [M.plain(f"book{i}", col, roughness=0.5) for i, col in
              enumerate([(0.6, 0.1, 0.1), (0.1, 0.3, 0.6), (0.8, 0.7, 0.2), (0.1, 0.4, 0.2), (0.5, 0.5, 0.5)])]
-    n_items = 0
+    n_items = n_rugs = 0
     for k in range(4):
         yaw = k * math.pi / 2
         normal = np.array([math.cos(yaw), math.sin(yaw)])
@@ -267,15 +270,20 @@ def build_hall(ctx: EnvContext) -> None:
                 for sy in (-0.33, 0.33):
                     leg = box(f"tleg{n_items}", (0.05, 0.05, 0.72), (sx, sy, -0.72), ctx.coll, table)
                     leg.parent = top
-        else:
-            # (Small rugs used to be the fourth kind: they rendered pure black on the wood floor in Cycles —
-            # cause not found yet — so the hall keeps its one large central rug and gets more plants.)
+        elif kind == 2:
             cylinder(f"pot{n_items}", 0.25, 0.45, (xy[0], xy[1], c[2]), ctx.coll, pot, radius2=0.3)
             sphere(f"plant{n_items}", 0.5, (xy[0], xy[1], c[2] + 0.95), ctx.coll, leaves, subdiv=2, scale=(1, 1, 1.3))
+        else:
+            # Every rug lies at its own height: where two coplanar rugs overlap, Cycles' shadow and bounce rays
+            # leaving one start on the other's plane and are all blocked, so the overlap renders pure black.
+            rug = M.fabric(f"rug{n_items}", tuple(rng.uniform(0.15, 0.6, 3)), tuple(rng.uniform(0.05, 0.35, 3)), 5.0)
+            plane(f"rug{n_items}", 2.5, 1.6, (xy[0], xy[1], c[2] + RUG_Z_M + RUG_STEP_M * (1 + n_rugs)), ctx.coll,
+                  rug, yaw)
+            n_rugs += 1
         n_items += 1
-    plane("rug_center", 3.5, 2.5, (c[0], c[1], c[2] + 0.005), ctx.coll,
+    plane("rug_center", 3.5, 2.5, (c[0], c[1], c[2] + RUG_Z_M), ctx.coll,
           M.fabric("rug_center", (0.6, 0.45, 0.2), (0.35, 0.1, 0.1), 4.0), float(rng.uniform(0, np.pi)))
-    ctx.record.update({"half_size_m": round(half, 2), "height_m": round(height, 2), "items": n_items})
+    ctx.record.update({"half_size_m": round(half, 2), "height_m": round(height, 2), "items": n_items, "rugs": n_rugs})
 
 
 def build_calibration(ctx: EnvContext) -> None:
