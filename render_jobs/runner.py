@@ -168,12 +168,11 @@ class _Books:
         self._pending_started.append(job_id)
 
     def flush(self) -> None:
-        if self._pending_started:  # before outcomes: a job may start and finish within one loop turn
-            self.store.mark_started(self._pending_started)
-            self._pending_started = []
-        if self._pending_done or self._pending_fail:
-            self.store.finish(self._pending_done, self._pending_fail)
-            self._pending_done, self._pending_fail = [], []
+        outcomes = bool(self._pending_done or self._pending_fail)
+        if outcomes or self._pending_started:  # one transaction for starts and outcomes
+            self.store.finish(self._pending_done, self._pending_fail, self._pending_started)
+            self._pending_done, self._pending_fail, self._pending_started = [], [], []
+        if outcomes:
             elapsed = time.perf_counter() - self.t0
             fps = self.summary.frames / elapsed if elapsed > 0 else 0.0
             self.bar.set_postfix(

@@ -174,8 +174,8 @@ class JobStore:
     def claim(self, job_ids: list[str], started: bool = False) -> list[str]:
         """Mark pending jobs running (owned by this process); return those that were claimed.
 
-        A claimed job may wait in a worker's queue first: ``started_at`` stays NULL until :meth:`mark_started`
-        (or ``started=True`` here, for executors that start what they claim at once)."""
+        A claimed job may wait in a worker's queue first: ``started_at`` stays NULL until :meth:`finish` records
+        it in ``started`` (or ``started=True`` here, for executors that start what they claim at once)."""
         now = time.time()
         got = []
         with self.transaction() as c:
@@ -198,26 +198,21 @@ class JobStore:
                 )
         return got
 
-    def mark_started(self, job_ids: list[str]) -> None:
-        """Record that claimed jobs of this process left the queue and began rendering."""
-        if not job_ids:
-            return
+    def finish(
+        self, done: list[tuple[str, float]], failed: list[tuple[str, str, bool]], started: Iterable[str] = ()
+    ) -> None:
+        """Record outcomes in one transaction: ``done`` = (job_id, duration_s);
+        ``failed`` = (job_id, error, retry) - retry puts it back to pending, else it is failed;
+        ``started``: claimed jobs that began rendering (recorded first: one may start and finish in one batch)."""
         now = time.time()
         with self.transaction() as c:
-            for j in job_ids:
+            for j in started:
                 cur = c.execute(
-                    "UPDATE jobs SET started_at=? WHERE job_id=? AND state='running' AND owner=?",
-                    (now, j, self.owner),
+                    "UPDATE jobs SET started_at=? WHERE job_id=? AND state='running' AND owner=?", (now, j, self.owner)
                 )
                 if cur.rowcount:
                     c.execute("INSERT INTO events(job_id, event, at, owner) VALUES (?, 'started', ?, ?)",
                               (j, now, self.owner))
-
-    def finish(self, done: list[tuple[str, float]], failed: list[tuple[str, str, bool]]) -> None:
-        """Record outcomes in one transaction: ``done`` = (job_id, duration_s);
-        ``failed`` = (job_id, error, retry) - retry puts it back to pending, else it is failed."""
-        now = time.time()
-        with self.transaction() as c:
             for j, dur in done:
                 cur = c.execute(
                     "UPDATE jobs SET state='done', owner=NULL, finished_at=?, duration_s=?, last_error=NULL "
