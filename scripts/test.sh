@@ -13,5 +13,5 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[render,cluster,train,dev]"
 ruff check .
-mypy trajectory exporters multicam scene_catalog render_jobs recam
+mypy trajectory exporters multicam multicam_app scene_catalog render_jobs recam
 python -m pytest -q -p no:cacheprovider "$@"

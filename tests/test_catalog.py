@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from multicam.cli import app
+from multicam_app import app
 from scene_catalog.compose import animation_start_range, compose_scenes, usage_spread
 from scene_catalog.loader import CatalogError, load_catalog
 from scene_catalog.models import Catalog

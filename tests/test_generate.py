@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from exporters.camera_json import read_camera_json
 from exporters.video import probe_video
-from multicam.cli import app
+from multicam_app import app
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from exporters.camera_json import CAMERA_FILE, read_camera_json, write_camera_json
 from exporters.video import encode_mp4, probe_video
-from multicam.cli import app
+from multicam_app import app
 from render_jobs.backend import Backend
 from render_jobs.backends import UnknownBackendError, get_backend
 from render_jobs.planner import PlanError, iter_manifest, load_settings, materialize, plan_dataset, read_plan

@@ -54,7 +54,7 @@ def snapshot(ds: Path) -> dict[Path, tuple[str, int]]:
 
 
 def start_render(ds: Path, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "multicam.cli", "render", str(ds), "--backend", "test-synthetic", "--workers", "2",
+    cmd = [sys.executable, "-m", "multicam_app", "render", str(ds), "--backend", "test-synthetic", "--workers", "2",
            "--no-progress", "-o", "sleep_s=0.25", "-o", f"log_path={log}"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -119,7 +119,7 @@ def _plan(tmp_path: Path, n: int) -> Path:
 
 def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path) -> None:
     ds = _plan(tmp_path, 4)
-    cmd = [sys.executable, "-m", "multicam.cli", "render", str(ds), "--backend", "test-synthetic", "--workers", "2",
+    cmd = [sys.executable, "-m", "multicam_app", "render", str(ds), "--backend", "test-synthetic", "--workers", "2",
            "--no-progress", "-o", "sleep_s=30"]
     # A shell starts background jobs with SIGINT ignored and children inherit that (CI may run us so): give the
     # run the default disposition a terminal's Ctrl-C would meet.
@@ -131,7 +131,7 @@ def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     # `multicam status` meanwhile: all 4 jobs claimed (2 per worker), 2 rendering, 2 queued behind them
-    status_cmd = [sys.executable, "-m", "multicam.cli", "status", str(ds)]
+    status_cmd = [sys.executable, "-m", "multicam_app", "status", str(ds)]
     while time.monotonic() < deadline:
         st = json.loads(subprocess.run([*status_cmd, "--json"], capture_output=True, check=True, text=True).stdout)
         if st["running_split"]["rendering"] == 2:
@@ -155,7 +155,7 @@ def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path) -> None:
 def test_two_concurrent_runs_share_the_work(tmp_path: Path) -> None:
     ds = _plan(tmp_path, 10)
     log = tmp_path / "renders.log"
-    cmd = [sys.executable, "-m", "multicam.cli", "render", str(ds), "--backend", "test-synthetic", "--workers", "1",
+    cmd = [sys.executable, "-m", "multicam_app", "render", str(ds), "--backend", "test-synthetic", "--workers", "1",
            "--no-progress", "-o", "sleep_s=0.2", "-o", f"log_path={log}"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0].decode() for p in procs]

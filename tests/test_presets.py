@@ -82,12 +82,12 @@ def test_arcs(presets: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
 
 
 def test_presets_cli(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "multicam.cli", "presets", "--out", str(tmp_path), "--frames", "33",
+    r = subprocess.run([sys.executable, "-m", "multicam_app", "presets", "--out", str(tmp_path), "--frames", "33",
                         "--distance-m", "5"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     poses, names = read_camera_json(tmp_path / "cameras" / "camera_extrinsics.json")
     assert poses.shape == (33, 10, 4, 4) and names[-1] == "cam10"
     np.testing.assert_allclose(poses, preset_poses(5.0, 33).swapaxes(0, 1), rtol=1e-8, atol=1e-6)
-    bad = subprocess.run([sys.executable, "-m", "multicam.cli", "presets", "--out", str(tmp_path / "x"),
+    bad = subprocess.run([sys.executable, "-m", "multicam_app", "presets", "--out", str(tmp_path / "x"),
                           "--distance-m", "1.5"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--distance-m" in bad.stderr

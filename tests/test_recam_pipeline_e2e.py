@@ -29,13 +29,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _generate_available() -> bool:
     if os.environ.get("RECAM_E2E_DATASET") == "synthetic":
         return False
-    res = subprocess.run([sys.executable, "-m", "multicam.cli", "generate", "--help"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "multicam_app", "generate", "--help"], capture_output=True, text=True)
     return res.returncode == 0
 
 
 def _make_dataset(root: Path) -> str:
     if _generate_available():
-        cmd = [sys.executable, "-m", "multicam.cli", "generate", "--out", str(root), "--scenes", str(SCENES),
+        cmd = [sys.executable, "-m", "multicam_app", "generate", "--out", str(root), "--scenes", str(SCENES),
                "--resolution", str(SIZE), "--samples", "1", "--frames", str(FRAMES), "--cameras", "4"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"

@@ -200,7 +200,7 @@ def test_bad_arguments() -> None:
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "multicam.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "multicam_app", *args], capture_output=True, text=True)
 
 
 def _tree_digest(root: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ def _scene(root: Path, frames: int = 9, cams: int = 3, size: int = 32) -> Path:
 
 
 def _validate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "multicam.cli", "validate", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "multicam_app", "validate", *args], capture_output=True, text=True)
 
 
 def test_complete_dataset_passes(tmp_path: Path) -> None:

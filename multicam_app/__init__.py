@@ -1,4 +1,8 @@
-"""The ``multicam`` command line. Each area registers its own commands from its own module."""
+"""The ``multicam`` command line: it only assembles the commands each package registers from its own ``cli`` module.
+
+This package sits above every other layer (ground ``multicam/`` <- ``trajectory/``, ``scene_catalog/``,
+``exporters/`` <- ``render_jobs/`` <- here), so no package below imports it.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from multicam import cli_cameras, cli_validate
-
-    cli_cameras.register(app)
-    cli_validate.register(app)
-    for mod in ("scene_catalog.cli", "render_jobs.cli", "render_jobs.cli_generate"):
+    modules = ("exporters.cli_cameras", "exporters.cli", "scene_catalog.cli",
+               "render_jobs.cli", "render_jobs.cli_generate")
+    for mod in modules:
         try:
             module = __import__(mod, fromlist=["register"])
         except ModuleNotFoundError as exc:
