@@ -323,7 +323,10 @@ def test_time_limit_kills_the_worker(tmp_path: Path, catalog: Catalog) -> None:
     with JobStore.for_dataset(ds) as store:
         assert all("time limit of 1 s exceeded" in (r.last_error or "") for r in store.rows())
     assert not any((ds / "train").rglob("scene*"))
-    assert not any((ds / ".tmp").iterdir())
+    # A worker killed at its time limit may not have made the work folder yet (on a busy machine the limit can
+    # fall before the job starts writing), so .tmp may not exist; what must hold is that nothing is left in it.
+    tmp = ds / ".tmp"
+    assert not tmp.exists() or not any(tmp.iterdir())
 
 
 def test_backend_that_cannot_start_stops_the_run_without_failing_jobs(tmp_path: Path, catalog: Catalog) -> None:
