@@ -101,7 +101,7 @@ def render(
     backoff_s: float = typer.Option(1.0, "--backoff", help="Seconds before the first retry (doubles each try)."),
     option: list[str] = typer.Option([], "--option", "-o", help="Backend option KEY=VALUE (VALUE as JSON if it "
                                       "parses), repeatable."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Render every job that is not done; resumable (run it again after a crash or Ctrl-C)."""
     from render_jobs.backends import BACKENDS
@@ -116,8 +116,10 @@ def render(
         fail(f"--workers: must be >= 1, got {workers}")
     if max_attempts < 1:
         fail(f"--max-attempts: must be >= 1, got {max_attempts}")
-    if timeout_s is not None and timeout_s <= 0:
-        fail(f"--timeout: must be > 0, got {timeout_s}")
+    if timeout_s is not None and not 0 < timeout_s < float("inf"):
+        fail(f"--timeout: must be a finite number > 0, got {timeout_s}")
+    if not 0 <= backoff_s < float("inf"):
+        fail(f"--backoff: must be a finite number >= 0 seconds, got {backoff_s}")
     options = _parse_options(option)
     try:
         summary = run_dataset(dataset, backend, executor=executor, workers=workers, address=address,

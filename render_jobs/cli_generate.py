@@ -34,6 +34,7 @@ def generate(
     backend: str = typer.Option("blender", "--backend", help="Renderer backend (blender; test-* for tests)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Re-check every scene folder at the end "
                                 "(decodes every video)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Make a MultiCamVideo-format dataset from nothing: plan scenes from a catalog (the built-in demo
     catalog by default), render them with Blender, verify the output. Resumable: run the same command
@@ -87,10 +88,10 @@ def generate(
                f"into {out}")
     options: dict[str, object] = {}
     if backend == "blender":
-        options = {"device": device, "progress": executor == "local" and workers == 1}
+        options = {"device": device, "progress": progress and executor == "local" and workers == 1}
     try:
         summary = run_dataset(out, backend, executor=executor, workers=workers, backend_options=options,
-                              progress=True)
+                              progress=progress)
     except (PlanError, RunError) as exc:
         fail(str(exc), code=1)
     report_run(summary)
@@ -101,7 +102,7 @@ def generate(
 
         st, n_cams = load_settings(out)
         entries = list(iter_manifest(out))
-        for entry in tqdm(entries, desc="verify", unit="scene"):
+        for entry in tqdm(entries, desc="verify", unit="scene", disable=not progress):
             folder = out / entry["output_dir"]
             if not folder.is_dir():
                 continue

@@ -87,7 +87,7 @@ class RenderSettings(_Model):
     width: int = Field(1280, ge=16, le=8192)
     height: int = Field(1280, ge=16, le=8192)
     frames: int = Field(81, ge=2)
-    fps: float = Field(15.0, gt=0)
+    fps: float = Field(15.0, gt=0, le=240, allow_inf_nan=False)
     #: Path-tracing samples (Blender Cycles) or spatial anti-aliasing samples (UE MRQ).
     samples: int = Field(64, ge=1)
     #: Temporal samples / warm-up frames before frame 0 (UE MRQ; Blender ignores).
@@ -100,6 +100,14 @@ class RenderSettings(_Model):
     extra_passes: list[Literal["depth", "mask"]] = Field(default_factory=list)
     keep_frames: bool = False
     video_crf: int = Field(18, ge=0, le=51)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even_for_yuv420p(cls, v: int) -> int:
+        # H.264 in yuv420p (what ReCamMaster's loaders and browsers read) halves the chroma planes.
+        if v % 2:
+            raise ValueError(f"must be even (H.264 yuv420p video), got {v}")
+        return v
 
 
 class RenderJob(_Model):
