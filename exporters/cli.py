@@ -23,6 +23,10 @@ def validate(
     """
     from exporters.validate import iter_scene_dirs, validate_scene_dir
 
+    if size is not None and not 16 <= size <= 8192:
+        fail(f"--size: must be an integer in 16..8192 pixels, got {size}")
+    if frames is not None and frames < 1:
+        fail(f"--frames: must be >= 1, got {frames}")
     if not dataset.exists():
         fail(f"{dataset}: no such file or folder")
     scenes = list(iter_scene_dirs(dataset))

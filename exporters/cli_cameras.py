@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from multicam.errors import fail
+from multicam.errors import check_number, check_seed, fail
 
 CHUNK_SCENES = 256
 
@@ -29,6 +29,7 @@ def presets(
     _check_out_dir(out)
     if frames < 2:
         fail(f"--frames: must be >= 2, got {frames}")
+    check_number(distance_m, "--distance-m", low=DOLLY_M, high=1000.0, low_open=True)
     if not distance_m > DOLLY_M:
         fail(f"--distance-m: must be > {DOLLY_M} m (the zoom-in preset dollies {DOLLY_M} m), got {distance_m}")
     poses = preset_poses(distance_m, frames)  # (10, F, 4, 4)
@@ -51,6 +52,7 @@ def sample_cameras(
     from trajectory.sampler import ALLOWED_RADII_M, sample_scenes
 
     _check_out_dir(out)
+    check_seed(seed)
     if scenes <= 0:
         fail(f"--scenes: must be > 0, got {scenes}")
     if frames < 2:

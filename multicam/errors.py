@@ -11,3 +11,24 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on one line to stderr and exit with ``code`` (2 = bad input)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+#: Seeds feed ``numpy.random.default_rng([seed, scene, camera])``, which takes unsigned 64-bit words.
+SEED_MAX = 2**64 - 1
+
+
+def check_seed(seed: int, option: str = "--seed") -> None:
+    """Fail with a one-line error unless ``seed`` fits an unsigned 64-bit word."""
+    if not 0 <= seed <= SEED_MAX:
+        fail(f"{option}: must be an integer in 0..2**64-1, got {seed}")
+
+
+def check_number(value: float, option: str, *, low: float, high: float = float("inf"),
+                 low_open: bool = False) -> None:
+    """Fail unless ``value`` is finite and in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    finite = value == value and abs(value) != float("inf")
+    above = value > low if low_open else value >= low
+    if not (finite and above and value <= high):
+        lo = f"> {low:g}" if low_open else f">= {low:g}"
+        hi = "" if high == float("inf") else f" and <= {high:g}"
+        fail(f"{option}: must be a finite number {lo}{hi}, got {value:g}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from multicam.errors import fail
+from multicam.errors import check_seed, fail
 
 
 def _parse_options(options: list[str]) -> dict[str, Any]:
@@ -61,6 +61,7 @@ def plan(
     from render_jobs.schema import RenderSettings
     from scene_catalog.cli import _load
 
+    check_seed(seed)
     if scenes < 1:
         fail(f"--scenes: must be >= 1, got {scenes}")
     if cameras < 1:

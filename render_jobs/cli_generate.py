@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from multicam.errors import fail
+from multicam.errors import check_seed, fail
 
 #: The built-in demo catalog (procedural Blender assets).
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "scene_catalog" / "demo_catalog.yaml"
@@ -49,6 +49,7 @@ def generate(
     from render_jobs.verify import verify_scene_dir
     from scene_catalog.cli import _load
 
+    check_seed(seed)
     if scenes < 1:
         fail(f"--scenes: must be >= 1, got {scenes}")
     if resolution < 16 or resolution % 2:

@@ -61,3 +61,28 @@ def test_generate_no_progress_shows_no_bars(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "it/s" not in res.output and "scene/s" not in res.output and "%|" not in res.output, res.output
     assert "ok: 1 scene(s)" in res.output
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+@pytest.mark.parametrize("command", ["plan", "generate", "sample-cameras"])
+def test_seeds_outside_64_bits_are_one_line_errors(tmp_path: Path, seed: str, command: str) -> None:
+    args = {"plan": ["plan", "--catalog", str(DEMO_CATALOG), "--scenes", "1"],
+            "generate": ["generate", "--backend", "test-synthetic"],
+            "sample-cameras": ["sample-cameras", "--scenes", "1"]}[command]
+    res = runner.invoke(app, [*args, "--seed", seed, "--out", str(tmp_path / "ds")])
+    assert res.exit_code == 2, res.output
+    assert res.output == f"error: --seed: must be an integer in 0..2**64-1, got {seed}\n"
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["presets", "--distance-m", "inf"], "error: --distance-m: must be a finite number > 2 and <= 1000, got inf\n"),
+    (["presets", "--distance-m", "nan"], "error: --distance-m: must be a finite number > 2 and <= 1000, got nan\n"),
+    (["validate", "--size", "0"], "error: --size: must be an integer in 16..8192 pixels, got 0\n"),
+    (["validate", "--frames", "0"], "error: --frames: must be >= 1, got 0\n"),
+])
+def test_camera_and_validate_numbers(tmp_path: Path, args: list[str], expected: str) -> None:
+    cmd = [*args, "--out", str(tmp_path / "p")] if args[0] == "presets" else [args[0], str(tmp_path), *args[1:]]
+    res = runner.invoke(app, cmd)
+    assert res.exit_code == 2, res.output
+    assert res.output == expected
