@@ -7,14 +7,9 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from multicam.errors import check_number, check_seed, fail
+from multicam.errors import check_number, check_out_folder, check_seed, fail
 
 CHUNK_SCENES = 256
-
-
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        fail(f"--out {out}: exists and is a file, expected a folder")
 
 
 def presets(
@@ -26,7 +21,7 @@ def presets(
     from exporters.camera_json import CAMERA_FILE, write_camera_json
     from trajectory.presets import DOLLY_M, preset_poses
 
-    _check_out_dir(out)
+    check_out_folder(out)
     if frames < 2:
         fail(f"--frames: must be >= 2, got {frames}")
     check_number(distance_m, "--distance-m", low=DOLLY_M, high=1000.0, low_open=True)
@@ -51,7 +46,7 @@ def sample_cameras(
     from exporters.scene_files import write_scene_cameras
     from trajectory.sampler import ALLOWED_RADII_M, sample_scenes
 
-    _check_out_dir(out)
+    check_out_folder(out)
     check_seed(seed)
     if scenes <= 0:
         fail(f"--scenes: must be > 0, got {scenes}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -32,3 +34,17 @@ def check_number(value: float, option: str, *, low: float, high: float = float("
         lo = f"> {low:g}" if low_open else f">= {low:g}"
         hi = "" if high == float("inf") else f" and <= {high:g}"
         fail(f"{option}: must be a finite number {lo}{hi}, got {value:g}")
+
+
+def check_out_folder(out: Path, option: str = "--out") -> None:
+    """Fail with a one-line error unless ``out`` is, or can be made as, a writable folder."""
+    if out.exists() and not out.is_dir():
+        fail(f"{option} {out}: exists and is a file, expected a folder")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                fail(f"{option} {out}: {parent} is a file, so no folder can be made below it")
+            break
+    existing = out if out.exists() else next(p for p in out.absolute().parents if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{option} {out}: {existing} is not writable")

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from multicam.errors import check_seed, fail
+from multicam.errors import check_out_folder, check_seed, fail
 
 
 def _parse_options(options: list[str]) -> dict[str, Any]:
@@ -66,8 +66,7 @@ def plan(
         fail(f"--scenes: must be >= 1, got {scenes}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
-    if out.exists() and not out.is_dir():
-        fail(f"--out {out}: exists and is a file, expected a folder")
+    check_out_folder(out)
     try:
         settings = RenderSettings.model_validate(
             {"width": width, "height": height, "frames": frames, "fps": fps, "samples": samples,
@@ -91,6 +90,19 @@ def plan(
         typer.echo(f"wrote {n} scene specs to {out / 'plan' / 'specs'}")
 
 
+def check_executor(executor: str) -> None:
+    """Fail with a one-line error for an unknown executor, or for ``ray`` when Ray is not installed."""
+    import importlib.util
+
+    from render_jobs.runner import EXECUTORS
+
+    if executor not in EXECUTORS:
+        fail(f"--executor: must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        fail("--executor ray: Ray is not installed; install the cluster extra: pip install -e \".[cluster]\" "
+             "(or pip install 'ray[default]>=2.30')")
+
+
 def render(
     dataset: Path = typer.Argument(..., help="A planned dataset folder."),
     backend: str = typer.Option(..., "--backend", help="Renderer backend: blender, unreal (test-* for tests)."),
@@ -107,10 +119,9 @@ def render(
     """Render every job that is not done; resumable (run it again after a crash or Ctrl-C)."""
     from render_jobs.backends import BACKENDS
     from render_jobs.planner import PlanError
-    from render_jobs.runner import EXECUTORS, RunError, run_dataset
+    from render_jobs.runner import RunError, run_dataset
 
-    if executor not in EXECUTORS:
-        fail(f"--executor: must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    check_executor(executor)
     if backend not in BACKENDS:
         fail(f"--backend: must be one of {', '.join(sorted(BACKENDS))}, got {backend!r}")
     if workers < 1:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from multicam.errors import check_seed, fail
+from multicam.errors import check_out_folder, check_seed, fail
 
 #: The built-in demo catalog (procedural Blender assets).
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "scene_catalog" / "demo_catalog.yaml"
@@ -42,9 +42,9 @@ def generate(
     from pydantic import ValidationError
 
     from render_jobs.backends import BACKENDS
-    from render_jobs.cli import report_run
+    from render_jobs.cli import check_executor, report_run
     from render_jobs.planner import PlanError, iter_manifest, load_settings, materialize, plan_dataset
-    from render_jobs.runner import EXECUTORS, RunError, run_dataset
+    from render_jobs.runner import RunError, run_dataset
     from render_jobs.schema import RenderSettings
     from render_jobs.verify import verify_scene_dir
     from scene_catalog.cli import _load
@@ -58,8 +58,7 @@ def generate(
         fail(f"--cameras: must be >= 1, got {cameras}")
     if samples < 1:
         fail(f"--samples: must be >= 1, got {samples}")
-    if executor not in EXECUTORS:
-        fail(f"--executor: must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    check_executor(executor)
     if workers < 1:
         fail(f"--workers: must be >= 1, got {workers}")
     if backend not in BACKENDS:
@@ -70,8 +69,7 @@ def generate(
     bad = [p for p in extra_passes if p not in ("depth", "mask")]
     if bad:
         fail(f"--pass: must be depth or mask, got {bad[0]!r}")
-    if out.exists() and not out.is_dir():
-        fail(f"--out {out}: exists and is a file, expected a folder")
+    check_out_folder(out)
     try:
         settings = RenderSettings(width=resolution, height=resolution, frames=frames, fps=fps, samples=samples,
                                   denoise=denoise, depth_of_field=dof, device=device,

@@ -144,6 +144,8 @@ def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True) -> C
     raws: dict[str, list[tuple[str, str, dict[str, Any]]]] = {s: [] for s in SECTIONS}
     if not paths:
         raise CatalogError([Problem("", "", "", "no catalog files given")])
+    # A file that cannot be read says so once; its sections are then not also reported as empty.
+    unreadable = False
     for path_like in paths:
         path = Path(path_like)
         file = str(path)
@@ -151,13 +153,24 @@ def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True) -> C
             data = _read_file(path)
         except FileNotFoundError:
             problems.append(Problem(file, "", "", "file not found"))
+            unreadable = True
+            continue
+        except IsADirectoryError:
+            problems.append(Problem(file, "", "", "is a folder, expected a catalog file (.yaml, .yml, .toml, .json)"))
+            unreadable = True
+            continue
+        except PermissionError:
+            problems.append(Problem(file, "", "", "cannot be read (permission denied)"))
+            unreadable = True
             continue
         except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             detail = str(exc).strip().replace("\n", " ")
             problems.append(Problem(file, "", "", f"cannot parse file: {detail}"))
+            unreadable = True
             continue
         except ValueError as exc:
             problems.append(Problem(file, "", "", str(exc)))
+            unreadable = True
             continue
         if data is None:
             data = {}
@@ -170,6 +183,7 @@ def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True) -> C
                     f"top level must be a mapping with keys {', '.join(SECTIONS)}, got {type(data).__name__}",
                 )
             )
+            unreadable = True
             continue
         for key in data:
             if key not in SECTIONS:
@@ -199,7 +213,7 @@ def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True) -> C
                     problems.extend(_pydantic_problems(file, entry, exc))
                     continue
                 items[section].append((file, entry, obj))
-    problems.extend(_cross_checks(raws, check_assets))
+    problems.extend(_cross_checks(raws, check_assets, report_empty=not unreadable))
     if problems:
         raise CatalogError(problems)
     return Catalog(
@@ -211,7 +225,7 @@ def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True) -> C
 
 
 def _cross_checks(
-    raws: dict[str, list[tuple[str, str, dict[str, Any]]]], check_assets: bool
+    raws: dict[str, list[tuple[str, str, dict[str, Any]]]], check_assets: bool, report_empty: bool = True
 ) -> Iterable[Problem]:
     """Checks across entries and files, on the raw entries so that they run even where an entry
     also has a field error (all problems are reported at once)."""
@@ -230,7 +244,7 @@ def _cross_checks(
                 )
             else:
                 seen[ident] = f"{file}: {entry}"
-        if not entries:
+        if not entries and report_empty:
             yield Problem("", section, "", f"the catalog has no {section}")
         if check_assets:
             for file, entry, raw in entries:

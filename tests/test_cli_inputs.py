@@ -86,3 +86,38 @@ def test_camera_and_validate_numbers(tmp_path: Path, args: list[str], expected: 
     res = runner.invoke(app, cmd)
     assert res.exit_code == 2, res.output
     assert res.output == expected
+
+
+def test_out_below_a_regular_file_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    for args in (["sample-cameras", "--scenes", "1", "--seed", "0"], ["presets"],
+                 ["plan", "--catalog", str(DEMO_CATALOG), "--scenes", "1", "--seed", "0"],
+                 ["generate", "--backend", "test-synthetic"]):
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / "afile" / "sub")])
+        assert res.exit_code == 2, res.output
+        assert res.output == (f"error: --out {tmp_path / 'afile' / 'sub'}: {tmp_path / 'afile'} is a file, "
+                              "so no folder can be made below it\n"), res.output
+
+
+def test_a_folder_or_unparsable_file_as_catalog_is_one_problem(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["catalog", "validate", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "is a folder, expected a catalog file" in res.output and "Traceback" not in res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(": [\n")
+    res = runner.invoke(app, ["plan", "--catalog", str(bad), "--scenes", "1", "--seed", "0",
+                              "--out", str(tmp_path / "ds")])
+    assert res.exit_code == 2
+    assert "cannot parse file" in res.output and "the catalog has no" not in res.output, res.output
+    assert "1 problem(s) found" in res.output
+
+
+def test_missing_ray_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    ds = _planned(tmp_path)
+    res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--executor", "ray"])
+    assert res.exit_code == 2 and "Ray is not installed" in res.output and ".[cluster]" in res.output, res.output
+    assert "Traceback" not in res.output
