@@ -9,6 +9,12 @@ from typing import NoReturn
 import typer
 
 
+class DatasetError(ValueError):
+    """A dataset on disk that cannot be used as it is: missing or damaged plan, manifest or job store.
+
+    The message names the file and says how to repair it; the CLI prints it on one line with exit code 2."""
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on one line to stderr and exit with ``code`` (2 = bad input)."""
     typer.echo(f"error: {message}", err=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from multicam.errors import check_out_folder, check_seed, fail
+from multicam.errors import DatasetError, check_out_folder, check_seed, fail
 
 
 def _parse_options(options: list[str]) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def plan(
     """Plan N render jobs from a catalog into a dataset folder (manifest, job store, folder layout)."""
     from pydantic import ValidationError
 
-    from render_jobs.planner import PlanError, plan_dataset, read_plan, write_scene_specs
+    from render_jobs.planner import plan_dataset, read_plan, write_scene_specs
     from render_jobs.schema import RenderSettings
     from scene_catalog.cli import _load
 
@@ -78,7 +78,7 @@ def plan(
     cat = _load(catalog, check_assets)
     try:
         manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
-    except PlanError as exc:
+    except DatasetError as exc:
         fail(str(exc))
     info = read_plan(out)
     typer.echo(f"planned {scenes} scenes into {out} ({manifest}) in {info['plan_seconds']:.2f} s")
@@ -118,7 +118,6 @@ def render(
 ) -> None:
     """Render every job that is not done; resumable (run it again after a crash or Ctrl-C)."""
     from render_jobs.backends import BACKENDS
-    from render_jobs.planner import PlanError
     from render_jobs.runner import RunError, run_dataset
 
     check_executor(executor)
@@ -137,7 +136,7 @@ def render(
         summary = run_dataset(dataset, backend, executor=executor, workers=workers, address=address,
                               backend_options=options, job_timeout_s=timeout_s, progress=progress,
                               max_attempts=max_attempts, backoff_s=backoff_s)
-    except PlanError as exc:
+    except DatasetError as exc:
         fail(str(exc))
     except RunError as exc:
         fail(str(exc), code=1)
@@ -153,18 +152,20 @@ def status(
 ) -> None:
     """Print job counts, the running jobs (rendering now, or claimed and queued in a worker) and the failed jobs
     with their last error."""
-    from render_jobs.planner import PlanError, read_plan
+    from render_jobs.planner import read_plan
+    from render_jobs.runner import check_store_matches_plan
     from render_jobs.store import JobStore
 
     try:
         plan_info = read_plan(dataset)
-    except PlanError as exc:
+        with JobStore.for_dataset(dataset) as store:
+            check_store_matches_plan(store, dataset)
+            counts = store.counts()
+            split = store.running_split()
+            failed = store.rows("failed")
+            running = store.rows("running")
+    except DatasetError as exc:
         fail(str(exc))
-    with JobStore.for_dataset(dataset) as store:
-        counts = store.counts()
-        split = store.running_split()
-        failed = store.rows("failed")
-        running = store.rows("running")
     if as_json:
         typer.echo(json.dumps({"counts": counts, "running_split": split, "failed": [
             {"job_id": r.job_id, "output_dir": r.output_dir, "attempts": r.attempts, "error": r.last_error}
@@ -189,16 +190,18 @@ def retry(
                                  "render is running on any machine)."),
 ) -> None:
     """Re-queue failed jobs (attempts reset) so that the next `multicam render` runs them."""
-    from render_jobs.planner import PlanError, read_plan
+    from render_jobs.planner import read_plan
+    from render_jobs.runner import check_store_matches_plan
     from render_jobs.store import JobStore
 
     try:
         read_plan(dataset)
-    except PlanError as exc:
+        with JobStore.for_dataset(dataset) as store:
+            check_store_matches_plan(store, dataset)
+            ids = store.retry_failed()
+            extra = store.requeue_running() if running else []
+    except DatasetError as exc:
         fail(str(exc))
-    with JobStore.for_dataset(dataset) as store:
-        ids = store.retry_failed()
-        extra = store.requeue_running() if running else []
     typer.echo(f"re-queued {len(ids)} failed job(s)" + (f" and {len(extra)} running job(s)" if running else ""))
 
 

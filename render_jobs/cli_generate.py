@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from multicam.errors import check_out_folder, check_seed, fail
+from multicam.errors import DatasetError, check_out_folder, check_seed, fail
 
 #: The built-in demo catalog (procedural Blender assets).
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "scene_catalog" / "demo_catalog.yaml"
@@ -43,7 +43,7 @@ def generate(
 
     from render_jobs.backends import BACKENDS
     from render_jobs.cli import check_executor, report_run
-    from render_jobs.planner import PlanError, iter_manifest, load_settings, materialize, plan_dataset
+    from render_jobs.planner import iter_manifest, load_settings, materialize, plan_dataset
     from render_jobs.runner import RunError, run_dataset
     from render_jobs.schema import RenderSettings
     from render_jobs.verify import verify_scene_dir
@@ -81,7 +81,7 @@ def generate(
     t0 = time.perf_counter()
     try:
         plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
-    except PlanError as exc:
+    except DatasetError as exc:
         fail(str(exc))
     typer.echo(f"planned {scenes} scene(s) x {cameras} cameras x {frames} frames at {resolution}x{resolution} "
                f"into {out}")
@@ -91,7 +91,7 @@ def generate(
     try:
         summary = run_dataset(out, backend, executor=executor, workers=workers, backend_options=options,
                               progress=progress)
-    except (PlanError, RunError) as exc:
+    except (DatasetError, RunError) as exc:
         fail(str(exc), code=1)
     report_run(summary)
     c = summary.counts

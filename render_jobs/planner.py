@@ -31,6 +31,7 @@ import numpy as np
 
 from exporters.camera_json import cam_name
 from multicam.conventions import SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
+from multicam.errors import DatasetError
 from multicam.io import atomic_write_json, atomic_write_text
 from render_jobs.schema import (
     AnimationRef,
@@ -54,7 +55,7 @@ TMP_DIR = ".tmp"
 _SAMPLE_CHUNK = 2048
 
 
-class PlanError(ValueError):
+class PlanError(DatasetError):
     pass
 
 
@@ -103,9 +104,13 @@ def plan_dataset(
     plan_file, manifest = plan_paths(out)
     key = _plan_key(catalog, n_scenes, seed, settings, n_cameras)
     if plan_file.exists():
-        old = json.loads(plan_file.read_text())
+        old = read_plan(out)
         diff = [k for k in key if old.get(k) != key[k]]
         if not diff:
+            # Same plan again: re-add every planned job the store lacks (a deleted or replaced jobs.sqlite is
+            # rebuilt this way; rows already there keep their state).
+            with JobStore.for_dataset(out) as store:
+                store.add_jobs((e["job_id"], int(e["scene_index"]), e["output_dir"]) for e in iter_manifest(out))
             return manifest
         details = "; ".join(f"{k}: planned {old.get(k)!r}, now {key[k]!r}" for k in diff if k != "settings")
         if "settings" in diff:
@@ -229,16 +234,28 @@ def read_plan(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
     plan_file, _ = plan_paths(dataset_dir)
     if not plan_file.exists():
         raise PlanError(f"{dataset_dir} has no plan ({plan_file} missing); run `multicam plan` first")
-    plan: dict[str, Any] = json.loads(plan_file.read_text())
+    try:
+        plan: dict[str, Any] = json.loads(plan_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{plan_file}: damaged plan file ({exc}); plan into a new folder, or restore it") from exc
+    if not isinstance(plan, dict) or "settings" not in plan:
+        raise PlanError(f"{plan_file}: damaged plan file (no 'settings'); plan into a new folder, or restore it")
     return plan
 
 
 def iter_manifest(dataset_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     _, manifest = plan_paths(dataset_dir)
-    with open(manifest) as fh:
-        for line in fh:
+    with open(manifest, encoding="utf-8", errors="strict") as fh:
+        for number, line in enumerate(fh, 1):
             if line.strip():
-                yield json.loads(line)
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise PlanError(f"{manifest}:{number}: damaged manifest line ({exc.msg}); the plan cannot be "
+                                    "used as it is") from exc
+                if not isinstance(entry, dict) or "job_id" not in entry:
+                    raise PlanError(f"{manifest}:{number}: damaged manifest line (not a job entry)")
+                yield entry
 
 
 def load_settings(dataset_dir: str | os.PathLike[str]) -> tuple[RenderSettings, int]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from render_jobs.execute import JobContext, Outcome, cleanup_tmp
-from render_jobs.planner import iter_manifest, load_settings, read_plan
+from render_jobs.planner import PlanError, iter_manifest, load_settings, read_plan
 from render_jobs.store import JobStore
 
 EXECUTORS = ("local", "ray")
@@ -201,6 +201,21 @@ class _Books:
         self.bar.close()
 
 
+def check_store_matches_plan(store: JobStore, dataset: Path, entries: dict[str, dict] | None = None) -> None:
+    """Raise :class:`PlanError` when the job store and the manifest do not list the same jobs (a deleted or
+    replaced ``jobs.sqlite``, a plan killed between the two), naming the repair."""
+    planned = set(entries) if entries is not None else {e["job_id"] for e in iter_manifest(dataset)}
+    stored = {r.job_id for r in store.rows()}
+    missing, extra = sorted(planned - stored), sorted(stored - planned)
+    if missing:
+        raise PlanError(f"{store.path}: the job store lacks {len(missing)} of {len(planned)} planned jobs "
+                        f"(first {missing[0]}); run the same `multicam plan` command again to re-add them")
+    if extra:
+        raise PlanError(f"{store.path}: the job store holds {len(extra)} job(s) the plan does not (first "
+                        f"{extra[0]}); it belongs to another plan: move it aside and run the same `multicam plan` "
+                        "command again")
+
+
 def run_dataset(
     dataset_dir: str | os.PathLike[str],
     backend_name: str,
@@ -236,6 +251,7 @@ def run_dataset(
         store.recover()
         cleanup_tmp(dataset)
         entries = {e["job_id"]: e for e in iter_manifest(dataset)}
+        check_store_matches_plan(store, dataset, entries)
         books = _Books(
             store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
         )

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from multicam.errors import DatasetError
+
 STORE_FILE = "jobs.sqlite"
 STATES = ("pending", "running", "done", "failed")
 _EVENT_REQUEUED = "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'requeued', ?, ?, ?)"
@@ -85,6 +87,10 @@ class JobRow:
     started_at: float | None = None  # NULL while a claimed job waits in a worker's queue
 
 
+class StoreError(DatasetError):
+    """The job store file cannot be opened as one (garbage, truncated, another file's contents)."""
+
+
 _ROW_COLUMNS = "job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s, started_at"
 
 
@@ -92,10 +98,19 @@ class JobStore:
     def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0) -> None:
         self.path = Path(path)
         self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
-        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.executescript(_SCHEMA)
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise StoreError(
+                f"{self.path}: damaged job store ({exc}); move it aside and run the same `multicam plan` "
+                "command again to rebuild it from the plan (finished scenes are found and kept)"
+            ) from exc
         self.owner = this_owner()
 
     @classmethod

@@ -1,0 +1,95 @@
+"""A damaged plan, manifest or job store is one precise line (file, what is wrong, the repair) from every command
+that reads the dataset, exit code 2; the documented repair works and keeps finished scenes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from multicam_app import app
+from render_jobs.cli_generate import DEMO_CATALOG
+
+runner = CliRunner()
+PLAN = ["plan", "--catalog", str(DEMO_CATALOG), "--scenes", "2", "--seed", "0", "--width", "32", "--height", "32",
+        "--frames", "4", "--cameras", "2"]
+RENDER = ["--backend", "test-synthetic", "--no-progress"]
+
+
+def _plan(out: Path) -> Path:
+    res = runner.invoke(app, [*PLAN, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _hashes(ds: Path) -> dict[str, str]:
+    return {str(p.relative_to(ds)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((ds / "train").rglob("*")) if p.is_file()}
+
+
+def _damage(ds: Path, kind: str) -> None:
+    if kind == "garbage-store":
+        (ds / "jobs.sqlite").write_bytes(b"this is not a database" * 100)
+    elif kind == "truncated-plan":
+        plan = ds / "plan" / "plan.json"
+        plan.write_bytes(plan.read_bytes()[:20])
+    elif kind == "garbage-manifest-line":
+        with open(ds / "plan" / "manifest.jsonl", "a") as fh:
+            fh.write('{"broken\n')
+    elif kind == "deleted-store":
+        for p in ds.glob("jobs.sqlite*"):
+            p.unlink()
+
+
+EXPECT = {
+    "garbage-store": ("jobs.sqlite: damaged job store (file is not a database); move it aside and run the same "
+                      "`multicam plan` command again"),
+    "truncated-plan": "plan.json: damaged plan file (",
+    "garbage-manifest-line": "manifest.jsonl:3: damaged manifest line (",
+    "deleted-store": "jobs.sqlite: the job store lacks 2 of 2 planned jobs (first s000001); run the same "
+                     "`multicam plan` command again to re-add them",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECT))
+@pytest.mark.parametrize("command", ["status", "render", "retry"])
+def test_damaged_dataset_is_one_line(tmp_path: Path, kind: str, command: str) -> None:
+    ds = _plan(tmp_path / "ds")
+    _damage(ds, kind)
+    args = [command, str(ds), *(RENDER if command == "render" else [])]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert res.output.count("\n") == 1 and res.output.startswith("error: "), res.output
+    assert EXPECT[kind] in res.output, res.output
+    assert "Traceback" not in res.output
+
+
+def test_generate_on_a_damaged_plan_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    args = ["generate", "--out", str(out), "--scenes", "1", "--resolution", "32", "--frames", "4", "--cameras", "2",
+            "--backend", "test-synthetic", "--no-progress"]
+    assert runner.invoke(app, args).exit_code == 0
+    _damage(out, "truncated-plan")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "plan.json: damaged plan file" in res.output, res.output
+
+
+@pytest.mark.parametrize("kind", ["deleted-store", "garbage-store"])
+def test_rebuilt_store_keeps_finished_scenes(tmp_path: Path, kind: str) -> None:
+    ds = _plan(tmp_path / "ds")
+    res = runner.invoke(app, ["render", str(ds), *RENDER])
+    assert res.exit_code == 0, res.output
+    before = _hashes(ds)
+    assert len(before) >= 2 * 4  # 2 scenes x (2 videos + camera JSON + scene.json)
+    _damage(ds, kind)
+    if kind == "garbage-store":
+        (ds / "jobs.sqlite").rename(tmp_path / "jobs.sqlite.damaged")  # the documented "move it aside"
+    _plan(ds)  # the same plan command again rebuilds the store
+    res = runner.invoke(app, ["render", str(ds), *RENDER])
+    assert res.exit_code == 0, res.output
+    assert "rendered 0, found complete 2" in res.output, res.output
+    assert _hashes(ds) == before
+    res = runner.invoke(app, ["status", str(ds)])
+    assert "done 2" in res.output, res.output
