@@ -25,7 +25,8 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
 
 
 def report_run(summary: Any) -> None:
-    """Print a run's outcome and every failed job's error; exit 130 if it was interrupted (Ctrl-C)."""
+    """Print a run's outcome and every failed job's error; exit 130 if it was interrupted by Ctrl-C, 143 by
+    SIGTERM (the shell conventions, 128 + signal number)."""
     c = summary.counts
     typer.echo(f"rendered {summary.rendered}, found complete {summary.already}, failed {summary.failed} "
                f"in {summary.elapsed_s:.1f} s; dataset: {c['done']} done, {c['pending']} pending, "
@@ -34,7 +35,7 @@ def report_run(summary: Any) -> None:
         typer.echo(f"  failed {job_id}: {err}", err=True)
     if summary.interrupted:
         typer.echo("interrupted; run the same command again to resume", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(143 if summary.interrupted_by == "SIGTERM" else 130)
 
 
 def plan(

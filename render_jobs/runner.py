@@ -56,6 +56,8 @@ class RunSummary:
     failed: int = 0
     retried: int = 0
     interrupted: bool = False
+    #: What stopped an interrupted run: "Ctrl-C" (SIGINT) or "SIGTERM".
+    interrupted_by: str = ""
     elapsed_s: float = 0.0
     frames: int = 0
     counts: dict[str, int] = field(default_factory=dict)
@@ -255,6 +257,7 @@ def run_dataset(
         books = _Books(
             store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
         )
+        sigterm = _SigtermAsInterrupt()
         try:
             if books.has_work():
                 if executor == "local":
@@ -265,13 +268,40 @@ def run_dataset(
                     )
         except KeyboardInterrupt:
             summary.interrupted = True
-            books.release_claimed("interrupted (Ctrl-C)")
+            summary.interrupted_by = "SIGTERM" if sigterm.received else "Ctrl-C"
+            books.release_claimed(f"interrupted ({summary.interrupted_by})")
         finally:
+            sigterm.restore()
             books.release_claimed("run ended")
             books.close()
             summary.elapsed_s = time.perf_counter() - t0
             summary.counts = store.counts()
     return summary
+
+
+class _SigtermAsInterrupt:
+    """SIGTERM (a scheduler, ``kill``, a container stop) stops a run exactly as Ctrl-C does: the coordinator's
+    handler raises KeyboardInterrupt, so claimed jobs are given back and no row is left 'running'. Installed only
+    in the main thread and only over the default disposition (an inherited SIG_IGN is respected)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.received = False
+        self._old: Any = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.received:
+            self.received = True
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+            self._old = None
 
 
 # -- local executor -----------------------------------------------------------------------------------

@@ -117,7 +117,9 @@ def _plan(tmp_path: Path, n: int) -> Path:
     return ds
 
 
-def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code", "name"), [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path, sig: int, code: int, name: str) -> None:
+    """Ctrl-C and SIGTERM (a scheduler or `kill`) stop a run the same way: jobs given back, none left running."""
     ds = _plan(tmp_path, 4)
     cmd = [sys.executable, "-m", "multicam_app", "render", str(ds), "--backend", "test-synthetic", "--workers", "2",
            "--no-progress", "-o", "sleep_s=30"]
@@ -142,13 +144,16 @@ def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path) -> None:
     text = subprocess.run(status_cmd, capture_output=True, check=True, text=True).stdout
     assert "running 4 (rendering 2, queued in workers 2)" in text, text
     assert text.count("  rendering s0000") == 2 and text.count("  queued    s0000") == 2, text
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out.decode()
+    assert proc.returncode == code, out.decode()
     assert b"interrupted; run the same command again to resume" in out
     with JobStore.for_dataset(ds) as s:
         assert s.counts() == {"pending": 4, "running": 0, "done": 0, "failed": 0}
         assert all(r.attempts == 0 for r in s.rows())  # an interrupted try is not counted
+        assert set(s.event_counts("requeued")) == {f"s{i:06d}" for i in range(1, 5)}
+        details = {d for (d,) in s.conn.execute("SELECT detail FROM events WHERE event = 'requeued'")}
+        assert details == {f"interrupted ({name})"}, details
     assert list((ds / ".tmp").iterdir()) == []
 
 
