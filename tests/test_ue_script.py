@@ -285,6 +285,8 @@ def test_constructor_made_range_is_in_60000_fps(fake: ModuleType, tmp_path: Path
     old = fake.SequencerScriptingRange(has_start_value=True, has_end_value=True, inclusive_start=0,
                                        exclusive_end=81)
     assert ch.evaluate_keys(old, rate) == [0.0]
+    assert ch.evaluate_keys(fake.SequencerScriptingRange(has_start_value=True), rate) == []
+    assert ("Error", "Unbounded range passed to evaluate keys.") in fake._STATE.log
 
     # the script with the old constructor-made range fails before rendering
     script = importlib.import_module("ue_scripts.render_job")

@@ -610,8 +610,9 @@ class MovieSceneScriptingDoubleChannel(MovieSceneScriptingChannel):
         resolution = self._sequence()._tick_resolution
         lo, hi = range._to_native(resolution)
         if lo is None or hi is None:
-            # the engine reports this with FFrame::KismetExecutionMessage
-            raise ValueError("EvaluateKeys: the range must have a start and an end")
+            # the engine reports this with FFrame::KismetExecutionMessage and returns no values
+            _emit("Error", "Unbounded range passed to evaluate keys.")
+            return []
         interval = _convert_frame_time(1, frame_rate, resolution)
         out: list[float] = []
         t = Fraction(lo)
