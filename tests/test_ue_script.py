@@ -7,6 +7,7 @@ the exported poses and the clean-up, frame by frame, without Unreal.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import sys
@@ -117,7 +118,8 @@ def test_keyed_transforms_equal_job_poses_every_frame(fake: ModuleType, tmp_path
         assert section._range == (0, 7)
         ch = {c_.channel_name: c_ for c_ in section._channels}
         for name in ("Location.X", "Location.Y", "Location.Z", "Rotation.X", "Rotation.Y", "Rotation.Z"):
-            assert [k[0] for k in ch[name]._keys] == list(range(7))
+            # keys are stored in ticks: display frame f at 15 fps is tick f * 24000 / 15
+            assert [k[0] for k in ch[name]._keys] == [f * 1600 for f in range(7)]
             assert all(k[2] is fake.MovieSceneKeyInterpolation.LINEAR for k in ch[name]._keys)
         assert [ch[f"Scale.{a}"]._default for a in "XYZ"] == [1.0, 1.0, 1.0]
         for f in range(7):
@@ -223,3 +225,82 @@ def test_evaluated_poses_rejects_a_pose_that_differs(fake: ModuleType, tmp_path:
     result["cameras"]["cam02"]["rotator_deg"][1][2] += 10.0  # roll no longer matches the matrix
     with pytest.raises(RenderError, match="rotator convention mismatch"):
         evaluated_poses(result, job, CFG)
+
+
+# ------------------------------------------------------------------------------------------------
+# frame ranges: the fake models the engine's tick resolution / display rate / range rates
+# ------------------------------------------------------------------------------------------------
+
+
+def test_fake_unreal_imports_nothing_from_the_project() -> None:
+    tree = ast.parse(Path(fake_unreal.__file__).read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"relative import in the fake: {ast.dump(node)}"
+            roots.add((node.module or "").split(".")[0])
+    project = {p.name for p in Path(__file__).resolve().parent.parent.iterdir()
+               if p.is_dir() and (p / "__init__.py").exists()} | {"tests", "ue_support"}
+    assert "multicam" in project and "render_jobs" in project
+    assert not roots & project, roots & project
+
+
+@pytest.mark.parametrize(("frames", "fps"), [(81, 15.0), (300, 24.0)])
+def test_every_channel_evaluated_at_every_frame(fake: ModuleType, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch, frames: int, fps: float) -> None:
+    job = make_job(n_cameras=2, frames=frames, size=16, fps=fps)
+    evaluated: list[tuple[Any, int, int]] = []
+    orig = fake.MovieSceneScriptingDoubleChannel.evaluate_keys
+
+    def spy(self: Any, range: Any, frame_rate: Any) -> list[float]:
+        v = orig(self, range, frame_rate)
+        evaluated.append((self, frame_rate.numerator, len(v)))
+        return v
+
+    monkeypatch.setattr(fake.MovieSceneScriptingDoubleChannel, "evaluate_keys", spy)
+    _, result = run_script(job, tmp_path)
+    assert result["status"] == "ok", result["error"]
+    assert len(evaluated) == 2 * 6 and all(n == frames and r == int(fps) for _, r, n in evaluated)
+    assert {len(f) for f in fake._STATE.rendered.values()} == {frames}
+    poses = evaluated_poses(result, job, CFG)
+    np.testing.assert_allclose(poses, job.poses_array(), atol=1e-6)
+
+
+def test_constructor_made_range_is_in_60000_fps(fake: ModuleType, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sequence at 15 fps display rate, 24000 ticks/s, keyed on every frame.
+    seq = fake.LevelSequence()
+    seq.set_tick_resolution(fake.FrameRate(24000, 1))
+    seq.set_display_rate(fake.FrameRate(15, 1))
+    ch = fake.MovieScene3DTransformTrack().add_section()._channels[0]
+    ch._section._sequence = seq
+    for f in range(81):
+        ch.add_key(fake.FrameNumber(f), float(f), interpolation=fake.MovieSceneKeyInterpolation.LINEAR)
+    rate = fake.FrameRate(15, 1)
+    assert ch.evaluate_keys(seq.make_range(0, 81), rate) == [float(f) for f in range(81)]
+    assert ch.evaluate_keys(seq.make_range(10, 5), rate) == [10.0, 11.0, 12.0, 13.0, 14.0]
+    # [0, 81) at 60000 fps is ticks [0, 32): less than one display frame (1600 ticks) -> one value
+    old = fake.SequencerScriptingRange(has_start_value=True, has_end_value=True, inclusive_start=0,
+                                       exclusive_end=81)
+    assert ch.evaluate_keys(old, rate) == [0.0]
+    assert ch.evaluate_keys(fake.SequencerScriptingRange(has_start_value=True), rate) == []
+    assert ("Error", "Unbounded range passed to evaluate keys.") in fake._STATE.log
+
+    # the script with the old constructor-made range fails before rendering
+    script = importlib.import_module("ue_scripts.render_job")
+    monkeypatch.setattr(fake.LevelSequence, "make_range",
+                        lambda self, start_frame, duration: fake.SequencerScriptingRange(
+                            has_start_value=True, has_end_value=True, inclusive_start=start_frame,
+                            exclusive_end=start_frame + duration))
+    job = make_job(n_cameras=1, frames=81, size=16)
+    ue_job = ue_job_dict(job, CFG, tmp_path)
+    (tmp_path / "job.json").write_text(json.dumps(ue_job))
+    script.main([str(tmp_path / "job.json")])
+    while fake._tick():
+        pass
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "error"
+    assert "evaluated 1 frames, expected 81" in result["error"]
+    assert fake._STATE.rendered == {}

@@ -400,11 +400,14 @@ def _matrix_rows(m: unreal.Matrix) -> list[list[float]]:
 def evaluated_poses(job: UeJob, built: Built) -> dict[str, dict[str, list[Any]]]:
     """Per camera: location, rotator (pitch, yaw, roll) and the engine's row-vector matrix per frame,
     evaluated from the keyed channels at every display-rate frame."""
-    rng = unreal.SequencerScriptingRange(has_start_value=True, has_end_value=True,
-                                         inclusive_start=0, exclusive_end=job.frames)
+    # The range must come from the sequence: make_range(start, duration) is in its display rate. A
+    # range built with SequencerScriptingRange(...) keeps the struct's default internal rate
+    # (60000 fps, not settable from Python) and evaluate_keys converts it to the tick resolution,
+    # so [0, frames) would end a fraction of one display frame in (one value per channel).
     rate = frame_rate(job.fps)
     out: dict[str, dict[str, list[Any]]] = {}
     for name, channels in built.channels.items():
+        rng = built.sequences[name].make_range(0, job.frames)
         values = {n: list(channels[n].evaluate_keys(rng, rate)) for n in (*_LOCATION, *_ROTATION)}
         for n, v in values.items():
             if len(v) != job.frames:

@@ -12,21 +12,24 @@ Rules that keep it honest:
   camera cut's camera, its keyed channels with the keys' interpolation) and writing one small
   image per frame whose pixels encode the camera index and frame, so later stages can check them.
 
+* it imports nothing from the project (``tests/test_ue_script.py`` checks its imports), so what it
+  computes (the engine's rotation matrix, frame-rate conversions) is modelled here on its own.
+
 Install with :func:`_install` (puts it in ``sys.modules["unreal"]``); reset with :func:`_reset`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
-
-from multicam.conventions import ue_location_rotator_to_matrix
 
 # ------------------------------------------------------------------------------------------------
 # recorded state + failure injection
@@ -233,11 +236,17 @@ class Transform(StructBase):
         self.scale3d = scale or Vector(1.0, 1.0, 1.0)
 
     def to_matrix(self) -> Matrix:
-        # The engine's FTransform::ToMatrixWithScale for unit scale == FRotationTranslationMatrix.
+        # The engine's FTransform::ToMatrixWithScale for unit scale == FRotationTranslationMatrix
+        # (RotationTranslationMatrix.h): row-vector convention, row 0 the forward axis.
         r = self._rot
-        m = ue_location_rotator_to_matrix([self.translation.x, self.translation.y, self.translation.z],
-                                          [r.pitch, r.yaw, r.roll])
-        return Matrix(*(Plane(*map(float, row)) for row in m))
+        sp, cp = math.sin(math.radians(r.pitch)), math.cos(math.radians(r.pitch))
+        sy, cy = math.sin(math.radians(r.yaw)), math.cos(math.radians(r.yaw))
+        sr, cr = math.sin(math.radians(r.roll)), math.cos(math.radians(r.roll))
+        t = self.translation
+        return Matrix(Plane(cp * cy, cp * sy, sp, 0.0),
+                      Plane(sr * sp * cy - cr * sy, sr * sp * sy + cr * cy, -sr * cp, 0.0),
+                      Plane(-(cr * sp * cy + sr * sy), cy * sr - cr * sp * sy, cr * cp, 0.0),
+                      Plane(t.x, t.y, t.z, 1.0))
 
 
 class FrameNumber(StructBase):
@@ -253,6 +262,33 @@ class FrameRate(StructBase):
 
     def __init__(self, numerator: int = 0, denominator: int = 0) -> None:
         self.numerator, self.denominator = int(numerator), int(denominator)
+
+
+def _rate(r: FrameRate) -> Fraction:
+    """FFrameRate as frames per second (FrameRate.h: Numerator / Denominator)."""
+    return Fraction(r.numerator, r.denominator)
+
+
+def _convert_frame_time(time: Fraction | int, source: FrameRate, dest: FrameRate) -> Fraction:
+    """FrameRate.h ``ConvertFrameTime`` / ``FFrameRate::TransformTime``: a time in ``source`` frames as
+    a (sub-frame exact) time in ``dest`` frames. Callers floor/round it as the engine does."""
+    return Fraction(time) * _rate(dest) / _rate(source)
+
+
+def _floor_to_frame(t: Fraction) -> int:
+    return math.floor(t)  # FFrameTime::FloorToFrame
+
+
+def _round_to_frame(t: Fraction) -> int:
+    return math.floor(t + Fraction(1, 2))  # FFrameTime::RoundToFrame (half rounds up)
+
+
+#: LevelSequence.cpp: LevelSequence.DefaultTickResolution / DefaultDisplayRate console defaults.
+_DEFAULT_TICK_RESOLUTION = (24000, 1)
+_DEFAULT_DISPLAY_RATE = (30, 1)
+#: SequencerScriptingRange.h: ``FFrameRate InternalRate;`` is default-constructed, FFrameRate() is 60000/1
+#: (FrameRate.h), and it is not a UPROPERTY Python can set.
+_SCRIPTING_RANGE_DEFAULT_RATE = (60000, 1)
 
 
 class SoftObjectPath(StructBase):
@@ -285,6 +321,23 @@ class SequencerScriptingRange(StructBase):
                  inclusive_start: int = 0, exclusive_end: int = 0) -> None:
         self.has_start_value, self.has_end_value = has_start_value, has_end_value
         self.inclusive_start, self.exclusive_end = inclusive_start, exclusive_end
+        self._internal_rate = FrameRate(*_SCRIPTING_RANGE_DEFAULT_RATE)
+
+    @classmethod
+    def _from_native(cls, start: int, end: int, input_rate: FrameRate) -> SequencerScriptingRange:
+        """SequencerScriptingRange.h ``FromNative``: the range keeps the rate its frames are in."""
+        r = cls(has_start_value=True, has_end_value=True, inclusive_start=start, exclusive_end=end)
+        r._internal_rate = input_rate
+        return r
+
+    def _to_native(self, target_rate: FrameRate) -> tuple[int | None, int | None]:
+        """SequencerScriptingRange.h ``ToNative``: each bound ConvertFrameTime(InternalRate -> target)
+        then FloorToFrame."""
+        lo = (_floor_to_frame(_convert_frame_time(self.inclusive_start, self._internal_rate, target_rate))
+              if self.has_start_value else None)
+        hi = (_floor_to_frame(_convert_frame_time(self.exclusive_end, self._internal_rate, target_rate))
+              if self.has_end_value else None)
+        return lo, hi
 
 
 class CameraFocusMethod(EnumBase):
@@ -497,9 +550,10 @@ class MovieSceneObjectBindingID(StructBase):
 
 
 class MovieSceneScriptingChannel(Object):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, section: MovieSceneSection | None = None) -> None:
         super().__init__()
         self._channel_name = name
+        self._section = section
 
     @property
     def channel_name(self) -> str:
@@ -507,8 +561,9 @@ class MovieSceneScriptingChannel(Object):
 
 
 class MovieSceneScriptingDoubleChannel(MovieSceneScriptingChannel):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, section: MovieSceneSection | None = None) -> None:
+        super().__init__(name, section)
+        #: (time in ticks of the sequence's tick resolution, value, interpolation), as the engine stores keys
         self._keys: list[tuple[int, float, Any]] = []
         self._default: float | None = None
 
@@ -517,7 +572,11 @@ class MovieSceneScriptingDoubleChannel(MovieSceneScriptingChannel):
         if time_unit is not None or sub_frame:
             raise AssertionError("the script must key whole display-rate frames")
         interp = interpolation or MovieSceneKeyInterpolation.AUTO  # type: ignore[attr-defined]
-        self._keys.append((time.value, float(new_value), interp))
+        # MovieSceneScriptingChannel.h AddKeyInChannel: a DisplayRate time is transformed to the tick
+        # resolution (FFrameRate::TransformTime) and stored as its frame number.
+        seq = self._sequence()
+        tick = _floor_to_frame(_convert_frame_time(time.value, seq._display_rate, seq._tick_resolution))
+        self._keys.append((tick, float(new_value), interp))
         self._keys.sort(key=lambda k: k[0])
 
     def set_default(self, default_value: float) -> None:
@@ -537,18 +596,42 @@ class MovieSceneScriptingDoubleChannel(MovieSceneScriptingChannel):
                 raise AssertionError(f"unsupported interpolation {interp} (auto tangents overshoot)")
         return self._keys[-1][1]
 
+    def _sequence(self) -> LevelSequence:
+        seq = self._section._sequence if self._section is not None else None
+        if seq is None:
+            raise AssertionError("channel is not in a sequence's section")
+        return seq
+
     def evaluate_keys(self, range: SequencerScriptingRange, frame_rate: FrameRate) -> list[float]:
-        return [self._value_at(f) for f in _range(range.inclusive_start, range.exclusive_end)]
-
-
-_range = range
+        # MovieSceneScriptingChannel.h EvaluateKeysInChannel: the range goes ToNative(TickResolution);
+        # from its discrete inclusive lower to exclusive upper bound it steps by
+        # Interval = TransformTime(1, FrameRate, TickResolution), snapping each time to FrameRate
+        # (FFrameRate::Snap: to FrameRate, RoundToFrame, back) and flooring it to a tick.
+        resolution = self._sequence()._tick_resolution
+        lo, hi = range._to_native(resolution)
+        if lo is None or hi is None:
+            # the engine reports this with FFrame::KismetExecutionMessage and returns no values
+            _emit("Error", "Unbounded range passed to evaluate keys.")
+            return []
+        interval = _convert_frame_time(1, frame_rate, resolution)
+        out: list[float] = []
+        t = Fraction(lo)
+        while t < hi:
+            snapped = _convert_frame_time(_round_to_frame(_convert_frame_time(t, resolution, frame_rate)),
+                                          frame_rate, resolution)
+            out.append(self._value_at(_floor_to_frame(snapped)))
+            t += interval
+        return out
 
 
 class MovieSceneSection(Object):
     def __init__(self) -> None:
         super().__init__()
+        #: as given to set_range: display-rate frames (MovieSceneSectionExtensions.cpp SetRange converts
+        #: them with ConvertFrameTime(DisplayRate -> TickResolution))
         self._range: tuple[int, int] | None = None
         self._channels: list[MovieSceneScriptingChannel] = []
+        self._sequence: LevelSequence | None = None
 
     def set_range(self, start_frame: int, end_frame: int) -> None:
         self._range = (start_frame, end_frame)
@@ -560,7 +643,7 @@ class MovieSceneSection(Object):
 class MovieScene3DTransformSection(MovieSceneSection):
     def __init__(self) -> None:
         super().__init__()
-        self._channels = [MovieSceneScriptingDoubleChannel(f"{a}.{x}")
+        self._channels = [MovieSceneScriptingDoubleChannel(f"{a}.{x}", self)
                           for a in ("Location", "Rotation", "Scale") for x in "XYZ"]
 
 
@@ -605,9 +688,11 @@ class MovieSceneTrack(Object):
     def __init__(self) -> None:
         super().__init__()
         self._sections: list[MovieSceneSection] = []
+        self._sequence: LevelSequence | None = None
 
     def add_section(self) -> MovieSceneSection:
         s = self._section_type()
+        s._sequence = self._sequence
         self._sections.append(s)
         return s
 
@@ -625,12 +710,14 @@ class MovieSceneCameraCutTrack(MovieSceneTrack):
 
 
 class MovieSceneBindingProxy(StructBase):
-    def __init__(self, obj: Any = None) -> None:
+    def __init__(self, obj: Any = None, sequence: LevelSequence | None = None) -> None:
         self._object = obj
         self._tracks: list[MovieSceneTrack] = []
+        self._sequence = sequence
 
     def add_track(self, track_type: Class) -> MovieSceneTrack:
         t = track_type._py()
+        t._sequence = self._sequence
         self._tracks.append(t)
         return t
 
@@ -638,8 +725,8 @@ class MovieSceneBindingProxy(StructBase):
 class LevelSequence(Object):
     def __init__(self) -> None:
         super().__init__()
-        self._tick_resolution: FrameRate | None = None
-        self._display_rate: FrameRate | None = None
+        self._tick_resolution = FrameRate(*_DEFAULT_TICK_RESOLUTION)
+        self._display_rate = FrameRate(*_DEFAULT_DISPLAY_RATE)
         self._start: int | None = None
         self._end: int | None = None
         self._bindings: list[MovieSceneBindingProxy] = []
@@ -658,14 +745,19 @@ class LevelSequence(Object):
         self._end = end_frame
 
     def add_possessable(self, object_to_possess: Object) -> MovieSceneBindingProxy:
-        b = MovieSceneBindingProxy(object_to_possess)
+        b = MovieSceneBindingProxy(object_to_possess, self)
         self._bindings.append(b)
         return b
 
     def add_track(self, track_type: Class) -> MovieSceneTrack:
         t = track_type._py()
+        t._sequence = self
         self._tracks.append(t)
         return t
+
+    def make_range(self, start_frame: int, duration: int) -> SequencerScriptingRange:
+        # MovieSceneSequenceExtensions.cpp MakeRange: FromNative([start, start + duration), DisplayRate).
+        return SequencerScriptingRange._from_native(start_frame, start_frame + duration, self._display_rate)
 
     def get_binding_id(self, binding: MovieSceneBindingProxy) -> MovieSceneObjectBindingID:
         if binding not in self._bindings:
@@ -685,7 +777,8 @@ class LevelSequence(Object):
     def _camera_pose(self, binding: MovieSceneBindingProxy, frame: int) -> tuple[list[float], list[float]]:
         sections = [s for t in binding._tracks if isinstance(t, MovieScene3DTransformTrack) for s in t._sections]
         ch = {c.channel_name: c for c in sections[0]._channels}
-        v = {n: c._value_at(frame) for n, c in ch.items()}  # type: ignore[attr-defined]
+        tick = _floor_to_frame(_convert_frame_time(frame, self._display_rate, self._tick_resolution))
+        v = {n: c._value_at(tick) for n, c in ch.items()}  # type: ignore[attr-defined]
         loc = [v["Location.X"], v["Location.Y"], v["Location.Z"]]
         return loc, [v["Rotation.Y"], v["Rotation.Z"], v["Rotation.X"]]  # pitch, yaw, roll
 
