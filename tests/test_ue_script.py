@@ -304,3 +304,19 @@ def test_constructor_made_range_is_in_60000_fps(fake: ModuleType, tmp_path: Path
     assert result["status"] == "error"
     assert "evaluated 1 frames, expected 81" in result["error"]
     assert fake._STATE.rendered == {}
+
+
+def test_every_job_file_field_is_required_so_no_default_can_disagree(fake: ModuleType, tmp_path: Path) -> None:
+    """The launcher writes every field from the RenderJob; the script has no defaults of its own (they said 8
+    samples, 30 fps and a 120 cm focus where the plan says otherwise), so each missing field is named."""
+    script = importlib.import_module("ue_scripts.render_job")
+    full = ue_job_dict(make_job(frames=3, size=16), CFG, tmp_path)
+    script.parse_job(full)
+    for key in full:
+        job = {k: v for k, v in full.items() if k != key}
+        with pytest.raises(script.JobError, match=f"missing field '{key}'"):
+            script.parse_job(job)
+    for key in full["cameras"][0]:
+        job = {**full, "cameras": [{k: v for k, v in full["cameras"][0].items() if k != key}]}
+        with pytest.raises(script.JobError, match=rf"cameras\[0\]: missing field '{key}'"):
+            script.parse_job(job)

@@ -128,7 +128,11 @@ def _need(d: dict[str, Any], key: str, where: str) -> Any:
 
 
 def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
-    """Validate the job dict written by the launcher; errors name the field."""
+    """Validate the job dict written by the launcher; errors name the field.
+
+    Every field is required: the launcher (render_jobs/unreal_backend.py::ue_job_dict) writes all of them from
+    the RenderJob, so a default here could only disagree with the plan (tests/test_ue_script.py checks that each
+    missing field is named)."""
     cams = []
     frames = int(_need(data, "frames", where))
     for i, c in enumerate(_need(data, "cameras", where)):
@@ -140,16 +144,16 @@ def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
         cams.append(CameraSpec(
             name=str(_need(c, "name", cw)), focal_mm=float(_need(c, "focal_mm", cw)),
             aperture=float(_need(c, "aperture", cw)),
-            sensor_width_mm=float(c.get("sensor_width_mm", 23.76)),
-            sensor_height_mm=float(c.get("sensor_height_mm", 23.76)),
+            sensor_width_mm=float(_need(c, "sensor_width_mm", cw)),
+            sensor_height_mm=float(_need(c, "sensor_height_mm", cw)),
             locations=locs, rotators=rots,
         ))
     if not cams:
         raise JobError(f"{where}: cameras must not be empty")
-    image_format = str(data.get("image_format", "png")).lower()
+    image_format = str(_need(data, "image_format", where)).lower()
     if image_format not in ("png", "exr"):
         raise JobError(f"{where}: image_format must be png or exr, got {image_format!r}")
-    interpolation = str(data.get("interpolation", "linear")).lower()
+    interpolation = str(_need(data, "interpolation", where)).lower()
     if interpolation not in ("linear", "constant"):
         raise JobError(f"{where}: interpolation must be linear or constant, got {interpolation!r}")
     return UeJob(
@@ -157,18 +161,18 @@ def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
         map_path=str(_need(data, "map", where)),
         character_mesh=str(_need(data, "character_mesh", where)),
         animation=str(_need(data, "animation", where)),
-        animation_start_frame=int(data.get("animation_start_frame", 0)),
-        animation_fps=float(data.get("animation_fps", 30.0)),
+        animation_start_frame=int(_need(data, "animation_start_frame", where)),
+        animation_fps=float(_need(data, "animation_fps", where)),
         character_location_cm=[float(v) for v in _need(data, "character_location_cm", where)],
-        character_yaw_deg=float(data.get("character_yaw_deg", 0.0)),
-        focus_height_cm=float(data.get("focus_height_cm", 120.0)),
+        character_yaw_deg=float(_need(data, "character_yaw_deg", where)),
+        focus_height_cm=float(_need(data, "focus_height_cm", where)),
         frames=frames,
         fps=float(_need(data, "fps", where)),
         width=int(_need(data, "width", where)),
         height=int(_need(data, "height", where)),
-        spatial_samples=int(data.get("spatial_samples", 8)),
-        warmup_frames=int(data.get("warmup_frames", 8)),
-        depth_of_field=bool(data.get("depth_of_field", True)),
+        spatial_samples=int(_need(data, "spatial_samples", where)),
+        warmup_frames=int(_need(data, "warmup_frames", where)),
+        depth_of_field=bool(_need(data, "depth_of_field", where)),
         image_format=image_format,
         interpolation=interpolation,
         content_folder=str(_need(data, "content_folder", where)).rstrip("/"),
