@@ -86,6 +86,7 @@ def test_keys_sequences_and_mrq_settings(fake: ModuleType, tmp_path: Path) -> No
         assert {"MoviePipelineDeferredPassBase", "MoviePipelineImageSequenceOutput_PNG"} <= kinds
         cam_setting = next(s for s in cfg if isinstance(s, fake.MoviePipelineCameraSetting))
         assert cam_setting.render_all_cameras is False
+        assert cam_setting.override_camera_overscan is True and cam_setting.overscan_percentage == 0.0
         assert mrq.map._p == MAP
         files = st.rendered[cam.name]
         assert [Path(f).name for f in files] == [f"{f:04d}.png" for f in range(F)]
@@ -320,3 +321,22 @@ def test_every_job_file_field_is_required_so_no_default_can_disagree(fake: Modul
         job = {**full, "cameras": [{k: v for k, v in full["cameras"][0].items() if k != key}]}
         with pytest.raises(script.JobError, match=rf"cameras\[0\]: missing field '{key}'"):
             script.parse_job(job)
+
+
+@pytest.mark.parametrize(("focal_mm", "aperture"), [(18.0, 10.0), (24.0, 5.0), (35.0, 2.4), (50.0, 2.4)])
+def test_every_camera_set_survives_the_lens_limits(fake: ModuleType, tmp_path: Path, focal_mm: float,
+                                                   aperture: float) -> None:
+    """RecalcDerivedData clamps focal length and aperture to the lens; the script sets the lens to the job's
+    values, so each MultiCamVideo camera set reads back unchanged (f/2.4 would read f/2.8 on the default lens)."""
+    job = make_job(n_cameras=2, frames=3, size=16)
+    job = job.model_copy(update={"cameras": [c.model_copy(update={"focal_mm": focal_mm, "aperture": aperture})
+                                             for c in job.cameras]})
+    _, result = run_script(job, tmp_path)
+    assert result["status"] == "ok", result["error"]
+    comps = [a.get_cine_camera_component() for a in fake._STATE.actors if isinstance(a, fake.CineCameraActor)]
+    assert len(comps) == 2
+    for comp in comps:
+        assert (comp.current_focal_length, comp.current_aperture) == (focal_mm, aperture)
+    bare = fake.CineCameraComponent()  # the fake's default lens does clamp, so the test can fail
+    bare.current_aperture = 2.4
+    assert bare.current_aperture == 2.8

@@ -283,6 +283,12 @@ def spawn_camera(job: UeJob, cam: CameraSpec, character: unreal.Actor,
     comp.filmback = unreal.CameraFilmbackSettings(
         sensor_width=cam.sensor_width_mm, sensor_height=cam.sensor_height_mm
     )
+    # UCineCameraComponent::RecalcDerivedData clamps the focal length and aperture to the lens's limits
+    # (the default lens preset would turn f/2.4 into its own minimum f-stop), so the lens is set to exactly the
+    # job's values first: 18-50 mm and f/2.4-f/10 always survive.
+    comp.lens_settings = unreal.CameraLensSettings(
+        min_focal_length=cam.focal_mm, max_focal_length=cam.focal_mm, min_f_stop=cam.aperture, max_f_stop=cam.aperture
+    )
     comp.current_focal_length = cam.focal_mm
     comp.current_aperture = cam.aperture
     if job.depth_of_field:
@@ -484,6 +490,7 @@ def configure_queue(job: UeJob, built: Built,
         camera = unreal.MoviePipelineCameraSetting.cast(
             config.find_or_add_setting_by_class(unreal.MoviePipelineCameraSetting.static_class()))
         camera.render_all_cameras = False  # one camera cut (one camera) per MRQ job
+        camera.override_camera_overscan = True  # else the camera's own overscan is used, not the value below
         camera.overscan_percentage = 0.0
         jobs.append(mrq_job)
     return jobs

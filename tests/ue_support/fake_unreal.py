@@ -438,11 +438,53 @@ class SkeletalMeshActor(Actor):
         return self._component
 
 
+class CameraLensSettings(StructBase):
+    min_focal_length: float
+    max_focal_length: float
+    min_f_stop: float
+    max_f_stop: float
+
+    def __init__(self, min_focal_length: float = 50.0, max_focal_length: float = 50.0, min_f_stop: float = 2.0,
+                 max_f_stop: float = 2.0) -> None:
+        self.min_focal_length, self.max_focal_length = min_focal_length, max_focal_length
+        self.min_f_stop, self.max_f_stop = min_f_stop, max_f_stop
+
+
 class CineCameraComponent(Object):
+    """CineCameraComponent.cpp, UCineCameraComponent::RecalcDerivedData: ``CurrentFocalLength`` and
+    ``CurrentAperture`` are clamped to ``LensSettings`` [MinFocalLength, MaxFocalLength] / [MinFStop, MaxFStop]
+    whenever derived data is recomputed (every tick and edit), so what is read back is the clamped value. The
+    default lens modelled here is a zoom of 12-1000 mm, f/2.8-f/22: a lens the engine may be configured with
+    (DefaultLensPresets in the engine's config), chosen so that f/2.4 does not survive it unless the script sets
+    the lens limits itself."""
+
     filmback: CameraFilmbackSettings = CameraFilmbackSettings()
-    current_focal_length: float = 35.0
-    current_aperture: float = 2.8
     focus_settings: CameraFocusSettings | None = None
+
+    def __init__(self, outer: Any = None, name: str = "None") -> None:
+        super().__init__(outer, name)
+        self.lens_settings = CameraLensSettings(min_focal_length=12.0, max_focal_length=1000.0,
+                                                min_f_stop=2.8, max_f_stop=22.0)
+        self._focal = 35.0
+        self._aperture = 2.8
+
+    @property
+    def current_focal_length(self) -> float:
+        lens = self.lens_settings
+        return min(max(self._focal, lens.min_focal_length), lens.max_focal_length)
+
+    @current_focal_length.setter
+    def current_focal_length(self, value: float) -> None:
+        self._focal = float(value)
+
+    @property
+    def current_aperture(self) -> float:
+        lens = self.lens_settings
+        return min(max(self._aperture, lens.min_f_stop), lens.max_f_stop)
+
+    @current_aperture.setter
+    def current_aperture(self, value: float) -> None:
+        self._aperture = float(value)
 
 
 class CineCameraActor(Actor):
@@ -855,6 +897,7 @@ class MoviePipelineAntiAliasingSetting(MoviePipelineSetting):
 class MoviePipelineCameraSetting(MoviePipelineSetting):
     render_all_cameras: bool = False
     overscan_percentage: float = 0.0
+    override_camera_overscan: bool = False
 
 
 class MoviePipelineConfigBase(Object):
