@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from multicam.conventions import ue_engine_zero_signs
 from multicam.io import atomic_write_text
 
 CAMERA_FILE = Path("cameras") / "camera_extrinsics.json"
@@ -104,6 +105,9 @@ def render_camera_json(poses: ArrayLike, camera_names: Sequence[str] | None = No
         raise ValueError(f"{len(names)} camera names for {n_cams} cameras")
     # One %-format over the whole file: the hot path of writing 136K cameras x 81 frames.
     rigid = _is_rigid_layout(p)
+    if rigid:  # UE transforms: zeros signed as Unreal prints them ("[-0 1 0 0]" for the identity)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a degenerate matrix keeps its zeros as they are
+            p = ue_engine_zero_signs(p)
     mat = _matrix_template(rigid)
     frame_tpls = []
     for f in range(n_frames):

@@ -380,3 +380,36 @@ def ue_yaw_to_rh_yaw(yaw_deg: ArrayLike) -> FloatArray:
     ``RH_FROM_UE``, i.e. the reflection turns a UE yaw into its negative.
     """
     return -np.radians(np.asarray(yaw_deg, dtype=np.float64))
+
+
+def ue_engine_zero_signs(matrix: ArrayLike) -> FloatArray:
+    """The same matrices ``(..., 4, 4)`` with each exact zero of the rotation block signed as Unreal prints it.
+
+    Unreal writes a camera's pose as ``FTransform::ToMatrixWithScale`` (TransformNonVectorized.h) of the quaternion
+    from ``FRotator::Quaternion`` (UnrealMath.cpp), so zeros come out signed by that arithmetic: the identity
+    rotator prints ``[1 0 0 0] [-0 1 0 0] [0 -0 1 0]`` in the released files (``Y = -CR*SP*CY - SR*CP*SY`` is
+    ``-0``). Values are unchanged: only the sign bit of entries that are zero here and in the engine's product
+    follows the engine, so the files read byte for byte like the released ones.
+    """
+    m = np.array(matrix, dtype=np.float64, copy=True)
+    _, rot = ue_matrix_to_location_rotator(m)
+    half = np.radians(np.fmod(rot, 360.0)) / 2.0  # FMath::Fmod(angle, 360) * RADS_DIVIDED_BY_2
+    sp, cp = np.sin(half[..., 0]), np.cos(half[..., 0])
+    sy, cy = np.sin(half[..., 1]), np.cos(half[..., 1])
+    sr, cr = np.sin(half[..., 2]), np.cos(half[..., 2])
+    x = cr * sp * sy - sr * cp * cy
+    y = -cr * sp * cy - sr * cp * sy
+    z = cr * cp * sy - sr * sp * cy
+    w = cr * cp * cy + sr * sp * sy
+    x2, y2, z2 = x + x, y + y, z + z
+    xx2, yy2, zz2 = x * x2, y * y2, z * z2
+    yz2, wx2, xy2, wz2, xz2, wy2 = y * z2, w * x2, x * y2, w * z2, x * z2, w * y2
+    eng = np.empty(m.shape[:-2] + (3, 3))
+    eng[..., 0, 0], eng[..., 1, 1], eng[..., 2, 2] = 1.0 - (yy2 + zz2), 1.0 - (xx2 + zz2), 1.0 - (xx2 + yy2)
+    eng[..., 2, 1], eng[..., 1, 2] = yz2 - wx2, yz2 + wx2
+    eng[..., 1, 0], eng[..., 0, 1] = xy2 - wz2, xy2 + wz2
+    eng[..., 2, 0], eng[..., 0, 2] = xz2 + wy2, xz2 - wy2
+    rot_block = m[..., :3, :3]
+    zero = (rot_block == 0.0) & (eng == 0.0)
+    rot_block[zero] = np.copysign(0.0, eng[zero])
+    return m

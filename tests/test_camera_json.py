@@ -53,7 +53,8 @@ def test_writer_layout_matches_dataset(tmp_path: Path) -> None:
     p = write_camera_json(tmp_path / "cameras" / "camera_extrinsics.json", poses)
     text = p.read_text()
     assert text.startswith('{\n    "frame0": {\n        "cam01": "[1 0 0 0] [')
-    assert '"cam01": "[1 0 0 0] [-0 1 0 0] [0 0 1 0] [3390 1380 240 1] "' in text
+    # Unreal's signed zeros, whatever the sign of the zeros given (the released files' identity rows).
+    assert '"cam01": "[1 0 0 0] [-0 1 0 0] [0 -0 1 0] [3390 1380 240 1] "' in text
     data = json.loads(text)
     assert list(data) == ["frame0", "frame1", "frame2"]
     assert list(data["frame0"]) == ["cam01", "cam02"]
@@ -126,3 +127,24 @@ def test_generic_matrices_keep_their_fourth_column(tmp_path: Path) -> None:
     back, _ = read_camera_json(p)
     np.testing.assert_array_equal(back, poses)
     assert np.signbit(back[0, 0, 0, 3])
+
+
+def test_identity_pose_prints_as_the_released_files_do(tmp_path: Path) -> None:
+    """Released MultiCamVideo files print the identity rotation with Unreal's signed zeros
+    (FTransform::ToMatrixWithScale of FRotator::Quaternion): ``[1 0 0 0] [-0 1 0 0] [0 -0 1 0]``."""
+    from multicam.conventions import ue_location_rotator_to_matrix
+
+    m = ue_location_rotator_to_matrix(np.array([3390.0, 1380.0, 240.0]), np.zeros(3))
+    path = write_camera_json(tmp_path / "c.json", m[None, None])
+    assert '"cam01": "[1 0 0 0] [-0 1 0 0] [0 -0 1 0] [3390 1380 240 1] "' in path.read_text()
+    back, _ = read_camera_json(path)
+    assert np.array_equal(back[0, 0], m)  # values unchanged, only the sign bits of zeros
+
+
+def test_engine_zero_signs_for_quarter_turns() -> None:
+    """Hand-derived from the engine's formulas: yaw -90 -> Q = (0, -0, -s, c), so M[1][2] = yz2 + wx2 = -0."""
+    from multicam.conventions import ue_engine_zero_signs, ue_location_rotator_to_matrix
+
+    m = ue_engine_zero_signs(ue_location_rotator_to_matrix(np.zeros(3), np.array([0.0, -90.0, 0.0])))
+    assert np.signbit(m[1, 2]) and not np.signbit(m[0, 2]) and not np.signbit(m[2, 0])
+    assert m[0, 1] == -1.0 and m[1, 0] == 1.0 and m[2, 2] == 1.0
