@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 VENV=${MULTICAM_VENV:-.venv}
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+[ -f "$VENV/bin/activate" ] && [ -x "$VENV/bin/python" ] || "$PY" -m venv --clear "$VENV"
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
 # torch first and pinned: the CPU build (a range would let pip pick a multi-GB CUDA build).
