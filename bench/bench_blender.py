@@ -21,6 +21,7 @@ import numpy as np
 
 from render_jobs.blender.calibration import job_from_poses
 from render_jobs.blender_backend import BlenderBackend
+from render_jobs.execute import render_scene
 from trajectory.sampler import sample_scene
 
 ENVS = {"plaza": ("mannequin_slim", 1.8, "walk"), "park": ("mannequin_stocky", 1.66, "dance"),
@@ -53,7 +54,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             c0 = os.times()
             t0 = time.perf_counter()
-            backend.render(job, Path(tmp))
+            render_scene(backend, job, Path(tmp))
             wall = time.perf_counter() - t0
             c1 = os.times()
         tm = backend.last_timings

@@ -20,6 +20,7 @@ import numpy as np
 from exporters.video import read_video_frames
 from render_jobs.blender.calibration import job_from_poses
 from render_jobs.blender_backend import BlenderBackend
+from render_jobs.execute import render_scene
 from trajectory.sampler import sample_scene
 
 ROWS = [  # environment, character, height, animation, seed, radius
@@ -49,7 +50,7 @@ def main() -> None:
                              yaw_deg=37.0 * seed, seed=seed, width=args.size, height=args.size,
                              samples=args.samples, fps=15.0 / STEP)
         with tempfile.TemporaryDirectory() as tmp:
-            backend.render(job, Path(tmp))
+            render_scene(backend, job, Path(tmp))
             for c in range(len(CAMS)):
                 frames = read_video_frames(Path(tmp) / "videos" / f"cam{c + 1:02d}.mp4")
                 row = np.concatenate(list(frames), axis=1)

@@ -72,7 +72,7 @@ class BlenderBackend:
     def resources(self) -> dict[str, float]:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
 
-    def render(self, job: RenderJob, out_dir: Path) -> None:
+    def render(self, job: RenderJob, out_dir: Path) -> dict[str, Any]:
         try:
             import_bpy()
         except ImportError as exc:
@@ -87,7 +87,7 @@ class BlenderBackend:
 
             bar = tqdm(total=job.settings.frames * len(job.cameras), desc=job.job_id, unit="cam-frame")
         try:
-            timings = render_job(job, Path(out_dir), device=self.device,
+            timings, record = render_job(job, Path(out_dir), device=self.device,
                                  progress=bar.update if bar is not None else None, save_blend=self.save_blend,
                                  threads=self.threads)
         except (AssetFileError, KeyError, ValueError) as exc:
@@ -97,6 +97,7 @@ class BlenderBackend:
             if bar is not None:
                 bar.close()
         self.last_timings = timings.record()
+        return record
 
     def close(self) -> None:
         pass

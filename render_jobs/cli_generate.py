@@ -102,11 +102,11 @@ def generate(
         st, n_cams = load_settings(out)
         entries = list(iter_manifest(out))
         for entry in tqdm(entries, desc="verify", unit="scene", disable=not progress):
-            folder = out / entry["output_dir"]
+            folder = out / entry.output_dir
             if not folder.is_dir():
                 continue
             for p in verify_scene_dir(materialize(entry, st, n_cams), folder):
-                typer.echo(f"  {entry['output_dir']}: {p}", err=True)
+                typer.echo(f"  {entry.output_dir}: {p}", err=True)
                 problems += 1
     if c["failed"] or problems:
         typer.echo("some scenes failed or did not verify: see `multicam status`, then `multicam retry`", err=True)

@@ -14,6 +14,7 @@ safe to kill at any instant:
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import socket
@@ -24,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multicam.io import atomic_write_text
 from render_jobs.backend import Backend, RenderError
 from render_jobs.planner import TMP_DIR, load_settings, materialize, write_scene_spec
+from render_jobs.schema import ManifestEntry, RenderJob
 from render_jobs.store import pid_alive
 from render_jobs.verify import verify_scene_dir
 
@@ -68,6 +71,37 @@ def cleanup_tmp(dataset_dir: str | os.PathLike[str], pid: int | None = None) -> 
     return n
 
 
+#: Keys of scene.json that are the plan's: a backend's record cannot replace them.
+_PLAN_KEYS = ("job_id", "scene_index", "seed", "cameras", "character", "environment", "animation", "placement",
+              "output_dir", "camera_set", "radius_m", "frames")
+
+
+def write_scene_record(job: RenderJob, out_dir: Path, renderer_record: dict[str, Any], backend_name: str) -> Path:
+    """Write ``out_dir/scene.json``: the job's scene record, its id and the backend's own record. The only writer
+    of scene.json (backends return their record instead)."""
+    clash = sorted(k for k in renderer_record if k in _PLAN_KEYS)
+    if clash:
+        raise RenderError(f"backend {backend_name!r} returned plan fields {clash} in its record; backends replay "
+                          "the plan and cannot change it")
+    record = {**job.scene, "job_id": job.job_id, "backend": backend_name, **renderer_record}
+    path = Path(out_dir) / "scene.json"
+    # Inside the job's private temp folder, made visible by one rename after verification: no fsync needed.
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n", durable=False)
+    return path
+
+
+def render_scene(backend: Backend, job: RenderJob, out_dir: Path) -> dict[str, Any]:
+    """``backend`` renders ``job`` into ``out_dir`` and scene.json is written from its record; returns the record.
+    (Verification and the rename into the dataset are :meth:`JobContext.execute`'s.)"""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = backend.render(job, out_dir)
+    if not isinstance(record, dict):
+        raise RenderError(f"backend {backend.name!r} returned {type(record).__name__}, not its record (a dict)")
+    write_scene_record(job, out_dir, record, backend.name)
+    return record
+
+
 class JobContext:
     """Per-worker state: the dataset's settings and one backend instance reused across jobs."""
 
@@ -98,9 +132,9 @@ class JobContext:
             self._backend.close()
             self._backend = None
 
-    def execute(self, entry: dict[str, Any]) -> Outcome:
+    def execute(self, entry: ManifestEntry) -> Outcome:
         t0 = time.perf_counter()
-        job_id = entry["job_id"]
+        job_id = entry.job_id
         try:
             backend = self.backend
         except Exception as exc:  # noqa: BLE001 - reported to the coordinator, which stops the run
@@ -121,7 +155,7 @@ class JobContext:
             tmp = self.dataset_dir / TMP_DIR / tmp_dir_name(job_id)
             tmp.mkdir(parents=True)
             try:
-                backend.render(job, tmp)
+                render_scene(backend, job, tmp)
                 problems = verify_scene_dir(job, tmp)
                 if problems:
                     raise RenderError("output failed verification: " + "; ".join(problems))

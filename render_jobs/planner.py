@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from exporters.camera_json import cam_name
-from multicam.conventions import SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
+from multicam.conventions import CAMERA_SETS, SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
 from multicam.errors import DatasetError
 from multicam.io import atomic_write_json, atomic_write_text
 from render_jobs.schema import (
@@ -38,9 +39,13 @@ from render_jobs.schema import (
     CameraTrack,
     CharacterRef,
     EnvironmentRef,
+    ManifestEntry,
+    ManifestEnvironment,
     Placement,
     RenderJob,
     RenderSettings,
+    SamplerArgs,
+    split_validation_error,
 )
 from render_jobs.store import JobStore
 from scene_catalog.compose import compose_scenes, usage_spread
@@ -53,6 +58,8 @@ MANIFEST_FILE = "manifest.jsonl"
 SPECS_DIR = "specs"
 TMP_DIR = ".tmp"
 _SAMPLE_CHUNK = 2048
+#: Stream id of the prop layout in (seed, scene, stream): apart from the cameras' (seed, scene, camera < 2**31).
+LAYOUT_STREAM = 2**31 + 7
 
 
 class PlanError(DatasetError):
@@ -81,6 +88,19 @@ def _plan_key(
     }
 
 
+#: The job store's record of the plan's arguments (seed, scenes, cameras, settings, catalog hash) at plan time.
+PLAN_KEY_META = "plan_key"
+
+
+def canonical_plan_key(key: dict[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True, separators=(",", ":"))
+
+
+def plan_key_of(plan: dict[str, Any]) -> dict[str, Any]:
+    """The arguments part of a plan.json header (what :func:`_plan_key` made)."""
+    return {k: plan.get(k) for k in ("version", "seed", "scenes", "cameras", "settings", "catalog_sha256")}
+
+
 def plan_dataset(
     catalog: Catalog,
     n_scenes: int,
@@ -95,8 +115,6 @@ def plan_dataset(
     Idempotent: planning an existing dataset again with the same arguments does nothing; with different
     arguments it raises :class:`PlanError` naming what differs (a dataset has exactly one plan).
     """
-    from trajectory.sampler import sample_scenes
-
     if n_scenes < 1:
         raise PlanError(f"--scenes must be >= 1, got {n_scenes}")
     settings = settings or RenderSettings.model_validate({})
@@ -107,10 +125,16 @@ def plan_dataset(
         old = read_plan(out)
         diff = [k for k in key if old.get(k) != key[k]]
         if not diff:
-            # Same plan again: re-add every planned job the store lacks (a deleted or replaced jobs.sqlite is
-            # rebuilt this way; rows already there keep their state).
+            # Same plan again: the entries are a pure function of the plan's arguments, so they are drawn again
+            # and are the repair: a damaged or hand-edited manifest is restored, and every planned job the store
+            # lacks is re-added (a deleted or replaced jobs.sqlite is rebuilt this way; rows keep their state).
+            entries, _ = plan_entries(catalog, n_scenes, seed, settings, n_cameras=n_cameras)
+            text = "".join(e.canonical_json() + "\n" for e in entries)
+            if not manifest.exists() or manifest.read_bytes() != text.encode():
+                atomic_write_text(manifest, text)
             with JobStore.for_dataset(out) as store:
-                store.add_jobs((e["job_id"], int(e["scene_index"]), e["output_dir"]) for e in iter_manifest(out))
+                store.add_jobs(_store_row(e) for e in entries)
+                store.set_meta_default(PLAN_KEY_META, canonical_plan_key(key))
             return manifest
         details = "; ".join(f"{k}: planned {old.get(k)!r}, now {key[k]!r}" for k in diff if k != "settings")
         if "settings" in diff:
@@ -125,13 +149,58 @@ def plan_dataset(
         raise PlanError(f"{out} already holds a different plan ({details}); plan into a new folder")
 
     t0 = time.perf_counter()
+    entries, draws = plan_entries(catalog, n_scenes, seed, settings, n_cameras=n_cameras)
+    per_folder: dict[str, int] = defaultdict(int)
+    for e in entries:
+        per_folder[e.output_dir.split("/")[1]] += 1
+    lines = [e.canonical_json() for e in entries]
+    rows = [_store_row(e) for e in entries]
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(manifest, "\n".join(lines) + "\n")
+    for folder in per_folder:
+        (out / "train" / folder).mkdir(parents=True, exist_ok=True)
+    with JobStore.for_dataset(out) as store:
+        store.add_jobs(rows)
+        store.set_meta_default(PLAN_KEY_META, canonical_plan_key(key))
+    spreads = usage_spread(catalog, draws)
+    header = {
+        **key,
+        "n_cameras": n_cameras,
+        "catalog_sources": list(catalog.sources),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "plan_seconds": round(time.perf_counter() - t0, 3),
+        "folders": dict(per_folder),
+        "spread": {
+            s.kind: {"items": s.items, "min": s.min, "max": s.max, "unused": s.unused} for s in spreads
+        },
+    }
+    atomic_write_json(plan_file, header)
+    return manifest
+
+
+def layout_seed_for(seed: int, scene_index: int) -> int:
+    """The prop-layout seed of a scene: its own stream of (dataset seed, scene), apart from the cameras'."""
+    return int(np.random.SeedSequence([int(seed), int(scene_index), LAYOUT_STREAM]).generate_state(1, np.uint64)[0])
+
+
+def _store_row(e: ManifestEntry) -> tuple[str, int, str, str, str]:
+    return (e.job_id, e.scene_index, e.output_dir, e.content_sha256(), e.canonical_json())
+
+
+def plan_entries(
+    catalog: Catalog, n_scenes: int, seed: int, settings: RenderSettings, *, n_cameras: int = 10
+) -> tuple[list[ManifestEntry], list[Any]]:
+    """The typed manifest entries of a plan (a pure function of its arguments) and the catalog draws."""
+    from trajectory.sampler import sample_scenes
+
     draws = compose_scenes(catalog, n_scenes, seed, frames=settings.frames, fps=settings.fps)
     envs = {e.id: e for e in catalog.environments}
     chars = {c.id: c for c in catalog.characters}
     anims = {a.id: a for a in catalog.animations}
 
-    # Scene-level draws (radius, camera set) from the sampler itself, cheaply: one camera, two frames.
-    # materialize() draws the full scene with the same (seed, scene, radii, location) and checks they agree.
+    # Scene-level draws (radius, camera set) from the sampler itself, once, cheaply (one camera, two frames);
+    # materialize() passes them back to the sampler.
     groups: dict[tuple[float, ...], list[int]] = defaultdict(list)
     for i, d in enumerate(draws):
         groups[envs[d.environment].anchor_radii_m(d.anchor)].append(i)
@@ -153,78 +222,35 @@ def plan_dataset(
             for i, s in zip(part, batch.scenes, strict=True):
                 scene_level[i] = (s.radius_m, s.camera_set)
 
-    from multicam.conventions import CAMERA_SETS
-
     per_folder: dict[str, int] = defaultdict(int)
-    lines = []
-    rows = []
+    entries = []
     for d, (radius, cset) in zip(draws, scene_level, strict=True):
         env, char, anim = envs[d.environment], chars[d.character], anims[d.animation]
         anchor = env.anchors[d.anchor]
         focal, aperture = CAMERA_SETS[cset]
         folder = camera_set_folder(focal, aperture)
         per_folder[folder] += 1
-        output_dir = f"train/{folder}/scene{per_folder[folder]}"
-        jid = job_id_for(d.scene_index)
-        entry = {
-            "job_id": jid,
-            "scene_index": d.scene_index,
-            "seed": int(seed),
-            "output_dir": output_dir,
-            "environment": {
-                "id": env.id,
-                "asset": env.asset,
-                "tags": list(env.tags),
-                "anchor": d.anchor,
-                "anchor_id": env.anchor_id(d.anchor),
-            },
-            "character": {
-                "id": char.id,
-                "asset": char.asset,
-                "height_m": char.height_m,
-                "skeleton": char.skeleton,
-            },
-            "animation": {
-                "id": anim.id,
-                "asset": anim.asset,
-                "skeleton": anim.skeleton,
-                "fps": anim.fps,
-                "length_frames": anim.length_frames,
-                "loopable": anim.loopable,
-                "start_frame": d.start_frame,
-            },
-            "placement": {"location_cm": list(anchor.location_cm), "yaw_deg": d.yaw_deg},
-            "sampler": {
-                "allowed_radii_m": list(env.anchor_radii_m(d.anchor)),
-                "camera_set": cset,
-                "radius_m": radius,
-                "focal_mm": focal,
-                "aperture": aperture,
-            },
-        }
-        lines.append(json.dumps(entry, separators=(",", ":")))
-        rows.append((jid, d.scene_index, output_dir))
-
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(manifest, "\n".join(lines) + "\n")
-    for folder in per_folder:
-        (out / "train" / folder).mkdir(parents=True, exist_ok=True)
-    with JobStore.for_dataset(out) as store:
-        store.add_jobs(rows)
-    spreads = usage_spread(catalog, draws)
-    header = {
-        **key,
-        "n_cameras": n_cameras,
-        "catalog_sources": list(catalog.sources),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "plan_seconds": round(time.perf_counter() - t0, 3),
-        "folders": dict(per_folder),
-        "spread": {
-            s.kind: {"items": s.items, "min": s.min, "max": s.max, "unused": s.unused} for s in spreads
-        },
-    }
-    atomic_write_json(plan_file, header)
-    return manifest
+        entries.append(ManifestEntry(
+            job_id=job_id_for(d.scene_index),
+            scene_index=d.scene_index,
+            seed=int(seed),
+            output_dir=f"train/{folder}/scene{per_folder[folder]}",
+            environment=ManifestEnvironment(
+                id=env.id, asset=env.asset, tags=list(env.tags), anchor=d.anchor, anchor_id=env.anchor_id(d.anchor)
+            ),
+            character=CharacterRef(id=char.id, asset=char.asset, height_m=char.height_m, skeleton=char.skeleton),
+            animation=AnimationRef(
+                id=anim.id, asset=anim.asset, skeleton=anim.skeleton, fps=anim.fps,
+                length_frames=anim.length_frames, loopable=anim.loopable, start_frame=d.start_frame,
+            ),
+            placement=Placement(location_cm=tuple(anchor.location_cm), yaw_deg=d.yaw_deg),
+            sampler=SamplerArgs(
+                allowed_radii_m=list(env.anchor_radii_m(d.anchor)), camera_set=cset, radius_m=radius,
+                focal_mm=focal, aperture=aperture,
+            ),
+            layout_seed=layout_seed_for(seed, d.scene_index),
+        ))
+    return entries, draws
 
 
 # -- reading a plan --------------------------------------------------------------------------------
@@ -243,19 +269,40 @@ def read_plan(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return plan
 
 
-def iter_manifest(dataset_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+_REPAIR = "run the same `multicam plan` command again to restore it, or plan into a new folder"
+
+
+def iter_manifest(dataset_dir: str | os.PathLike[str]) -> Iterator[ManifestEntry]:
+    """The typed entries of ``plan/manifest.jsonl``; a line that is not a valid entry raises :class:`PlanError`
+    naming the file, line, scene and field."""
     _, manifest = plan_paths(dataset_dir)
-    with open(manifest, encoding="utf-8", errors="strict") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise PlanError(f"{manifest}:{number}: damaged manifest line ({exc.msg}); the plan cannot be "
-                                    "used as it is") from exc
-                if not isinstance(entry, dict) or "job_id" not in entry:
-                    raise PlanError(f"{manifest}:{number}: damaged manifest line (not a job entry)")
-                yield entry
+    try:
+        fh = open(manifest, encoding="utf-8", errors="strict")
+    except FileNotFoundError as exc:
+        raise PlanError(f"{manifest}: missing; {_REPAIR}") from exc
+    with fh:
+        try:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    yield parse_manifest_line(line, f"{manifest}:{number}")
+        except UnicodeDecodeError as exc:
+            raise PlanError(f"{manifest}: not UTF-8 text ({exc.reason}); {_REPAIR}") from exc
+
+
+def parse_manifest_line(line: str, where: str) -> ManifestEntry:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{where}: damaged manifest line ({exc.msg}); {_REPAIR}") from exc
+    if not isinstance(raw, dict):
+        raise PlanError(f"{where}: damaged manifest line (not a job entry); {_REPAIR}")
+    try:
+        return ManifestEntry.model_validate(raw)
+    except ValidationError as exc:
+        field, msg = split_validation_error(dict(exc.errors()[0]))
+        scene = raw.get("scene_index", "?")
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise PlanError(f"{where}: scene {scene}: field {field}: {msg}{more}; {_REPAIR}") from exc
 
 
 def load_settings(dataset_dir: str | os.PathLike[str]) -> tuple[RenderSettings, int]:
@@ -265,34 +312,36 @@ def load_settings(dataset_dir: str | os.PathLike[str]) -> tuple[RenderSettings, 
     )
 
 
-def materialize(entry: dict[str, Any], settings: RenderSettings, n_cameras: int = 10) -> RenderJob:
-    """A manifest entry -> the full :class:`RenderJob` (poses drawn by the trajectory sampler)."""
+def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int = 10) -> RenderJob:
+    """A manifest entry -> the full :class:`RenderJob`: a pure function of the entry and the plan's settings.
+
+    The trajectory sampler draws the poses with the scene-level choices the planner made (radius, camera set)
+    passed back to it; nothing is drawn twice."""
     from trajectory.sampler import sample_scene
 
-    smp = entry["sampler"]
+    smp = entry.sampler
     sample = sample_scene(
-        entry["seed"],
-        entry["scene_index"],
+        entry.seed,
+        entry.scene_index,
         n_cameras=n_cameras,
         frames=settings.frames,
-        allowed_radii_m=smp["allowed_radii_m"],
-        character_location_cm=entry["placement"]["location_cm"],
-        character_height_m=entry["character"]["height_m"],
+        allowed_radii_m=smp.allowed_radii_m,
+        radius_m=smp.radius_m,
+        camera_set=smp.camera_set,
+        character_location_cm=entry.placement.location_cm,
+        character_height_m=entry.character.height_m,
     )
-    if sample.camera_set != smp["camera_set"] or sample.radius_m != smp["radius_m"]:
-        raise PlanError(
-            f"{entry['job_id']}: the trajectory sampler now draws camera set {sample.camera_set} / radius "
-            f"{sample.radius_m} where the plan has {smp['camera_set']} / {smp['radius_m']}; "
-            "the sampler changed since planning - plan again into a new folder"
-        )
+    edict = entry.model_dump(mode="json")
     record = sample.record()
-    scene = scene_spec(entry, record)
+    scene = scene_spec(edict, record)
     cams = record["cameras"]
     # The sampler's poses are checked once with numpy; the tracks are then built without pydantic
     # re-validating 16 floats per frame per camera (the hot path of materializing 13,600 jobs).
     poses = np.asarray(sample.poses_ue, dtype=np.float64)
     if poses.shape != (n_cameras, settings.frames, 4, 4) or not np.all(np.isfinite(poses)):
-        raise PlanError(f"{entry['job_id']}: sampler returned poses of shape {poses.shape} (or non-finite)")
+        raise PlanError(f"{entry.job_id}: sampler returned poses of shape {poses.shape} (or non-finite)")
+    # Every camera aims and focuses at the character's aim point (the sampler's look-at target), at every frame.
+    focus = [list(map(float, record["character"]["aim_point_cm"]))] * settings.frames
     tracks = [
         CameraTrack.model_construct(
             name=cam_name(i),
@@ -301,25 +350,24 @@ def materialize(entry: dict[str, Any], settings: RenderSettings, n_cameras: int 
             sensor_width_mm=SENSOR_WIDTH_MM,
             sensor_height_mm=SENSOR_HEIGHT_MM,
             poses_ue=poses[i].tolist(),
+            focus_points_cm=[list(p) for p in focus],
             trajectory=cams[cam_name(i)],
         )
         for i in range(n_cameras)
     ]
     return RenderJob(
-        job_id=entry["job_id"],
-        scene_index=entry["scene_index"],
-        seed=entry["seed"],
-        environment=EnvironmentRef(
-            id=entry["environment"]["id"],
-            asset=entry["environment"]["asset"],
-            tags=entry["environment"]["tags"],
-        ),
-        character=CharacterRef(**entry["character"]),
-        animation=AnimationRef(**entry["animation"]),
-        placement=Placement(**entry["placement"]),
+        job_id=entry.job_id,
+        scene_index=entry.scene_index,
+        seed=entry.seed,
+        environment=EnvironmentRef(id=entry.environment.id, asset=entry.environment.asset,
+                                   tags=list(entry.environment.tags)),
+        character=entry.character.model_copy(),
+        animation=entry.animation.model_copy(),
+        placement=entry.placement.model_copy(),
         cameras=tracks,
+        layout_seed=entry.layout_seed,
         settings=settings,
-        output_dir=entry["output_dir"],
+        output_dir=entry.output_dir,
         scene=scene,
     )
 

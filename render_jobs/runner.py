@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import heapq
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -35,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from render_jobs.execute import JobContext, Outcome, cleanup_tmp
-from render_jobs.planner import PlanError, iter_manifest, load_settings, read_plan
+from render_jobs.planner import PLAN_KEY_META, PlanError, iter_manifest, load_settings, plan_key_of, read_plan
+from render_jobs.schema import ManifestEntry, changed_fields
 from render_jobs.store import JobStore
 
 EXECUTORS = ("local", "ray")
@@ -79,7 +81,7 @@ class _Books:
     def __init__(
         self,
         store: JobStore,
-        entries: dict[str, dict[str, Any]],
+        entries: dict[str, ManifestEntry],
         summary: RunSummary,
         max_attempts: int,
         backoff_s: float,
@@ -203,11 +205,26 @@ class _Books:
         self.bar.close()
 
 
-def check_store_matches_plan(store: JobStore, dataset: Path, entries: dict[str, dict] | None = None) -> None:
+def check_store_matches_plan(
+    store: JobStore, dataset: Path, entries: dict[str, ManifestEntry] | None = None
+) -> None:
     """Raise :class:`PlanError` when the job store and the manifest do not list the same jobs (a deleted or
-    replaced ``jobs.sqlite``, a plan killed between the two), naming the repair."""
-    planned = set(entries) if entries is not None else {e["job_id"] for e in iter_manifest(dataset)}
-    stored = {r.job_id for r in store.rows()}
+    replaced ``jobs.sqlite``, a plan killed between the two) or when a manifest entry is not the one planned
+    (its content hash differs from the one the store recorded at plan time: a hand-edited manifest), naming the
+    scene, the field and the repair. Runs before any job renders."""
+    recorded_key = store.meta(PLAN_KEY_META)
+    if recorded_key is not None:
+        old_key, now_key = json.loads(recorded_key), plan_key_of(read_plan(dataset))
+        fields = changed_fields(old_key, now_key)
+        if fields:
+            detail = ", ".join(f"{f} (planned {_dig(old_key, f)!r}, now {_dig(now_key, f)!r})" for f in fields[:3])
+            raise PlanError(f"{dataset / 'plan' / 'plan.json'} differs from the plan recorded in {store.path}: "
+                            f"{detail}; restore plan.json, or plan into a new folder")
+    if entries is None:
+        entries = {e.job_id: e for e in iter_manifest(dataset)}
+    planned = set(entries)
+    recorded = store.planned_entries()
+    stored = set(recorded)
     missing, extra = sorted(planned - stored), sorted(stored - planned)
     if missing:
         raise PlanError(f"{store.path}: the job store lacks {len(missing)} of {len(planned)} planned jobs "
@@ -216,6 +233,24 @@ def check_store_matches_plan(store: JobStore, dataset: Path, entries: dict[str, 
         raise PlanError(f"{store.path}: the job store holds {len(extra)} job(s) the plan does not (first "
                         f"{extra[0]}); it belongs to another plan: move it aside and run the same `multicam plan` "
                         "command again")
+    for job_id in sorted(planned):
+        sha, planned_json = recorded[job_id]
+        entry = entries[job_id]
+        if sha is None or entry.content_sha256() == sha:
+            continue  # a store from before content hashes has nothing to compare with
+        fields = changed_fields(json.loads(planned_json), entry.model_dump(mode="json")) if planned_json else []
+        old = json.loads(planned_json) if planned_json else {}
+        detail = ", ".join(f"{f} (planned {_dig(old, f)!r}, now {_dig(entry.model_dump(mode='json'), f)!r})"
+                           for f in fields[:3]) or "content hash"
+        raise PlanError(f"{dataset / 'plan' / 'manifest.jsonl'}: scene {entry.scene_index} ({job_id}) differs from "
+                        f"the plan: {detail}; run the same `multicam plan` command again to restore the manifest, "
+                        "or plan into a new folder")
+
+
+def _dig(d: Any, dotted: str) -> Any:
+    for k in dotted.split("."):
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
 
 
 def run_dataset(
@@ -252,7 +287,7 @@ def run_dataset(
     with JobStore.for_dataset(dataset) as store:
         store.recover()
         cleanup_tmp(dataset)
-        entries = {e["job_id"]: e for e in iter_manifest(dataset)}
+        entries = {e.job_id: e for e in iter_manifest(dataset)}
         check_store_matches_plan(store, dataset, entries)
         books = _Books(
             store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
@@ -349,10 +384,10 @@ class _Worker:
         #: When the first job of ``jobs`` started (when the job before it finished).
         self.started = 0.0
 
-    def send(self, entry: dict[str, Any]) -> None:
+    def send(self, entry: ManifestEntry) -> None:
         if not self.jobs:
             self.started = time.monotonic()
-        self.jobs.append(entry["job_id"])
+        self.jobs.append(entry.job_id)
         self.conn.send(entry)
 
     def received(self) -> None:
@@ -472,7 +507,7 @@ def _dead(w: _Worker) -> Outcome:
 _RAY_CONTEXTS: dict[tuple[str, str, str], JobContext] = {}
 
 
-def _ray_execute(dataset_dir: str, backend_name: str, options_json: str, entry: dict[str, Any]) -> Outcome:
+def _ray_execute(dataset_dir: str, backend_name: str, options_json: str, entry: ManifestEntry) -> Outcome:
     """Body of the Ray task; the JobContext (and its backend) is cached per Ray worker process."""
     import json
 

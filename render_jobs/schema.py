@@ -10,15 +10,20 @@ per frame per camera, exactly what ``cameras/camera_extrinsics.json`` will hold.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+
+from multicam.conventions import CAMERA_SETS, SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
 
 SCHEMA_VERSION: Literal[1] = 1
+MANIFEST_VERSION: Literal[1] = 1
+_U64 = 2**64
 
 
 class _Model(BaseModel):
@@ -38,13 +43,13 @@ class EnvironmentRef(AssetRef):
 
 
 class CharacterRef(AssetRef):
-    height_m: float = Field(1.8, gt=0)
+    height_m: float = Field(1.8, gt=0, allow_inf_nan=False)
     skeleton: str = "mannequin"
 
 
 class AnimationRef(AssetRef):
     skeleton: str = "mannequin"
-    fps: float = Field(15.0, gt=0)
+    fps: float = Field(15.0, gt=0, allow_inf_nan=False)
     length_frames: int = Field(81, ge=1)
     loopable: bool = True
     #: First animation frame (at the animation's fps) shown at render frame 0.
@@ -54,18 +59,21 @@ class AnimationRef(AssetRef):
 class Placement(_Model):
     """Character placement: ground point in UE cm and yaw in degrees (UE rotator yaw)."""
 
-    location_cm: tuple[float, float, float]
-    yaw_deg: float = 0.0
+    location_cm: tuple[FiniteFloat, FiniteFloat, FiniteFloat]
+    yaw_deg: FiniteFloat = 0.0
 
 
 class CameraTrack(_Model):
     name: str = Field(pattern=r"^cam\d{2,}$")
     focal_mm: float = Field(gt=0)
     aperture: float = Field(gt=0)
-    sensor_width_mm: float = 23.76
-    sensor_height_mm: float = 23.76
+    sensor_width_mm: float = SENSOR_WIDTH_MM
+    sensor_height_mm: float = SENSOR_HEIGHT_MM
     #: (frames, 4, 4) UE row-vector matrices, cm.
     poses_ue: list[list[list[float]]]
+    #: (frames, 3) the world point (UE cm) this camera aims and focuses at, per frame: the planner's choice
+    #: (the character's aim point), replayed by every backend.
+    focus_points_cm: list[list[float]]
     #: The sampler's record for this camera (trajectory type, drawn parameters, speed profile).
     trajectory: dict[str, object] = Field(default_factory=dict)
 
@@ -79,8 +87,19 @@ class CameraTrack(_Model):
             raise ValueError("poses_ue contains non-finite values")
         return v
 
+    @field_validator("focus_points_cm")
+    @classmethod
+    def _check_focus(cls, v: list[list[float]]) -> list[list[float]]:
+        a = np.asarray(v, dtype=np.float64)
+        if a.ndim != 2 or a.shape[1] != 3 or not np.all(np.isfinite(a)):
+            raise ValueError(f"focus_points_cm must be finite (frames, 3), got shape {a.shape}")
+        return v
+
     def poses_array(self) -> NDArray[np.float64]:
         return np.asarray(self.poses_ue, dtype=np.float64)
+
+    def focus_array_cm(self) -> NDArray[np.float64]:
+        return np.asarray(self.focus_points_cm, dtype=np.float64)
 
 
 class RenderSettings(_Model):
@@ -120,6 +139,8 @@ class RenderJob(_Model):
     animation: AnimationRef
     placement: Placement
     cameras: list[CameraTrack] = Field(min_length=1)
+    #: Seed of the environment's procedural prop layout (drawn by the planner; backends draw no numbers).
+    layout_seed: int = Field(ge=0, lt=_U64)
     settings: RenderSettings = Field(default_factory=RenderSettings)
     #: Output folder relative to the dataset root, e.g. ``train/f18_aperture10/scene1``.
     output_dir: str
@@ -132,9 +153,10 @@ class RenderJob(_Model):
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate camera names: {names}")
         for c in self.cameras:
-            if len(c.poses_ue) != self.settings.frames:
+            if len(c.poses_ue) != self.settings.frames or len(c.focus_points_cm) != self.settings.frames:
                 raise ValueError(
-                    f"camera {c.name} has {len(c.poses_ue)} poses, settings.frames is {self.settings.frames}"
+                    f"camera {c.name} has {len(c.poses_ue)} poses and {len(c.focus_points_cm)} focus points, "
+                    f"settings.frames is {self.settings.frames}"
                 )
         return self
 
@@ -148,3 +170,92 @@ class RenderJob(_Model):
     @classmethod
     def from_file(cls, path: str | Path) -> RenderJob:
         return cls.model_validate(json.loads(Path(path).read_text()))
+
+
+# ------------------------------------------------------------------------------------------------
+# The plan's manifest: one typed, versioned entry per job (plan/manifest.jsonl, one JSON per line)
+# ------------------------------------------------------------------------------------------------
+
+
+def split_validation_error(err: dict[str, object]) -> tuple[str, str]:
+    """A pydantic error of a manifest entry -> (dotted field name, message). Cross-field checks of the models
+    here start their message with ``<field>:`` so that the field is named even where pydantic's ``loc`` stops at
+    the model."""
+    loc = [str(p) for p in err.get("loc", ()) or ()]  # type: ignore[union-attr]
+    msg = str(err.get("msg", ""))
+    body = msg.removeprefix("Value error, ")
+    head, sep, rest = body.partition(": ")
+    if sep and head.isidentifier():
+        return ".".join([*loc, head]), rest
+    return ".".join(loc) or "(entry)", msg
+
+
+class ManifestEnvironment(EnvironmentRef):
+    #: Index of the catalog anchor (character spot) and its stable id.
+    anchor: int = Field(ge=0)
+    anchor_id: str
+
+
+class SamplerArgs(_Model):
+    """The scene-level draws the planner made once (radius, camera set) and what the sampler needs besides."""
+
+    allowed_radii_m: list[float] = Field(min_length=1)
+    camera_set: int = Field(ge=0, lt=len(CAMERA_SETS))
+    radius_m: float = Field(gt=0, allow_inf_nan=False)
+    focal_mm: float = Field(gt=0, allow_inf_nan=False)
+    aperture: float = Field(gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SamplerArgs:
+        if self.radius_m not in self.allowed_radii_m:
+            raise ValueError(f"radius_m: {self.radius_m} is not one of allowed_radii_m {self.allowed_radii_m}")
+        want = CAMERA_SETS[self.camera_set]
+        if (self.focal_mm, self.aperture) != want:
+            raise ValueError(f"camera_set: {self.camera_set} is {want[0]:g} mm f/{want[1]:g}, but focal_mm/aperture "
+                             f"say {self.focal_mm:g} mm f/{self.aperture:g}")
+        return self
+
+
+class ManifestEntry(_Model):
+    """One line of ``plan/manifest.jsonl``: every choice of one scene except the poses, which
+    :func:`render_jobs.planner.materialize` derives from it (a pure function of the entry and the plan)."""
+
+    manifest_version: Literal[1] = MANIFEST_VERSION
+    job_id: str = Field(pattern=r"^s\d{6,}$")
+    scene_index: int = Field(ge=1)
+    seed: int = Field(ge=0, lt=_U64)
+    #: Relative to the dataset root: ``train/f{focal}_aperture{a}/scene{k}``.
+    output_dir: str = Field(pattern=r"^train/f[0-9.]+_aperture[0-9.]+/scene[1-9]\d*$")
+    environment: ManifestEnvironment
+    character: CharacterRef
+    animation: AnimationRef
+    placement: Placement
+    sampler: SamplerArgs
+    layout_seed: int = Field(ge=0, lt=_U64)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ManifestEntry:
+        if self.job_id != f"s{self.scene_index:06d}":
+            raise ValueError(f"job_id: {self.job_id!r} does not belong to scene_index {self.scene_index} "
+                             f"(expected s{self.scene_index:06d})")
+        folder = camera_set_folder(self.sampler.focal_mm, self.sampler.aperture)
+        if self.output_dir.split("/")[1] != folder:
+            raise ValueError(f"output_dir: {self.output_dir!r} is not in the camera set's folder train/{folder}")
+        return self
+
+    def canonical_json(self) -> str:
+        """The entry as one compact JSON line with sorted keys: what the content hash covers."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def content_sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def changed_fields(old: object, new: object, prefix: str = "") -> list[str]:
+    """Dotted names of the leaves that differ between two JSON-like values (``sampler.camera_set``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += changed_fields(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".") or "(entry)"]

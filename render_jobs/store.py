@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner       TEXT,
     started_at  REAL,
     finished_at REAL,
-    duration_s  REAL
+    duration_s  REAL,
+    entry_sha256 TEXT,
+    entry_json  TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, scene_index);
 CREATE TABLE IF NOT EXISTS events (
@@ -52,6 +54,10 @@ CREATE TABLE IF NOT EXISTS events (
     detail  TEXT
 );
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -103,6 +109,10 @@ class JobStore:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.executescript(_SCHEMA)
+            cols = {r[1] for r in self.conn.execute("PRAGMA table_info(jobs)")}
+            for col in ("entry_sha256", "entry_json"):  # stores made before the content hash existed
+                if col not in cols:
+                    self.conn.execute(f"ALTER TABLE jobs ADD COLUMN {col} TEXT")
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -138,13 +148,33 @@ class JobStore:
 
     # -- setup -----------------------------------------------------------------------------------
 
-    def add_jobs(self, rows: Iterable[tuple[str, int, str]]) -> int:
-        """Insert ``(job_id, scene_index, output_dir)`` rows as pending; existing ids are kept as they are."""
+    def add_jobs(self, rows: Iterable[tuple[str, int, str] | tuple[str, int, str, str, str]]) -> int:
+        """Insert ``(job_id, scene_index, output_dir[, entry_sha256, entry_json])`` rows as pending; existing ids
+        keep their state (a row without a content hash gets the one given)."""
+        full = [(*r, None, None) if len(r) == 3 else r for r in rows]
         with self.transaction() as c:
             cur = c.executemany(
-                "INSERT OR IGNORE INTO jobs(job_id, scene_index, output_dir) VALUES (?, ?, ?)", rows
+                "INSERT OR IGNORE INTO jobs(job_id, scene_index, output_dir, entry_sha256, entry_json) "
+                "VALUES (?, ?, ?, ?, ?)", full
+            )
+            c.executemany(
+                "UPDATE jobs SET entry_sha256=?, entry_json=? WHERE job_id=? AND entry_sha256 IS NULL",
+                [(r[3], r[4], r[0]) for r in full if r[3] is not None],
             )
             return cur.rowcount
+
+    def set_meta_default(self, key: str, value: str) -> None:
+        """Record ``key`` once (the first plan wins; re-planning the same plan leaves it)."""
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def planned_entries(self) -> dict[str, tuple[str | None, str | None]]:
+        """``job_id -> (entry_sha256, entry_json)`` as recorded at plan time."""
+        return {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT job_id, entry_sha256, entry_json FROM jobs")}
 
     # -- the coordinator's transitions -----------------------------------------------------------
 

@@ -21,11 +21,11 @@ benchmarked without Blender or Unreal.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,15 +43,15 @@ def _ids(value: Iterable[str] | str | None) -> frozenset[str]:
     return frozenset(value)
 
 
-def write_scene_files(job: RenderJob, out_dir: Path, backend: str) -> None:
-    """The non-video outputs: camera JSON (from the job's poses) and scene.json.
+def write_scene_files(job: RenderJob, out_dir: Path, backend: str) -> dict[str, Any]:
+    """The camera JSON (from the job's poses); returns the backend's record (scene.json is execute's).
 
     Plain writes: ``out_dir`` is the job's private temp folder, made visible by one rename after
     verification, so per-file atomic writes and fsyncs would buy nothing."""
     out_dir = Path(out_dir)
     (out_dir / CAMERA_FILE).parent.mkdir(parents=True, exist_ok=True)
     (out_dir / CAMERA_FILE).write_text(render_camera_json(job.poses_array(), [c.name for c in job.cameras]))
-    (out_dir / "scene.json").write_text(json.dumps({**job.scene, "job_id": job.job_id, "backend": backend}, indent=2))
+    return {"renderer": {"name": backend}}
 
 
 class SyntheticTestBackend:
@@ -96,7 +96,7 @@ class SyntheticTestBackend:
     def _match(ids: frozenset[str], job_id: str) -> bool:
         return "*" in ids or job_id in ids
 
-    def render(self, job: RenderJob, out_dir: Path) -> None:
+    def render(self, job: RenderJob, out_dir: Path) -> dict[str, Any]:
         if self._match(self.fail_always, job.job_id):
             raise RenderError(f"{job.job_id}: synthetic failure (fail_always)")
         if self._match(self.fail_once, job.job_id) and self._first_time("fail_once", job.job_id):
@@ -124,10 +124,11 @@ class SyntheticTestBackend:
                     img[..., 1] = (base + 4 * f) % 256
                     img[..., 2] = (255 - ramp[..., 0] + ci * 20) % 256
                     wr.write(img.astype(np.uint8))
-        write_scene_files(job, out_dir, self.name)
+        record = write_scene_files(job, out_dir, self.name)
         if self.log_path is not None:
             with open(self.log_path, "a") as fh:
                 fh.write(f"{job.job_id} {os.getpid()}\n")
+        return record
 
     def close(self) -> None:
         pass
@@ -160,13 +161,13 @@ class NoopTestBackend:
             self._templates[key] = path
         return path
 
-    def render(self, job: RenderJob, out_dir: Path) -> None:
+    def render(self, job: RenderJob, out_dir: Path) -> dict[str, Any]:
         tpl = self._template(job, out_dir)
         videos = Path(out_dir) / "videos"
         videos.mkdir(parents=True, exist_ok=True)
         for cam in job.cameras:
             os.link(tpl, videos / f"{cam.name}.mp4")
-        write_scene_files(job, out_dir, self.name)
+        return write_scene_files(job, out_dir, self.name)
 
     def close(self) -> None:
         pass

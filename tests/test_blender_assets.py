@@ -15,6 +15,7 @@ from exporters.camera_json import CAMERA_FILE, read_camera_json
 from exporters.video import probe_video, read_video_frames
 from multicam.conventions import intrinsics_matrix, project_points_ue, ue_location_rotator_to_matrix, ue_look_at_rotator
 from render_jobs.blender.calibration import beacon_path_cm, job_from_poses
+from render_jobs.execute import render_scene
 from render_jobs.verify import verify_scene_dir
 
 pytest.importorskip("bpy")
@@ -85,7 +86,7 @@ def test_gltf_character_and_animation_from_a_catalog_file(tmp_path: Path) -> Non
                          depth_of_field=False)
     out = tmp_path / "scene"
     out.mkdir()
-    BlenderBackend(device="CPU").render(job, out)
+    render_scene(BlenderBackend(device="CPU"), job, out)
     assert verify_scene_dir(job, out) == []
     rec = json.loads((out / "scene.json").read_text())
     assert rec["character_build"]["file"] == str(asset)
@@ -116,7 +117,7 @@ def test_depth_and_mask_passes(tmp_path: Path) -> None:
                          width=w, height=w, samples=4, denoise=False, extra_passes=["depth", "mask"])
     out = tmp_path / "scene"
     out.mkdir()
-    BlenderBackend(device="CPU").render(job, out)
+    render_scene(BlenderBackend(device="CPU"), job, out)
     assert verify_scene_dir(job, out) == []
     info = probe_video(out / "masks" / "cam01.mp4")
     assert (info.frames, info.width, info.height) == (frames, w, w)
@@ -164,7 +165,7 @@ def test_blend_environment_file(tmp_path: Path) -> None:
                          samples=2, denoise=False)
     out = tmp_path / "scene"
     out.mkdir()
-    BlenderBackend(device="CPU").render(job, out)
+    render_scene(BlenderBackend(device="CPU"), job, out)
     assert verify_scene_dir(job, out) == []
     frame = read_video_frames(out / "videos" / "cam01.mp4")[0].astype(int)
     blue = (frame[..., 2] > 100) & (frame[..., 2] > 2 * frame[..., 0])
@@ -215,7 +216,7 @@ def test_fbx_character_with_armature_and_animation(tmp_path: Path) -> None:
                          width=w, height=w, samples=2, denoise=False, depth_of_field=False, extra_passes=["mask"])
     out = tmp_path / "scene"
     out.mkdir()
-    BlenderBackend(device="CPU").render(job, out)
+    render_scene(BlenderBackend(device="CPU"), job, out)
     assert verify_scene_dir(job, out) == []
     rec = json.loads((out / "scene.json").read_text())
     assert rec["character_build"]["objects"] >= 2  # armature + mesh came in

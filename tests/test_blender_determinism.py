@@ -11,12 +11,13 @@ import pytest
 
 from exporters.video import read_video_frames
 from render_jobs.blender.calibration import job_from_poses
+from render_jobs.execute import render_scene
 
 pytest.importorskip("bpy")
 pytestmark = pytest.mark.blender
 
 
-def test_same_seed_same_frames_other_seed_other_layout(tmp_path: Path) -> None:
+def test_same_layout_seed_same_frames_other_seed_other_layout(tmp_path: Path) -> None:
     from render_jobs.blender_backend import BlenderBackend
     from trajectory.sampler import sample_scene
 
@@ -25,11 +26,11 @@ def test_same_seed_same_frames_other_seed_other_layout(tmp_path: Path) -> None:
     outs = []
     for k, seed in enumerate((7, 7, 8)):
         job = job_from_poses(np.asarray(smp.poses_ue), focal_mm=smp.focal_mm, environment="builtin:plaza",
-                             character="builtin:mannequin_slim", animation="builtin:walk", seed=seed,
+                             character="builtin:mannequin_slim", animation="builtin:walk", seed=seed, layout_seed=seed,
                              width=48, height=48, samples=2)
         out = tmp_path / f"run{k}"
         out.mkdir()
-        backend.render(job, out)
+        render_scene(backend, job, out)
         outs.append(out)
     a, b, c = ([read_video_frames(o / "videos" / f"cam0{i}.mp4") for i in (1, 2)] for o in outs)
     # Cycles + OIDN on several threads are deterministic up to scheduling noise (< 1 grey level on average)

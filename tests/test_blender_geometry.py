@@ -25,6 +25,7 @@ from multicam.conventions import (
     ue_look_at_rotator,
 )
 from render_jobs.blender.calibration import MARKERS_CM, beacon_path_cm, job_from_poses
+from render_jobs.execute import render_scene
 from render_jobs.verify import verify_scene_dir
 
 pytest.importorskip("bpy")
@@ -52,7 +53,7 @@ def _render(job, out_dir: Path) -> Path:  # type: ignore[no-untyped-def]
     from render_jobs.blender_backend import BlenderBackend
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    BlenderBackend(device="CPU").render(job, out_dir)
+    render_scene(BlenderBackend(device="CPU"), job, out_dir)
     assert verify_scene_dir(job, out_dir) == []
     return out_dir
 

@@ -21,6 +21,7 @@ from exporters.video import encode_mp4, probe_video
 from multicam_app import app
 from render_jobs.backend import Backend
 from render_jobs.backends import UnknownBackendError, get_backend
+from render_jobs.execute import render_scene
 from render_jobs.planner import PlanError, iter_manifest, load_settings, materialize, plan_dataset, read_plan
 from render_jobs.runner import RunError, run_dataset
 from render_jobs.schema import RenderSettings
@@ -92,21 +93,21 @@ def assert_event_sequences(dataset: Path) -> None:
 def test_plan_writes_manifest_store_and_layout(tmp_path: Path, catalog: Catalog) -> None:
     ds = plan(catalog, tmp_path / "ds", n=8)
     entries = list(iter_manifest(ds))
-    assert [e["scene_index"] for e in entries] == list(range(1, 9))
-    assert len({e["output_dir"] for e in entries}) == 8
+    assert [e.scene_index for e in entries] == list(range(1, 9))
+    assert len({e.output_dir for e in entries}) == 8
     with JobStore.for_dataset(ds) as store:
         assert store.counts() == {"pending": 8, "running": 0, "done": 0, "failed": 0}
     for e in entries:
-        folder = ds / e["output_dir"]
+        folder = ds / e.output_dir
         assert folder.parent.is_dir() and not folder.exists()
-        focal, ap = e["sampler"]["focal_mm"], e["sampler"]["aperture"]
+        focal, ap = e.sampler.focal_mm, e.sampler.aperture
         assert folder.parent.name == f"f{focal:g}_aperture{ap:g}"
-        env = next(x for x in CATALOG["environments"] if x["id"] == e["environment"]["id"])
-        assert e["placement"]["location_cm"] == env["anchors"][e["environment"]["anchor"]]["location_cm"]
+        env = next(x for x in CATALOG["environments"] if x["id"] == e.environment.id)
+        assert list(e.placement.location_cm) == env["anchors"][e.environment.anchor]["location_cm"]
     # Scenes are numbered scene1..sceneK inside each camera-set folder.
     by_folder: dict[str, list[int]] = {}
     for e in entries:
-        parent, name = e["output_dir"].rsplit("/", 1)
+        parent, name = e.output_dir.rsplit("/", 1)
         by_folder.setdefault(parent, []).append(int(name.removeprefix("scene")))
     assert all(v == list(range(1, len(v) + 1)) for v in by_folder.values())
     info = read_plan(ds)
@@ -143,10 +144,10 @@ def test_job_spec_is_a_superset_of_the_sampler_record(tmp_path: Path, catalog: C
     for entry in iter_manifest(ds):
         job = materialize(entry, settings, n_cam)
         ref = sample_scene(
-            entry["seed"], entry["scene_index"], n_cameras=4, frames=settings.frames,
-            allowed_radii_m=entry["sampler"]["allowed_radii_m"],
-            character_location_cm=entry["placement"]["location_cm"],
-            character_height_m=entry["character"]["height_m"])
+            entry.seed, entry.scene_index, n_cameras=4, frames=settings.frames,
+            allowed_radii_m=entry.sampler.allowed_radii_m,
+            character_location_cm=entry.placement.location_cm,
+            character_height_m=entry.character.height_m)
         record = json.loads(json.dumps(ref.record()))
         scene = json.loads(json.dumps(job.scene))
         for key, value in record.items():
@@ -154,14 +155,14 @@ def test_job_spec_is_a_superset_of_the_sampler_record(tmp_path: Path, catalog: C
                 assert {k: scene[key][k] for k in value} == value
             else:
                 assert scene[key] == value, key
-        assert scene["environment"]["id"] == entry["environment"]["id"]
-        assert scene["animation"]["start_frame"] == entry["animation"]["start_frame"]
+        assert scene["environment"]["id"] == entry.environment.id
+        assert scene["animation"]["start_frame"] == entry.animation.start_frame
         np.testing.assert_array_equal(job.poses_array(), ref.poses_frame_major())
         assert [c.focal_mm for c in job.cameras] == [ref.focal_mm] * 4
         assert job.output_dir.startswith(f"train/f{ref.focal_mm:g}_aperture{ref.aperture:g}/")
-        radii = entry["sampler"]["allowed_radii_m"]
+        radii = entry.sampler.allowed_radii_m
         assert ref.radius_m in radii
-        if entry["environment"]["id"] == "room":
+        if entry.environment.id == "room":
             assert radii == [3.0]
 
 
@@ -209,7 +210,7 @@ def test_verify_accepts_good_output_and_names_each_defect(tmp_path: Path, catalo
     job = materialize(next(iter_manifest(ds)), settings, n_cam)
     good = tmp_path / "good"
     good.mkdir()
-    get_backend("test-synthetic").render(job, good)
+    render_scene(get_backend("test-synthetic"), job, good)
     assert verify_scene_dir(job, good) == []
     info = probe_video(good / "videos" / "cam02.mp4")
     assert (info.frames, info.width, info.height) == (6, 32, 32)
@@ -290,13 +291,13 @@ def test_local_run_retries_records_failures_and_resumes(tmp_path: Path, catalog:
     assert_event_sequences(ds)
     settings, n_cam = load_settings(ds)
     for e in iter_manifest(ds):
-        folder = ds / e["output_dir"]
-        if e["job_id"] == "s000004":
+        folder = ds / e.output_dir
+        if e.job_id == "s000004":
             assert not folder.exists()
         else:
             assert verify_scene_dir(materialize(e, settings, n_cam), folder) == []
-            assert json.loads((folder / "scene.json").read_text())["job_id"] == e["job_id"]
-            assert (ds / "plan" / "specs" / f"scene{e['scene_index']}.json").is_file()
+            assert json.loads((folder / "scene.json").read_text())["job_id"] == e.job_id
+            assert (ds / "plan" / "specs" / f"scene{e.scene_index}.json").is_file()
     assert not any((ds / ".tmp").iterdir())
 
     # Status and retry via the CLI, then a second run renders only the failed job.
@@ -360,8 +361,8 @@ def test_completed_folder_found_on_restart_is_adopted_not_rerendered(tmp_path: P
     ds = plan(catalog, tmp_path / "ds", n=2)
     settings, n_cam = load_settings(ds)
     entry = next(iter_manifest(ds))
-    final = ds / entry["output_dir"]
-    get_backend("test-synthetic").render(materialize(entry, settings, n_cam), final)
+    final = ds / entry.output_dir
+    render_scene(get_backend("test-synthetic"), materialize(entry, settings, n_cam), final)
     stamp = {p: p.stat().st_mtime_ns for p in final.rglob("*")}
     s = run_dataset(ds, "test-synthetic", progress=False)
     assert (s.already, s.rendered) == (1, 1)
@@ -382,7 +383,7 @@ def test_plan_cli_writes_specs_and_rejects_bad_settings(tmp_path: Path) -> None:
     settings, n_cam = load_settings(out)
     assert (settings.width, settings.frames, n_cam) == (32, 4, 2)
     for e in iter_manifest(out):
-        spec = json.loads((out / "plan" / "specs" / f"scene{e['scene_index']}.json").read_text())
+        spec = json.loads((out / "plan" / "specs" / f"scene{e.scene_index}.json").read_text())
         assert spec == json.loads(json.dumps(materialize(e, settings, n_cam).scene))
         assert sorted(spec["cameras"]) == ["cam01", "cam02"]
     res = runner.invoke(app, args)  # same plan again: a no-op

@@ -67,7 +67,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
                  RenderSettings(width=32, height=32, frames=6, samples=1), n_cameras=3)
     log = tmp_path / "renders.log"
     settings, n_cam = load_settings(ds)
-    jobs = {e["output_dir"]: materialize(e, settings, n_cam) for e in iter_manifest(ds)}
+    jobs = {e.output_dir: materialize(e, settings, n_cam) for e in iter_manifest(ds)}
     kills = 0
     seen: dict[Path, tuple[str, int]] = {}
     target = 0

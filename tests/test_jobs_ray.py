@@ -54,8 +54,8 @@ def test_ray_executor_runs_the_plan_with_a_retry(tmp_path: Path, local_ray: None
     assert rows["s000005"].state == "failed" and "fail_always" in (rows["s000005"].last_error or "")
     settings, n_cam = load_settings(ds)
     for e in iter_manifest(ds):
-        if e["job_id"] != "s000005":
-            assert verify_scene_dir(materialize(e, settings, n_cam), ds / e["output_dir"]) == []
+        if e.job_id != "s000005":
+            assert verify_scene_dir(materialize(e, settings, n_cam), ds / e.output_dir) == []
 
     # The per-job time limit cancels a task that runs too long.
     with JobStore.for_dataset(ds) as store:

@@ -19,6 +19,7 @@ from exporters.video import probe_video, read_video_frames
 from multicam.conventions import ue_location_rotator_to_matrix
 from render_jobs.backend import Backend, RenderError
 from render_jobs.backends import get_backend
+from render_jobs.execute import render_scene
 from render_jobs.planner import iter_manifest, load_settings, materialize, plan_dataset
 from render_jobs.runner import run_dataset
 from render_jobs.schema import RenderSettings
@@ -119,19 +120,19 @@ def test_builtin_assets_are_rejected(tmp_path: Path, project: Path) -> None:
     job = make_job(frames=3, size=16)
     job.environment.asset = "builtin:plaza"
     with pytest.raises(RenderError, match="builtin:plaza.*Blender demo asset"):
-        backend(tmp_path, project).render(job, tmp_path / "out")
+        render_scene(backend(tmp_path, project), job, tmp_path / "out")
 
 
 def test_missing_editor_is_a_clear_error(tmp_path: Path, project: Path) -> None:
     b = UnrealBackend(editor=str(tmp_path / "nope"), project=str(project))
     with pytest.raises(RenderError, match="UnrealEditor-Cmd not found.*'editor'"):
-        b.render(make_job(frames=3, size=16), tmp_path / "out")
+        render_scene(b, make_job(frames=3, size=16), tmp_path / "out")
 
 
 def test_project_without_required_plugins_is_rejected(tmp_path: Path) -> None:
     project = write_fake_project(tmp_path / "P.uproject", ASSETS, plugins=("SequencerScripting",))
     with pytest.raises(RenderError, match="plugins not enabled: PythonScriptPlugin, MovieRenderPipeline"):
-        backend(tmp_path, project).render(make_job(frames=3, size=16), tmp_path / "out")
+        render_scene(backend(tmp_path, project), make_job(frames=3, size=16), tmp_path / "out")
 
 
 # -- the launcher with a fake UnrealEditor-Cmd ------------------------------------------------------------
@@ -143,7 +144,7 @@ def test_render_produces_verified_scene_folder(tmp_path: Path, project: Path) ->
     assert isinstance(b, Backend) and b.resources() == {"num_cpus": 4.0, "num_gpus": 1.0}
     out = tmp_path / "out"
     out.mkdir()
-    b.render(job, out)
+    render_scene(b, job, out)
     assert verify_scene_dir(job, out) == []
     for c in range(3):
         info = probe_video(out / "videos" / f"cam0{c + 1}.mp4")
@@ -176,7 +177,7 @@ def test_failures_become_render_errors(tmp_path: Path, project: Path, mode: str,
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(RenderError, match=message) as err:
-        b.render(make_job(frames=4, size=16), out)
+        render_scene(b, make_job(frames=4, size=16), out)
     work = next((tmp_path / "work").iterdir())  # kept for inspection, named in the message
     assert str(work / "editor.log") in str(err.value)
     pid = int((work / "fake_editor.pid").read_text())
@@ -220,13 +221,13 @@ def test_job_store_records_each_outcome(tmp_path: Path, project: Path, session_j
     for job_id, text in expect.items():
         assert rows[job_id].state == "failed" and rows[job_id].attempts == 1
         assert text in (rows[job_id].last_error or ""), rows[job_id].last_error
-    entry = next(e for e in iter_manifest(ds) if e["job_id"] == "s000001")
+    entry = next(e for e in iter_manifest(ds) if e.job_id == "s000001")
     settings, n_cameras = load_settings(ds)
     job = materialize(entry, settings, n_cameras)
     assert verify_scene_dir(job, ds / job.output_dir) == []
     for job_id in expect:
-        e = next(e for e in iter_manifest(ds) if e["job_id"] == job_id)
-        assert not (ds / e["output_dir"]).exists()
+        e = next(e for e in iter_manifest(ds) if e.job_id == job_id)
+        assert not (ds / e.output_dir).exists()
 
 
 def test_registry_builds_the_unreal_backend(tmp_path: Path, project: Path) -> None:
@@ -263,7 +264,7 @@ def _render(b: UnrealBackend, job_id: str, tmp_path: Path) -> Path:
     job = make_job(job_id=job_id, n_cameras=2, frames=3, size=16)
     out = tmp_path / f"out_{job_id}"
     out.mkdir()
-    b.render(job, out)
+    render_scene(b, job, out)
     assert verify_scene_dir(job, out) == []
     return out
 

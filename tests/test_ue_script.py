@@ -24,6 +24,7 @@ from multicam.conventions import ue_location_rotator_to_matrix
 from render_jobs.backend import RenderError
 from render_jobs.schema import RenderJob
 from render_jobs.unreal_backend import UnrealConfig, evaluated_poses, ue_job_dict
+from render_jobs.verify import verify_scene_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ue_support import fake_unreal  # noqa: E402
@@ -145,7 +146,10 @@ def test_keyed_transforms_equal_job_poses_every_frame(fake: ModuleType, tmp_path
         assert (comp.filmback.sensor_width, comp.filmback.sensor_height) == (23.76, 23.76)
         assert comp.focus_settings.focus_method is fake.CameraFocusMethod.TRACKING
         assert comp.focus_settings.tracking_focus_settings.actor_to_track is character
-        assert comp.focus_settings.tracking_focus_settings.relative_offset.z == pytest.approx(180 * 0.6)
+        # the plan's focus point (the character's aim point) replayed as a height above the character
+        aim_z = job.cameras[0].focus_points_cm[0][2] - job.placement.location_cm[2]
+        assert aim_z == pytest.approx(0.55 * 180)
+        assert comp.focus_settings.tracking_focus_settings.relative_offset.z == pytest.approx(aim_z)
 
 
 def test_exported_poses_round_trip_to_job(fake: ModuleType, tmp_path: Path) -> None:
@@ -221,8 +225,12 @@ def test_evaluated_poses_rejects_a_pose_that_differs(fake: ModuleType, tmp_path:
     result["cameras"]["cam02"]["location_cm"][1][0] += 5.0
     m = result["cameras"]["cam02"]["matrix"][1]
     m[3][0] += 5.0
-    with pytest.raises(RenderError, match="differ from the job's.*frame 1 cam02"):
-        evaluated_poses(result, job, CFG)
+    # evaluated_poses returns what the engine evaluated; the comparison with the plan is verify's, done once
+    mats = evaluated_poses(result, job, CFG)
+    folder = tmp_path / "scene"
+    write_camera_json(folder / "cameras" / "camera_extrinsics.json", mats, [c.name for c in job.cameras])
+    problems = verify_scene_dir(job, folder)
+    assert any("poses differ from the plan" in p and "frame1.cam02" in p for p in problems), problems
     result["cameras"]["cam02"]["rotator_deg"][1][2] += 10.0  # roll no longer matches the matrix
     with pytest.raises(RenderError, match="rotator convention mismatch"):
         evaluated_poses(result, job, CFG)

@@ -53,6 +53,7 @@ def job_from_poses(poses_ue: NDArray[np.float64], *, focal_mm: float | list[floa
                    environment: str = "builtin:calibration", character: str = "builtin:beacon",
                    animation: str = "builtin:orbit", location_cm: tuple[float, float, float] = (0.0, 0.0, 0.0),
                    yaw_deg: float = 0.0, height_m: float = 1.8, seed: int = 0, scene_index: int = 1,
+                   layout_seed: int = 0,
                    **settings: object) -> RenderJob:
     """A RenderJob from camera poses ``(C, F, 4, 4)`` (UE cm) for tests and benchmarks.
 
@@ -71,7 +72,13 @@ def job_from_poses(poses_ue: NDArray[np.float64], *, focal_mm: float | list[floa
     poses = np.asarray(poses_ue, dtype=np.float64)
     n_cams, n_frames = poses.shape[:2]
     focals = [float(f) for f in np.broadcast_to(np.asarray(focal_mm, dtype=np.float64), (n_cams,))]
-    tracks = [CameraTrack(name=cam_name(i), focal_mm=focals[i], aperture=aperture, poses_ue=poses[i].tolist())
+    from multicam.conventions import CM_PER_M
+    from trajectory.sampler import AIM_HEIGHT_FRACTION
+
+    aim = [float(location_cm[0]), float(location_cm[1]),
+           float(location_cm[2]) + AIM_HEIGHT_FRACTION * height_m * CM_PER_M]
+    tracks = [CameraTrack(name=cam_name(i), focal_mm=focals[i], aperture=aperture, poses_ue=poses[i].tolist(),
+                          focus_points_cm=[list(aim) for _ in range(n_frames)])
               for i in range(n_cams)]
     st = RenderSettings.model_validate({**settings, "frames": n_frames})
     return RenderJob(job_id=f"scene{scene_index}", scene_index=scene_index, seed=seed,
@@ -79,5 +86,6 @@ def job_from_poses(poses_ue: NDArray[np.float64], *, focal_mm: float | list[floa
                      character=CharacterRef(id="character", asset=character, height_m=height_m),
                      animation=AnimationRef(id="animation", asset=animation, fps=st.fps),
                      placement=Placement(location_cm=location_cm, yaw_deg=yaw_deg), cameras=tracks, settings=st,
+                     layout_seed=layout_seed,
                      output_dir=f"train/test/scene{scene_index}",
                      scene={"scene_index": scene_index, "seed": seed})

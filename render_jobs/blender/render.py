@@ -28,8 +28,7 @@ from numpy.typing import NDArray
 from exporters.camera_json import CAMERA_FILE, write_camera_json
 from exporters.video import Mp4Writer
 from multicam.conventions import opengl_c2w_to_ue, ue_to_opengl_c2w, ue_to_rh_points
-from multicam.io import atomic_write_json
-from render_jobs.blender.characters import CharacterRig, build_character
+from render_jobs.blender.characters import build_character
 from render_jobs.blender.environments import EnvContext, build_environment
 from render_jobs.blender.exr import read_exr
 from render_jobs.blender.keying import key_channels
@@ -151,9 +150,9 @@ def clear_m_for(job: RenderJob) -> tuple[float, NDArray[np.float64]]:
     return float(max(d.max() + 2.0, 4.0)), cam_rh[:, :2]
 
 
-def add_cameras(job: RenderJob, scene: bpy.types.Scene, coll: bpy.types.Collection,
-                rig: CharacterRig) -> list[bpy.types.Object]:
-    """One Blender camera per track, keyed per frame from ``ue_to_opengl_c2w`` of the job's poses."""
+def add_cameras(job: RenderJob, scene: bpy.types.Scene, coll: bpy.types.Collection) -> list[bpy.types.Object]:
+    """One Blender camera per track, keyed per frame from ``ue_to_opengl_c2w`` of the job's poses; each focuses
+    on an empty keyed at the track's planned focus points (the plan's choice, replayed)."""
     cams = []
     s = job.settings
     for track in job.cameras:
@@ -167,7 +166,10 @@ def add_cameras(job: RenderJob, scene: bpy.types.Scene, coll: bpy.types.Collecti
         cd.shift_x = cd.shift_y = 0.0
         cd.clip_start, cd.clip_end = 0.05, 2000.0
         cd.dof.use_dof = s.depth_of_field
-        cd.dof.focus_object = rig.focus
+        focus = bpy.data.objects.new(f"{track.name}_focus", None)
+        coll.objects.link(focus)
+        key_channels(focus, "location", ue_to_rh_points(track.focus_array_cm()))
+        cd.dof.focus_object = focus
         cd.dof.aperture_fstop = track.aperture
         ob = bpy.data.objects.new(track.name, cd)
         coll.objects.link(ob)
@@ -209,8 +211,10 @@ def _read_png(path: Path) -> NDArray[np.uint8]:
 
 
 def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: Any = None,
-               save_blend: bool = False, threads: int = 0, quiet: bool = True) -> JobTimings:
-    """Render ``job`` into ``out_dir`` (videos, camera JSON, scene.json, optional passes)."""
+               save_blend: bool = False, threads: int = 0,
+               quiet: bool = True) -> tuple[JobTimings, dict[str, Any]]:
+    """Render ``job`` into ``out_dir`` (videos, camera JSON, optional passes); return the timings and the
+    renderer's record for scene.json (written by :mod:`render_jobs.execute`)."""
     s = job.settings
     if s.width % 2 or s.height % 2:
         raise ValueError(f"settings.width/height must be even for yuv420p video, got {s.width}x{s.height}")
@@ -224,7 +228,7 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
         scene.render.threads_mode = "FIXED"
         scene.render.threads = threads
     coll = scene.collection
-    rng = np.random.default_rng([job.seed, job.scene_index, 7])
+    rng = np.random.default_rng(job.layout_seed)  # the plan's layout seed: the backend draws nothing of its own
     clear_m, cam_xy = clear_m_for(job)
     center = ue_to_rh_points(np.asarray(job.placement.location_cm, dtype=np.float64))
     env_record = build_environment(job.environment.asset, EnvContext(center, clear_m, cam_xy, rng, coll))
@@ -236,7 +240,7 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
     rig = build_character(job.character, job.animation, job.placement, coll, s.frames, s.fps)
     for ob in rig.meshes:
         ob.pass_index = MASK_PASS_INDEX
-    cams = add_cameras(job, scene, coll, rig)
+    cams = add_cameras(job, scene, coll)
     scene.frame_set(0)
     if save_blend:
         bpy.ops.wm.save_as_mainfile(filepath=str(out_dir / "scene.blend"), copy=True)
@@ -292,10 +296,7 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
         shutil.rmtree(tmp, ignore_errors=True)
     # What was rendered is what is recorded: Blender's matrix_world -> UE row-vector poses.
     write_camera_json(out_dir / CAMERA_FILE, opengl_c2w_to_ue(readback), names)
-    record: dict[str, Any] = dict(job.scene)
-    record.update({
-        "job_id": job.job_id,
-        "backend": "blender",
+    record: dict[str, Any] = {
         "renderer": {"blender": bpy.app.version_string, "engine": "CYCLES", "device": tm.device,
                      "samples": s.samples, "denoise": s.denoise, "depth_of_field": s.depth_of_field,
                      "resolution": [s.width, s.height], "fps": s.fps, "frames": s.frames,
@@ -304,12 +305,11 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
         "environment_build": env_record,
         "character_build": rig.record,
         "timings": tm.record(),
-    })
+    }
     if "depth" in s.extra_passes:
         record["renderer"]["depth"] = {"format": "png16", "unit": "mm", "scale": DEPTH_PNG_SCALE,
                                        "kind": "planar (distance along the optical axis)", "invalid": 0}
-    atomic_write_json(out_dir / "scene.json", record)
-    return tm
+    return tm, record
 
 
 def _save_passes(scene: bpy.types.Scene, path: Path) -> None:

@@ -20,7 +20,8 @@ def make_job(job_id: str = "scene1", n_cameras: int = 3, frames: int = 6, size: 
     cams = []
     for i in range(n_cameras):
         cams.append({"name": f"cam{i + 1:02d}", "focal_mm": float(s.focal_mm), "aperture": float(s.aperture),
-                     "poses_ue": np.asarray(s.poses_ue[i]).tolist(), "trajectory": {}})
+                     "poses_ue": np.asarray(s.poses_ue[i]).tolist(),
+                     "focus_points_cm": [s.record()["character"]["aim_point_cm"]] * frames, "trajectory": {}})
     return RenderJob.model_validate({
         "job_id": job_id, "scene_index": 1, "seed": seed,
         "environment": {"id": "town", "asset": MAP},
@@ -28,6 +29,7 @@ def make_job(job_id: str = "scene1", n_cameras: int = 3, frames: int = 6, size: 
         "animation": {"id": "walk", "asset": ANIM, "fps": 30.0, "start_frame": 12},
         "placement": {"location_cm": [0.0, 0.0, 0.0], "yaw_deg": 30.0},
         "cameras": cams,
+        "layout_seed": 5,
         "settings": {"width": size, "height": size, "frames": frames, "fps": 15.0, "samples": 4,
                      "warmup_frames": 2, **settings},
         "output_dir": f"train/f18_aperture10/{job_id}",
