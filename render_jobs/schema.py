@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -177,11 +177,11 @@ class RenderJob(_Model):
 # ------------------------------------------------------------------------------------------------
 
 
-def split_validation_error(err: dict[str, object]) -> tuple[str, str]:
+def split_validation_error(err: dict[str, Any]) -> tuple[str, str]:
     """A pydantic error of a manifest entry -> (dotted field name, message). Cross-field checks of the models
     here start their message with ``<field>:`` so that the field is named even where pydantic's ``loc`` stops at
     the model."""
-    loc = [str(p) for p in err.get("loc", ()) or ()]  # type: ignore[union-attr]
+    loc = [str(p) for p in err.get("loc", ()) or ()]
     msg = str(err.get("msg", ""))
     body = msg.removeprefix("Value error, ")
     head, sep, rest = body.partition(": ")
