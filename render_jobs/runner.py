@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from render_jobs.execute import JobContext, Outcome, cleanup_tmp
 from render_jobs.planner import PLAN_KEY_META, PlanError, iter_manifest, load_settings, plan_key_of, read_plan
@@ -73,6 +73,29 @@ class RunSummary:
         d = asdict(self)
         d["jobs_per_s"] = round(self.jobs_per_s, 2)
         return d
+
+
+#: What an executor reports: ``("started", job_id)``, ``("outcome", Outcome)``, ``("lost", [job_id, ...])``
+#: (claimed jobs that never started: their worker was lost).
+_Event = tuple[str, Any]
+
+
+class _Executor(Protocol):
+    """Submit / poll / close: what the one executor loop (:func:`_drive`) needs; the process pool and Ray are
+    its two implementations."""
+
+    #: Whether a submitted job begins at once (Ray) or may wait in a worker's queue (the process pool).
+    starts_on_submit: bool
+
+    def free_slots(self) -> int: ...
+
+    def busy(self) -> bool: ...
+
+    def submit(self, entry: ManifestEntry) -> None: ...
+
+    def poll(self, timeout: float) -> list[_Event]: ...
+
+    def close(self, interrupted: bool) -> None: ...
 
 
 class _Books:
@@ -295,12 +318,12 @@ def run_dataset(
         sigterm = _SigtermAsInterrupt()
         try:
             if books.has_work():
-                if executor == "local":
-                    _run_local(dataset, books, backend_name, backend_options or {}, workers, job_timeout_s)
-                else:
-                    _run_ray(
-                        dataset, books, backend_name, backend_options or {}, workers, address, job_timeout_s
-                    )
+                opts = backend_options or {}
+                ex: _Executor = (
+                    _ProcessPool(dataset, backend_name, opts, workers, job_timeout_s) if executor == "local"
+                    else _RayTasks(dataset, backend_name, opts, workers, address, job_timeout_s)
+                )
+                _drive(books, ex)
         except KeyboardInterrupt:
             summary.interrupted = True
             summary.interrupted_by = "SIGTERM" if sigterm.received else "Ctrl-C"
@@ -407,60 +430,54 @@ class _Worker:
         self.conn.close()
 
 
-def _run_local(
-    dataset: Path,
-    books: _Books,
-    backend_name: str,
-    options: dict[str, Any],
-    n_workers: int,
-    job_timeout_s: float | None,
-    prefetch: int = 2,
-) -> None:
-    """``prefetch`` jobs are sent to each worker ahead, so that it starts the next one without waiting
-    for the coordinator; the time limit of a queued job starts when the job before it finishes."""
-    mpctx = mp.get_context("spawn")
+class _ProcessPool:
+    """The local executor: ``n_workers`` spawned processes, each fed ``prefetch`` jobs ahead through its pipe so
+    it starts the next one without waiting for the coordinator; the time limit of a queued job starts when the
+    job before it finishes. A worker that dies or overruns is replaced; its queued jobs are given back."""
 
-    def spawn() -> _Worker:
-        return _Worker(mpctx, dataset, backend_name, options)
+    starts_on_submit = False
 
-    pool = [spawn() for _ in range(n_workers)]
-    fatal: str | None = None
+    def __init__(self, dataset: Path, backend_name: str, options: dict[str, Any], n_workers: int,
+                 job_timeout_s: float | None, prefetch: int = 2) -> None:
+        self.dataset, self.backend_name, self.options = dataset, backend_name, options
+        self.job_timeout_s, self.prefetch = job_timeout_s, prefetch
+        self.mpctx = mp.get_context("spawn")
+        self.pool = [self._spawn() for _ in range(n_workers)]
+        self.events: list[_Event] = []
 
-    def lost(i: int, head: Outcome) -> None:
-        """Worker ``i`` is gone (died or killed): record its running job, give its queued jobs back."""
-        w = pool[i]
+    def _spawn(self) -> _Worker:
+        return _Worker(self.mpctx, self.dataset, self.backend_name, self.options)
+
+    def free_slots(self) -> int:
+        return sum(max(0, self.prefetch - len(w.jobs)) for w in self.pool)
+
+    def busy(self) -> bool:
+        return any(w.jobs for w in self.pool) or bool(self.events)
+
+    def submit(self, entry: ManifestEntry) -> None:
+        w = min(self.pool, key=lambda x: len(x.jobs))  # fill the emptiest workers first
+        w.send(entry)
+        if len(w.jobs) == 1:  # an idle worker starts it now; others wait in the pipe
+            self.events.append(("started", entry.job_id))
+
+    def _lost(self, i: int, head: Outcome) -> None:
+        """Worker ``i`` is gone (died or killed): its running job's outcome, its queued jobs given back."""
+        w = self.pool[i]
         queued = list(w.jobs)[1:]
         w.jobs.clear()
         w.stop(kill=True)
-        cleanup_tmp(dataset, w.proc.pid)
-        books.record(head)
-        books.give_back(queued)
-        pool[i] = spawn()
+        cleanup_tmp(self.dataset, w.proc.pid)
+        self.events += [("outcome", head), ("lost", queued)]
+        self.pool[i] = self._spawn()
 
-    try:
-        while True:
-            if fatal is None:
-                free = sum(max(0, prefetch - len(w.jobs)) for w in pool)
-                got = deque(books.take(free)) if free else deque()
-                while got:  # fill the emptiest workers first
-                    w = min(pool, key=lambda x: len(x.jobs))
-                    w.send(books.entries[got.popleft()])
-                    if len(w.jobs) == 1:  # an idle worker starts it now; others wait in the pipe
-                        books.started(w.jobs[0])
-            busy = [w for w in pool if w.jobs]
-            if not busy:
-                if fatal is not None or not books.has_work():
-                    break
-                time.sleep(min(books.next_ready_in() or 0.0, 0.5))
-                continue
-            timeout = 0.5
+    def poll(self, timeout: float) -> list[_Event]:
+        busy = [w for w in self.pool if w.jobs]
+        if busy and not self.events:
             now = time.monotonic()
-            if job_timeout_s is not None:
-                timeout = min(timeout, max(0.0, min(w.started + job_timeout_s - now for w in busy)))
-            if not books.queue and books.delayed:
-                timeout = min(timeout, books.next_ready_in() or 0.0)
+            if self.job_timeout_s is not None:
+                timeout = min(timeout, max(0.0, min(w.started + self.job_timeout_s - now for w in busy)))
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=timeout)
-            for i, w in enumerate(pool):
+            for i, w in enumerate(self.pool):
                 if not w.jobs:
                     continue
                 if w.conn in ready:
@@ -468,26 +485,23 @@ def _run_local(
                         while w.jobs and w.conn.poll():
                             out: Outcome = w.conn.recv()
                             w.received()
-                            if out.kind == "fatal":
-                                fatal = out.error
-                            books.record(out)
-                            if w.jobs and fatal is None:  # the next queued job starts now
-                                books.started(w.jobs[0])
+                            self.events.append(("outcome", out))
+                            if w.jobs:  # the next queued job starts now
+                                self.events.append(("started", w.jobs[0]))
                     except (EOFError, OSError):
-                        lost(i, _dead(w))
+                        self._lost(i, _dead(w))
                 elif w.proc.sentinel in ready:
-                    lost(i, _dead(w))
-                elif job_timeout_s is not None and time.monotonic() - w.started > job_timeout_s:
-                    msg = f"time limit of {job_timeout_s:g} s exceeded; worker killed"
-                    lost(i, Outcome(w.jobs[0], False, "error", time.monotonic() - w.started, error=msg))
-            books.flush()
-    finally:
-        for w in pool:
-            running = bool(w.jobs)
-            w.stop(kill=running)
-            cleanup_tmp(dataset, w.proc.pid)
-    if fatal is not None:
-        raise RunError(fatal)
+                    self._lost(i, _dead(w))
+                elif self.job_timeout_s is not None and time.monotonic() - w.started > self.job_timeout_s:
+                    msg = f"time limit of {self.job_timeout_s:g} s exceeded; worker killed"
+                    self._lost(i, Outcome(w.jobs[0], False, "error", time.monotonic() - w.started, error=msg))
+        events, self.events = self.events, []
+        return events
+
+    def close(self, interrupted: bool) -> None:
+        for w in self.pool:
+            w.stop(kill=bool(w.jobs))
+            cleanup_tmp(self.dataset, w.proc.pid)
 
 
 def _dead(w: _Worker) -> Outcome:
@@ -509,8 +523,6 @@ _RAY_CONTEXTS: dict[tuple[str, str, str], JobContext] = {}
 
 def _ray_execute(dataset_dir: str, backend_name: str, options_json: str, entry: ManifestEntry) -> Outcome:
     """Body of the Ray task; the JobContext (and its backend) is cached per Ray worker process."""
-    import json
-
     key = (dataset_dir, backend_name, options_json)
     ctx = _RAY_CONTEXTS.get(key)
     if ctx is None:
@@ -518,51 +530,93 @@ def _ray_execute(dataset_dir: str, backend_name: str, options_json: str, entry: 
     return ctx.execute(entry)
 
 
-def _run_ray(
-    dataset: Path,
-    books: _Books,
-    backend_name: str,
-    options: dict[str, Any],
-    workers: int,
-    address: str | None,
-    job_timeout_s: float | None,
-    *,
-    ray_max_retries: int = 2,
-) -> None:
-    import json
+class _RayTasks:
+    """The Ray executor: one task per job with the backend's resources; Ray places them and re-runs tasks whose
+    worker or node died (``max_retries``); tasks past the time limit (from submission) are cancelled."""
 
-    import ray
+    starts_on_submit = True
 
-    from render_jobs.backends import get_backend
+    def __init__(self, dataset: Path, backend_name: str, options: dict[str, Any], workers: int,
+                 address: str | None, job_timeout_s: float | None, *, ray_max_retries: int = 2) -> None:
+        import ray
 
-    probe = get_backend(backend_name, **options)
-    try:
-        res = dict(probe.resources())
-    finally:
-        probe.close()
-    started_ray = False
-    in_flight: dict[Any, tuple[str, float]] = {}
-    if not ray.is_initialized():
-        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address is None:
-            kw["num_cpus"] = max(workers * float(res.get("num_cpus", 1)), 1)
-        ray.init(address=address, **kw)
-        started_ray = True
-    try:
-        remote = ray.remote(_ray_execute).options(
+        from render_jobs.backends import get_backend
+
+        self.ray = ray
+        probe = get_backend(backend_name, **options)
+        try:
+            res = dict(probe.resources())
+        finally:
+            probe.close()
+        self.started_ray = False
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address is None:
+                kw["num_cpus"] = max(workers * float(res.get("num_cpus", 1)), 1)
+            ray.init(address=address, **kw)
+            self.started_ray = True
+        self.remote = ray.remote(_ray_execute).options(
             num_cpus=float(res.get("num_cpus", 1)),
             num_gpus=float(res.get("num_gpus", 0)),
             max_retries=ray_max_retries,
             retry_exceptions=False,
         )
-        opts_json = json.dumps(options, sort_keys=True)
-        fatal: str | None = None
+        self.args = (str(dataset), backend_name, json.dumps(options, sort_keys=True))
+        self.workers, self.job_timeout_s = workers, job_timeout_s
+        self.in_flight: dict[Any, tuple[str, float]] = {}
+
+    def free_slots(self) -> int:
+        return max(0, self.workers - len(self.in_flight))
+
+    def busy(self) -> bool:
+        return bool(self.in_flight)
+
+    def submit(self, entry: ManifestEntry) -> None:
+        self.in_flight[self.remote.remote(*self.args, entry)] = (entry.job_id, time.monotonic())
+
+    def poll(self, timeout: float) -> list[_Event]:
+        ray, events = self.ray, []
+        ready, rest = ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
+        if ready and rest:  # collect everything else that is already finished too
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        for ref in ready:
+            j, t = self.in_flight.pop(ref)
+            try:
+                out: Outcome = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - Ray task/worker failure after its retries
+                out = Outcome(j, False, "crash", time.monotonic() - t, error=f"ray task failed: {exc}")
+            events.append(("outcome", out))
+        if self.job_timeout_s is not None:
+            now = time.monotonic()
+            for ref, (j, t) in list(self.in_flight.items()):
+                if now - t > self.job_timeout_s:
+                    ray.cancel(ref, force=True)
+                    self.in_flight.pop(ref)
+                    msg = f"time limit of {self.job_timeout_s:g} s exceeded; task cancelled"
+                    events.append(("outcome", Outcome(j, False, "error", now - t, error=msg)))
+        return events
+
+    def close(self, interrupted: bool) -> None:
+        if interrupted:
+            for ref in list(self.in_flight):
+                with contextlib.suppress(Exception):
+                    self.ray.cancel(ref, force=True)
+        if self.started_ray:
+            self.ray.shutdown()
+
+
+def _drive(books: _Books, executor: _Executor) -> None:
+    """The one executor loop: claim what fits, submit, poll, record, flush; retries wait out their backoff.
+    A ``fatal`` outcome (the backend cannot start) stops new submissions and ends the run with its error."""
+    fatal: str | None = None
+    interrupted = True
+    try:
         while True:
-            if fatal is None and len(in_flight) < workers:
-                for j in books.take(workers - len(in_flight), started=True):
-                    ref = remote.remote(str(dataset), backend_name, opts_json, books.entries[j])
-                    in_flight[ref] = (j, time.monotonic())
-            if not in_flight:
+            if fatal is None:
+                free = executor.free_slots()
+                for j in books.take(free, started=executor.starts_on_submit) if free else []:
+                    executor.submit(books.entries[j])
+            if not executor.busy():
                 if fatal is not None or not books.has_work():
                     break
                 time.sleep(min(books.next_ready_in() or 0.0, 0.5))
@@ -570,41 +624,19 @@ def _run_ray(
             timeout = 0.5
             if not books.queue and books.delayed:
                 timeout = min(timeout, books.next_ready_in() or 0.0)
-            ready, rest = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
-            if ready and rest:  # collect everything else that is already finished too
-                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
-            for ref in ready:
-                j, t = in_flight.pop(ref)
-                try:
-                    out: Outcome = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - Ray task/worker failure after its retries
-                    out = Outcome(j, False, "crash", time.monotonic() - t, error=f"ray task failed: {exc}")
-                if out.kind == "fatal":
-                    fatal = out.error
-                books.record(out)
-            if job_timeout_s is not None:
-                now = time.monotonic()
-                for ref, (j, t) in list(in_flight.items()):
-                    if now - t > job_timeout_s:
-                        ray.cancel(ref, force=True)
-                        in_flight.pop(ref)
-                        books.record(
-                            Outcome(
-                                j,
-                                False,
-                                "error",
-                                now - t,
-                                error=f"time limit of {job_timeout_s:g} s exceeded; task cancelled",
-                            )
-                        )
+            for kind, value in executor.poll(timeout):
+                if kind == "started":
+                    if fatal is None:
+                        books.started(value)
+                elif kind == "lost":
+                    books.give_back(value)
+                else:
+                    if value.kind == "fatal":
+                        fatal = value.error
+                    books.record(value)
             books.flush()
-        if fatal is not None:
-            raise RunError(fatal)
-    except KeyboardInterrupt:
-        for ref in list(in_flight):
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        raise
+        interrupted = False
     finally:
-        if started_ray:
-            ray.shutdown()
+        executor.close(interrupted)
+    if fatal is not None:
+        raise RunError(fatal)
