@@ -47,6 +47,7 @@ from multicam.conventions import ue_location_rotator_to_matrix, ue_matrix_to_loc
 from multicam.io import atomic_write_json
 from render_jobs.backend import RenderError
 from render_jobs.schema import RenderJob
+from ue_scripts.job_file import CameraSpec, UeJob, job_to_dict
 
 SCRIPT = Path(__file__).resolve().parent.parent / "ue_scripts" / "render_job.py"
 CONFIG_ENV = "MULTICAM_UE_CONFIG"
@@ -182,39 +183,52 @@ def focus_height_above_character_cm(job: RenderJob) -> float:
     return float(off[0, 0, 2])
 
 
-def ue_job_dict(job: RenderJob, cfg: UnrealConfig, work_dir: Path) -> dict[str, Any]:
-    """Everything the editor script needs, as plain JSON numbers and strings (see ue_scripts/render_job.py)."""
+def ue_job(job: RenderJob, cfg: UnrealConfig, work_dir: Path) -> UeJob:
+    """Everything the editor script needs, as the one job-file definition (ue_scripts/job_file.py) holds it."""
     s = job.settings
     cams = []
     for c in job.cameras:
         loc, rot = camera_locations_rotators(c.poses_array())
-        cams.append({"name": c.name, "focal_mm": c.focal_mm, "aperture": c.aperture,
-                     "sensor_width_mm": c.sensor_width_mm, "sensor_height_mm": c.sensor_height_mm,
-                     "locations": loc.tolist(), "rotators": rot.tolist()})
-    return {
-        "job_id": job.job_id,
-        "map": _engine_ref(job.environment.asset, "environment"),
-        "character_mesh": _engine_ref(job.character.asset, "character"),
-        "animation": _engine_ref(job.animation.asset, "animation"),
-        "animation_start_frame": job.animation.start_frame,
-        "animation_fps": job.animation.fps,
-        "character_location_cm": list(job.placement.location_cm),
-        "character_yaw_deg": job.placement.yaw_deg,
-        "focus_height_cm": focus_height_above_character_cm(job),
-        "frames": s.frames,
-        "fps": s.fps,
-        "width": s.width,
-        "height": s.height,
-        "spatial_samples": s.samples,
-        "warmup_frames": s.warmup_frames,
-        "depth_of_field": s.depth_of_field,
-        "image_format": cfg.image_format,
-        "interpolation": cfg.interpolation,
-        "content_folder": f"{cfg.content_folder}/{asset_safe(job.job_id)}",
-        "frames_dir": str(work_dir / "frames"),
-        "result_path": str(work_dir / "result.json"),
-        "cameras": cams,
-    }
+        cams.append(CameraSpec(name=c.name, focal_mm=c.focal_mm, aperture=c.aperture,
+                               sensor_width_mm=c.sensor_width_mm, sensor_height_mm=c.sensor_height_mm,
+                               locations=loc.tolist(), rotators=rot.tolist()))
+    return UeJob(
+        job_id=job.job_id,
+        map=_engine_ref(job.environment.asset, "environment"),
+        character_mesh=_engine_ref(job.character.asset, "character"),
+        animation=_engine_ref(job.animation.asset, "animation"),
+        animation_start_frame=job.animation.start_frame,
+        animation_fps=job.animation.fps,
+        character_location_cm=[float(v) for v in job.placement.location_cm],
+        character_yaw_deg=job.placement.yaw_deg,
+        focus_height_cm=focus_height_above_character_cm(job),
+        frames=s.frames,
+        fps=s.fps,
+        width=s.width,
+        height=s.height,
+        spatial_samples=s.samples,
+        warmup_frames=s.warmup_frames,
+        depth_of_field=s.depth_of_field,
+        image_format=cfg.image_format,
+        interpolation=cfg.interpolation,
+        content_folder=f"{cfg.content_folder}/{asset_safe(job.job_id)}",
+        frames_dir=str(work_dir / "frames"),
+        result_path=str(work_dir / "result.json"),
+        cameras=cams,
+    )
+
+
+def ue_job_dict(job: RenderJob, cfg: UnrealConfig, work_dir: Path) -> dict[str, Any]:
+    """The job file's JSON object (:func:`ue_scripts.job_file.job_to_dict` of :func:`ue_job`)."""
+    return job_to_dict(ue_job(job, cfg, work_dir))
+
+
+def ue_pythonpath(cfg: UnrealConfig) -> str:
+    """``UE_PYTHONPATH`` for the editor: the folder holding the ``ue_scripts`` package (the job-file definition
+    the script imports), before any path the user set."""
+    root = str(Path(cfg.script).resolve().parent.parent)
+    old = os.environ.get("UE_PYTHONPATH")
+    return root if not old else os.pathsep.join([root, old])
 
 
 def build_command(cfg: UnrealConfig, log_path: Path) -> list[str]:
@@ -471,6 +485,7 @@ class UnrealBackend:
         inbox.mkdir()
         log_path, stdout_path = folder / "editor.log", folder / "editor_stdout.log"
         env = {**os.environ, "MULTICAM_UE_INBOX": str(inbox), "MULTICAM_UE_HARD_EXIT": "0",
+               "UE_PYTHONPATH": ue_pythonpath(cfg),
                "MULTICAM_UE_PARENT_PID": str(os.getpid())}
         env.pop("MULTICAM_UE_JOB", None)
         out = open(stdout_path, "wb")  # noqa: SIM115 - lives as long as the session
@@ -562,7 +577,8 @@ class UnrealBackend:
                 outcome = self._run_in_session(ue_job, work)
             else:
                 log_path = work / "editor.log"
-                env = {**os.environ, "MULTICAM_UE_JOB": str(job_path), "MULTICAM_UE_HARD_EXIT": "1"}
+                env = {**os.environ, "MULTICAM_UE_JOB": str(job_path), "MULTICAM_UE_HARD_EXIT": "1",
+                       "UE_PYTHONPATH": ue_pythonpath(cfg)}
                 outcome = run_editor(build_command(cfg, log_path), env, cfg.timeout_s, work, log_path)
             result = interpret_run(outcome, cfg.timeout_s, cfg.fatal_log_patterns)
             record = self._collect(job, result, Path(ue_job["frames_dir"]), out_dir)

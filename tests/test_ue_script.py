@@ -331,6 +331,24 @@ def test_every_job_file_field_is_required_so_no_default_can_disagree(fake: Modul
             script.parse_job(job)
 
 
+def test_the_job_file_has_one_definition_shared_by_launcher_and_script(fake: ModuleType, tmp_path: Path) -> None:
+    """The launcher builds the script's own dataclass (ue_scripts/job_file.py) and the script reads back exactly
+    that object; no field of it has a default."""
+    import dataclasses
+
+    from render_jobs.unreal_backend import ue_job
+    from ue_scripts import job_file
+
+    script = importlib.import_module("ue_scripts.render_job")
+    assert script.UeJob is job_file.UeJob and script.parse_job is job_file.parse_job
+    built = ue_job(make_job(frames=3, size=16), CFG, tmp_path)
+    assert isinstance(built, job_file.UeJob)
+    assert script.parse_job(json.loads(json.dumps(ue_job_dict(make_job(frames=3, size=16), CFG, tmp_path)))) == built
+    for cls in (job_file.UeJob, job_file.CameraSpec):
+        for f in dataclasses.fields(cls):
+            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (cls, f.name)
+
+
 @pytest.mark.parametrize(("focal_mm", "aperture"), [(18.0, 10.0), (24.0, 5.0), (35.0, 2.4), (50.0, 2.4)])
 def test_every_camera_set_survives_the_lens_limits(fake: ModuleType, tmp_path: Path, focal_mm: float,
                                                    aperture: float) -> None:

@@ -53,10 +53,17 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import unreal
+
+# Run by the editor as a script (-ExecutePythonScript=.../ue_scripts/render_job.py), the package holding the job
+# file's one definition is importable from the folder above this one (the launcher also sets UE_PYTHONPATH to it).
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _PACKAGE_ROOT not in sys.path:
+    sys.path.insert(0, _PACKAGE_ROOT)
+from ue_scripts.job_file import CameraSpec, JobError, UeJob, load_job, parse_job  # noqa: E402
 
 _S = TypeVar("_S", bound=unreal.EditorSubsystem)
 _A = TypeVar("_A", bound=unreal.Object)
@@ -72,120 +79,8 @@ _ROTATION = ("Rotation.X", "Rotation.Y", "Rotation.Z")  # roll, pitch, yaw
 _SCALE = ("Scale.X", "Scale.Y", "Scale.Z")
 
 
-class JobError(RuntimeError):
-    """A problem with the job or the project the user can act on (bad asset path, ...)."""
-
-
+# The job file: one definition (ue_scripts/job_file.py), shared with the launcher
 # ------------------------------------------------------------------------------------------------
-# The job file
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CameraSpec:
-    name: str
-    focal_mm: float
-    aperture: float
-    sensor_width_mm: float
-    sensor_height_mm: float
-    #: per frame [x, y, z] in UE cm
-    locations: list[list[float]]
-    #: per frame [pitch, yaw, roll] in degrees (unwrapped: no jumps of 360 between frames)
-    rotators: list[list[float]]
-
-
-@dataclass
-class UeJob:
-    job_id: str
-    map_path: str
-    character_mesh: str
-    animation: str
-    #: animation frames at ``animation_fps`` to skip at render frame 0
-    animation_start_frame: int
-    animation_fps: float
-    character_location_cm: list[float]
-    character_yaw_deg: float
-    focus_height_cm: float
-    frames: int
-    fps: float
-    width: int
-    height: int
-    spatial_samples: int
-    warmup_frames: int
-    depth_of_field: bool
-    image_format: str
-    interpolation: str
-    content_folder: str
-    frames_dir: str
-    result_path: str
-    cameras: list[CameraSpec] = field(default_factory=list)
-
-
-def _need(d: dict[str, Any], key: str, where: str) -> Any:
-    if key not in d:
-        raise JobError(f"{where}: missing field {key!r}")
-    return d[key]
-
-
-def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
-    """Validate the job dict written by the launcher; errors name the field.
-
-    Every field is required: the launcher (render_jobs/unreal_backend.py::ue_job_dict) writes all of them from
-    the RenderJob, so a default here could only disagree with the plan (tests/test_ue_script.py checks that each
-    missing field is named)."""
-    cams = []
-    frames = int(_need(data, "frames", where))
-    for i, c in enumerate(_need(data, "cameras", where)):
-        cw = f"{where}: cameras[{i}]"
-        locs = [[float(v) for v in p] for p in _need(c, "locations", cw)]
-        rots = [[float(v) for v in p] for p in _need(c, "rotators", cw)]
-        if len(locs) != frames or len(rots) != frames:
-            raise JobError(f"{cw}: {len(locs)} locations / {len(rots)} rotators, expected {frames}")
-        cams.append(CameraSpec(
-            name=str(_need(c, "name", cw)), focal_mm=float(_need(c, "focal_mm", cw)),
-            aperture=float(_need(c, "aperture", cw)),
-            sensor_width_mm=float(_need(c, "sensor_width_mm", cw)),
-            sensor_height_mm=float(_need(c, "sensor_height_mm", cw)),
-            locations=locs, rotators=rots,
-        ))
-    if not cams:
-        raise JobError(f"{where}: cameras must not be empty")
-    image_format = str(_need(data, "image_format", where)).lower()
-    if image_format not in ("png", "exr"):
-        raise JobError(f"{where}: image_format must be png or exr, got {image_format!r}")
-    interpolation = str(_need(data, "interpolation", where)).lower()
-    if interpolation not in ("linear", "constant"):
-        raise JobError(f"{where}: interpolation must be linear or constant, got {interpolation!r}")
-    return UeJob(
-        job_id=str(_need(data, "job_id", where)),
-        map_path=str(_need(data, "map", where)),
-        character_mesh=str(_need(data, "character_mesh", where)),
-        animation=str(_need(data, "animation", where)),
-        animation_start_frame=int(_need(data, "animation_start_frame", where)),
-        animation_fps=float(_need(data, "animation_fps", where)),
-        character_location_cm=[float(v) for v in _need(data, "character_location_cm", where)],
-        character_yaw_deg=float(_need(data, "character_yaw_deg", where)),
-        focus_height_cm=float(_need(data, "focus_height_cm", where)),
-        frames=frames,
-        fps=float(_need(data, "fps", where)),
-        width=int(_need(data, "width", where)),
-        height=int(_need(data, "height", where)),
-        spatial_samples=int(_need(data, "spatial_samples", where)),
-        warmup_frames=int(_need(data, "warmup_frames", where)),
-        depth_of_field=bool(_need(data, "depth_of_field", where)),
-        image_format=image_format,
-        interpolation=interpolation,
-        content_folder=str(_need(data, "content_folder", where)).rstrip("/"),
-        frames_dir=str(_need(data, "frames_dir", where)),
-        result_path=str(_need(data, "result_path", where)),
-        cameras=cams,
-    )
-
-
-def load_job(path: str) -> UeJob:
-    with open(path, encoding="utf-8") as fh:
-        return parse_job(json.load(fh), path)
-
 
 def write_json_atomic(path: str, obj: dict[str, Any]) -> None:
     tmp = f"{path}.part"
@@ -381,7 +276,7 @@ def load_map(map_path: str) -> None:
 
 
 def build(job: UeJob) -> Built:
-    load_map(job.map_path)
+    load_map(job.map)
     actors = _editor_subsystem(unreal.EditorActorSubsystem)
     anim = _load(job.animation, unreal.AnimSequence, "animation")
     if unreal.EditorAssetLibrary.does_directory_exist(job.content_folder):
@@ -453,7 +348,7 @@ def configure_queue(job: UeJob, built: Built,
         seq = built.sequences[cam.name]
         mrq_job = queue.allocate_new_job(unreal.MoviePipelineExecutorJob.static_class())
         mrq_job.job_name = cam.name
-        mrq_job.map = unreal.SoftObjectPath(object_path(job.map_path))
+        mrq_job.map = unreal.SoftObjectPath(object_path(job.map))
         mrq_job.sequence = unreal.SoftObjectPath(seq.get_path_name())
         config = mrq_job.get_configuration()
 

@@ -1,0 +1,126 @@
+"""The Unreal job file: one definition, shared by the launcher and the editor script.
+
+``render_jobs/unreal_backend.py`` builds a :class:`UeJob` from a RenderJob and writes :func:`job_to_dict` of it;
+``ue_scripts/render_job.py`` (inside the editor) reads it back with :func:`parse_job`. The JSON keys are the field
+names below, every field is required (no defaults that could disagree with the plan), and every number is already
+what the engine wants (UE cm, rotators in degrees, frames at the job's fps).
+
+Standard library only: the editor's Python has no numpy and none of the project's packages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+class JobError(RuntimeError):
+    """A problem with the job or the project the user can act on (bad asset path, ...)."""
+
+
+@dataclass
+class CameraSpec:
+    name: str
+    focal_mm: float
+    aperture: float
+    sensor_width_mm: float
+    sensor_height_mm: float
+    #: per frame [x, y, z] in UE cm
+    locations: list[list[float]]
+    #: per frame [pitch, yaw, roll] in degrees (unwrapped: no jumps of 360 between frames)
+    rotators: list[list[float]]
+
+
+@dataclass
+class UeJob:
+    job_id: str
+    #: the map's object path (``/Game/Maps/Town.Town``)
+    map: str
+    character_mesh: str
+    animation: str
+    #: animation frames at ``animation_fps`` to skip at render frame 0
+    animation_start_frame: int
+    animation_fps: float
+    character_location_cm: list[float]
+    character_yaw_deg: float
+    #: the plan's focus point as the script replays it: tracking focus on the character, this high above it
+    focus_height_cm: float
+    frames: int
+    fps: float
+    width: int
+    height: int
+    spatial_samples: int
+    warmup_frames: int
+    depth_of_field: bool
+    image_format: str
+    interpolation: str
+    content_folder: str
+    frames_dir: str
+    result_path: str
+    cameras: list[CameraSpec]
+
+
+_SCALARS: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def job_to_dict(job: UeJob) -> dict[str, Any]:
+    """The JSON object of the job file (keys = the field names)."""
+    return asdict(job)
+
+
+def _need(d: dict[str, Any], key: str, where: str) -> Any:
+    if not isinstance(d, dict) or key not in d:
+        raise JobError(f"{where}: missing field {key!r}")
+    return d[key]
+
+
+def _scalar(value: Any, type_name: str, where: str, key: str) -> Any:
+    conv = _SCALARS[type_name]
+    try:
+        return conv(value)
+    except (TypeError, ValueError):
+        raise JobError(f"{where}: field {key!r} must be {type_name}, got {value!r}") from None
+
+
+def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
+    """Validate a job dict; errors name the field. Every field of :class:`UeJob` is required."""
+    values: dict[str, Any] = {}
+    for f in fields(UeJob):
+        raw = _need(data, f.name, where)
+        if f.name == "cameras":
+            continue
+        if f.name == "character_location_cm":
+            values[f.name] = [float(v) for v in raw]
+        else:
+            values[f.name] = _scalar(raw, str(f.type), where, f.name)
+    frames = values["frames"]
+    cams = []
+    for i, c in enumerate(_need(data, "cameras", where)):
+        cw = f"{where}: cameras[{i}]"
+        cam: dict[str, Any] = {}
+        for f in fields(CameraSpec):
+            raw = _need(c, f.name, cw)
+            if f.name in ("locations", "rotators"):
+                cam[f.name] = [[float(v) for v in p] for p in raw]
+            else:
+                cam[f.name] = _scalar(raw, str(f.type), cw, f.name)
+        if len(cam["locations"]) != frames or len(cam["rotators"]) != frames:
+            raise JobError(f"{cw}: {len(cam['locations'])} locations / {len(cam['rotators'])} rotators, "
+                           f"expected {frames}")
+        cams.append(CameraSpec(**cam))
+    if not cams:
+        raise JobError(f"{where}: cameras must not be empty")
+    values["image_format"] = values["image_format"].lower()
+    if values["image_format"] not in ("png", "exr"):
+        raise JobError(f"{where}: image_format must be png or exr, got {values['image_format']!r}")
+    values["interpolation"] = values["interpolation"].lower()
+    if values["interpolation"] not in ("linear", "constant"):
+        raise JobError(f"{where}: interpolation must be linear or constant, got {values['interpolation']!r}")
+    values["content_folder"] = values["content_folder"].rstrip("/")
+    return UeJob(cameras=cams, **values)
+
+
+def load_job(path: str) -> UeJob:
+    with open(path, encoding="utf-8") as fh:
+        return parse_job(json.load(fh), path)
