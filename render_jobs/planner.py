@@ -202,6 +202,10 @@ def plan_dataset(
                 "aperture": aperture,
             },
         }
+        descriptions = {k: v for k, v in (("environment", env.description), ("character", char.description),
+                                          ("animation", anim.description)) if v}
+        if descriptions:  # caption text only (not in the catalog hash); absent when the catalog has none
+            entry["descriptions"] = descriptions
         lines.append(json.dumps(entry, separators=(",", ":")))
         rows.append((jid, d.scene_index, output_dir))
 
@@ -326,7 +330,12 @@ def materialize(entry: dict[str, Any], settings: RenderSettings, n_cameras: int 
 
 def scene_spec(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """The per-scene spec: the sampler's record (unchanged) plus the composition. A superset of
-    ``sample_scene(...).record()``: no key of the record is altered, ``character`` only gains keys."""
+    ``sample_scene(...).record()``: no key of the record is altered, ``character`` only gains keys.
+
+    It also carries the catalog descriptions, the scene's ``caption`` and each camera's ``camera_motion``
+    label (``exporters/metadata.py``), which ``metadata.csv`` is written from."""
+    from exporters.metadata import camera_motion_labels, scene_caption
+
     spec = dict(record)
     spec["character"] = {**entry["character"], **record["character"]}
     spec["environment"] = dict(entry["environment"])
@@ -334,6 +343,10 @@ def scene_spec(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     spec["placement"] = dict(entry["placement"])
     spec["job_id"] = entry["job_id"]
     spec["output_dir"] = entry["output_dir"]
+    for part, text in (entry.get("descriptions") or {}).items():
+        spec[part] = {**spec[part], "description": text}
+    spec["caption"] = scene_caption(spec)
+    spec["camera_motion"] = camera_motion_labels(record)
     return spec
 
 

@@ -111,6 +111,8 @@ class _Books:
         self._pending_done: list[tuple[str, float]] = []
         self._pending_fail: list[tuple[str, str, bool]] = []
         self._pending_started: list[str] = []
+        #: Rewrites ``metadata.csv`` as scenes complete (set by :func:`run_dataset`).
+        self.metadata: Any = None
 
     def has_work(self) -> bool:
         return bool(self.queue or self.delayed)
@@ -171,9 +173,12 @@ class _Books:
 
     def flush(self) -> None:
         outcomes = bool(self._pending_done or self._pending_fail)
+        done = bool(self._pending_done)
         if outcomes or self._pending_started:  # one transaction for starts and outcomes
             self.store.finish(self._pending_done, self._pending_fail, self._pending_started)
             self._pending_done, self._pending_fail, self._pending_started = [], [], []
+        if done and self.metadata is not None:
+            self.metadata.scene_done()
         if outcomes:
             elapsed = time.perf_counter() - self.t0
             fps = self.summary.frames / elapsed if elapsed > 0 else 0.0
@@ -257,6 +262,9 @@ def run_dataset(
         books = _Books(
             store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
         )
+        from exporters.metadata import MetadataSync
+
+        books.metadata = MetadataSync(dataset)  # metadata.csv for ReCamMaster's trainer, kept in step
         sigterm = _SigtermAsInterrupt()
         try:
             if books.has_work():
@@ -274,6 +282,7 @@ def run_dataset(
             sigterm.restore()
             books.release_claimed("run ended")
             books.close()
+            books.metadata.close()  # every complete scene, whatever this run did
             summary.elapsed_s = time.perf_counter() - t0
             summary.counts = store.counts()
     return summary
