@@ -274,8 +274,6 @@ def render_csv(rows: list[tuple[str, str, str]]) -> str:
 
 # -- the path warning -----------------------------------------------------------------------------------
 
-_warned: set[str] = set()
-
 
 def cam_in_path_warning(dataset: str | os.PathLike[str]) -> str | None:
     """The warning text when the dataset's absolute path holds ``cam<digit>``, else None."""
@@ -289,11 +287,10 @@ def cam_in_path_warning(dataset: str | os.PathLike[str]) -> str | None:
 
 
 def warn_cam_in_path(dataset: str | os.PathLike[str]) -> None:
-    """Print :func:`cam_in_path_warning` to stderr, once per dataset per process."""
+    """Print :func:`cam_in_path_warning` to stderr (callers call it once per command: ``multicam captions``,
+    and :class:`MetadataSync` once per render run)."""
     text = cam_in_path_warning(dataset)
-    key = os.path.abspath(os.fspath(dataset))
-    if text is not None and key not in _warned:
-        _warned.add(key)
+    if text is not None:
         print(text, file=sys.stderr)
 
 
