@@ -350,3 +350,39 @@ def test_official_double_imports_nothing_of_ours() -> None:
             for a in (n.names if isinstance(n, ast.Import) else [n])}
     assert mods <= {"__future__", "csv", "json", "os", "re", "typing", "cv2", "numpy", "pandas"}, mods
     assert "recammaster_official" in sys.modules
+
+
+# -- catalog descriptions -------------------------------------------------------------------------------
+
+
+def test_descriptions_reach_the_plan_but_not_the_catalog_hash(tmp_path: Path) -> None:
+    import yaml
+
+    from render_jobs.cli_generate import DEMO_CATALOG
+    from render_jobs.planner import iter_manifest, plan_dataset, read_plan
+    from scene_catalog.loader import CatalogError, load_catalog
+
+    with_text = load_catalog(DEMO_CATALOG, check_assets=False)
+    assert all(e.description for e in (*with_text.environments, *with_text.characters, *with_text.animations))
+    raw = yaml.safe_load(DEMO_CATALOG.read_text())
+    for section in ("environments", "characters", "animations"):
+        for item in raw[section]:
+            item.pop("description")
+    bare_file = tmp_path / "bare.yaml"
+    bare_file.write_text(yaml.safe_dump(raw))
+    bare = load_catalog(bare_file, check_assets=False)
+    assert bare.content_key() == with_text.content_key()  # descriptions do not change what is rendered
+
+    plan_dataset(bare, 2, 4, tmp_path / "ds")
+    assert not any("descriptions" in e for e in iter_manifest(tmp_path / "ds"))
+    plan_dataset(with_text, 2, 4, tmp_path / "ds")  # same plan again: a no-op, not "a different plan"
+    assert read_plan(tmp_path / "ds")["catalog_sha256"]
+    plan_dataset(with_text, 2, 4, tmp_path / "ds2")
+    for e in iter_manifest(tmp_path / "ds2"):
+        assert set(e["descriptions"]) == {"environment", "character", "animation"}
+
+    raw["characters"][0]["description"] = "two\nlines"
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(CatalogError, match="description"):
+        load_catalog(bad_file, check_assets=False)
