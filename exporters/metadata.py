@@ -1,7 +1,7 @@
 """``DATASET/metadata.csv``: the captions file ReCamMaster's own trainer reads, from the scenes present.
 
-ReCamMaster's ``train_recammaster.py`` (KwaiVGI/ReCamMaster, ``TextVideoDataset.__init__`` and
-``TensorDataset.__init__``) runs ``pd.read_csv(os.path.join(dataset_path, "metadata.csv"))`` and joins
+ReCamMaster's ``train_recammaster.py`` (KwaiVGI/ReCamMaster at 39c0dc2e, ``TextVideoDataset.__init__``
+and ``TensorDataset.__init__``) runs ``pd.read_csv(os.path.join(dataset_path, "metadata.csv"))`` and joins
 each ``file_name`` to ``os.path.join(dataset_path, "train", file_name)``; without the file it raises
 FileNotFoundError. This module writes that file::
 
@@ -19,7 +19,10 @@ FileNotFoundError. This module writes that file::
 A scene is complete when its folder ``train/<set>/scene<i>/`` exists (render jobs rename a verified
 temporary folder into place in one ``rename``, see ``render_jobs/execute.py``), its ``scene.json``
 parses, ``cameras/camera_extrinsics.json`` is there and every camera named in ``scene.json`` has its
-``videos/camNN.mp4``. Hidden folders (``.tmp/``, ``.scene1.invalid-*``) are never scenes.
+``videos/camNN.mp4``. Hidden folders (``.tmp/``, ``.scene1.invalid-*``) are never scenes. In a dataset that
+``multicam`` did not plan (no ``plan/plan.json``; the released MultiCamVideo dataset has no ``scene.json``), a
+folder without ``scene.json`` is a scene of the videos it holds, captioned from an empty record (no
+``camera_motion``).
 
 The file is replaced atomically (:mod:`multicam.io`) under an advisory lock
 (``DATASET/.metadata.csv.lock``) held while scanning and writing, so concurrent writers (several
@@ -53,6 +56,8 @@ METADATA_FILE = "metadata.csv"
 LOCK_FILE = ".metadata.csv.lock"
 COLUMNS = ("file_name", "text", "camera_motion")
 SCENE_FILE = "scene.json"
+#: Present in datasets planned by ``multicam plan`` / ``generate`` (``render_jobs/planner.py`` ``PLAN_FILE``).
+PLAN_FILE = "plan/plan.json"
 
 Captioner = Callable[[dict[str, Any]], str]
 
@@ -238,12 +243,19 @@ def iter_scene_folders(dataset: Path) -> Iterator[Path]:
         yield from sorted(scenes, key=lambda p: _scene_key(p.name))
 
 
-def read_complete_scene(scene_dir: Path) -> tuple[dict[str, Any], list[str]] | None:
-    """``(record, camera names)`` when ``scene_dir`` is a complete scene (see the module doc), else None."""
-    try:
-        record = json.loads((scene_dir / SCENE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def read_complete_scene(scene_dir: Path, require_scene_json: bool = True) -> tuple[dict[str, Any], list[str]] | None:
+    """``(record, camera names)`` when ``scene_dir`` is a complete scene (see the module doc), else None.
+
+    ``require_scene_json=False`` (a dataset that ``multicam`` did not plan, such as the released MultiCamVideo,
+    which has no ``scene.json``): a folder without ``scene.json`` is a scene of the videos present, with an
+    empty record. A ``scene.json`` that does not parse is never complete."""
+    path = scene_dir / SCENE_FILE
+    record: Any = {}
+    if require_scene_json or path.exists():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
     if not isinstance(record, dict) or not os.path.isfile(os.path.join(scene_dir, CAMERA_FILE)):
         return None
     try:  # one listing instead of a stat per camera (13,600 scenes x 10 cameras)
@@ -252,9 +264,9 @@ def read_complete_scene(scene_dir: Path) -> tuple[dict[str, Any], list[str]] | N
         return None
     cams = record.get("cameras")
     if isinstance(cams, dict) and cams:
-        names = sorted(str(c) for c in cams)
-    else:  # a scene.json without the sampler record: the videos present
-        names = sorted(v[:-4] for v in videos if v.startswith("cam") and v.endswith(".mp4"))
+        names = sorted((str(c) for c in cams), key=_scene_key)
+    else:  # no sampler record: the videos present
+        names = sorted((v[:-4] for v in videos if v.startswith("cam") and v.endswith(".mp4")), key=_scene_key)
     if not names or not all(f"{n}.mp4" in videos for n in names):
         return None
     return record, names
@@ -346,16 +358,22 @@ class MetadataWriter:
             scenes = 0
             seen: set[str] = set()
             train = self.dataset / "train"
+            ours = (self.dataset / PLAN_FILE).exists()  # planned by multicam: every scene has scene.json
             for scene_dir in iter_scene_folders(self.dataset):
                 rel = scene_dir.relative_to(train).as_posix()
                 try:
                     st = os.stat(scene_dir / SCENE_FILE)
                 except OSError:
-                    continue
+                    if ours:
+                        continue
+                    try:  # a foreign dataset's scene without scene.json: keyed by its videos folder
+                        st = os.stat(scene_dir / "videos")
+                    except OSError:
+                        continue
                 key = (st.st_ino, st.st_mtime_ns, st.st_size)
                 hit = self._cache.get(rel)
                 if hit is None or hit[0] != key:
-                    got = read_complete_scene(scene_dir)
+                    got = read_complete_scene(scene_dir, require_scene_json=ours)
                     if got is None:
                         continue
                     scene_rows = _rows(rel, got[0], got[1], self.captioner)

@@ -386,3 +386,21 @@ def test_descriptions_reach_the_plan_but_not_the_catalog_hash(tmp_path: Path) ->
     bad_file.write_text(yaml.safe_dump(raw))
     with pytest.raises(CatalogError, match="description"):
         load_catalog(bad_file, check_assets=False)
+
+
+def test_a_dataset_without_scene_json_like_the_released_one(dataset: Path, tmp_path: Path) -> None:
+    ds = tmp_path / "copy"
+    shutil.copytree(dataset, ds)
+    first = _scenes(ds)[0]
+    (first / "scene.json").unlink()
+    assert runner.invoke(app, ["captions", str(ds)]).exit_code == 0
+    assert len(_rows(ds)) == 10  # planned by multicam: a scene without scene.json is not complete
+    shutil.rmtree(ds / "plan")
+    for scene in _scenes(ds):
+        (scene / "scene.json").unlink(missing_ok=True)
+    res = runner.invoke(app, ["captions", str(ds)])
+    assert res.exit_code == 0, res.output
+    rows = _rows(ds)
+    assert len(rows) == 20 and {r["text"] for r in rows} == {"A person moves in a scene."}
+    assert {r["camera_motion"] for r in rows} == {""}
+    assert all(official.video_is_used(p) for p in official.read_metadata(str(ds))[0][:2])
