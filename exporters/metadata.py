@@ -426,7 +426,7 @@ class MetadataSync:
         t0 = time.monotonic()
         try:
             self.writer.write()
-        except (OSError, DatasetError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a side product of the run: reported, never fatal to it
             if not self._failed:
                 self._failed = True
                 print(f"warning: {self.writer.dataset / METADATA_FILE} not updated ({exc}); "

@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from exporters.metadata import MetadataSync
 from render_jobs.execute import JobContext, Outcome, cleanup_tmp
 from render_jobs.planner import PlanError, iter_manifest, load_settings, read_plan
 from render_jobs.store import JobStore
@@ -112,7 +113,7 @@ class _Books:
         self._pending_fail: list[tuple[str, str, bool]] = []
         self._pending_started: list[str] = []
         #: Rewrites ``metadata.csv`` as scenes complete (set by :func:`run_dataset`).
-        self.metadata: Any = None
+        self.metadata: MetadataSync | None = None
 
     def has_work(self) -> bool:
         return bool(self.queue or self.delayed)
@@ -262,8 +263,6 @@ def run_dataset(
         books = _Books(
             store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
         )
-        from exporters.metadata import MetadataSync
-
         books.metadata = MetadataSync(dataset)  # metadata.csv for ReCamMaster's trainer, kept in step
         sigterm = _SigtermAsInterrupt()
         try:

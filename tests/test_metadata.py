@@ -404,3 +404,17 @@ def test_a_dataset_without_scene_json_like_the_released_one(dataset: Path, tmp_p
     assert len(rows) == 20 and {r["text"] for r in rows} == {"A person moves in a scene."}
     assert {r["camera_motion"] for r in rows} == {""}
     assert all(official.video_is_used(p) for p in official.read_metadata(str(ds))[0][:2])
+
+
+def test_a_metadata_write_failure_is_one_warning_not_a_failed_run(dataset: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    ds = tmp_path / "copy"
+    shutil.copytree(dataset, ds)
+    (ds / "metadata.csv").unlink()
+    (ds / "metadata.csv").mkdir()  # cannot be replaced by a file
+    sync = MetadataSync(ds, min_interval_s=0)
+    sync.scene_done()
+    sync.scene_done()
+    sync.close()
+    err = capsys.readouterr().err
+    assert err.count("not updated") == 1 and "multicam captions" in err, err
