@@ -408,7 +408,7 @@ def write_metadata(dataset: str | os.PathLike[str], captioner: Captioner | None 
 class MetadataSync:
     """Keeps ``metadata.csv`` in step with a render run: :meth:`scene_done` after scenes complete
     (rewrites at most every ``min_interval_s``, and at most 5% of the time: a rewrite of 13,600 scenes
-    takes ~1.3 s once their rows are cached), :meth:`close` at the end of the run (always rewrites).
+    takes ~0.4 s once their rows are cached), :meth:`close` at the end of the run (always rewrites).
 
     A failure to write is reported once on stderr and never stops the run (``multicam captions``
     rewrites the file)."""
