@@ -1,4 +1,5 @@
-"""``multicam validate``: check a MultiCamVideo-format dataset on disk."""
+"""``multicam validate``: check a MultiCamVideo-format dataset on disk; ``multicam captions``: write its
+``metadata.csv``."""
 
 from __future__ import annotations
 
@@ -46,5 +47,30 @@ def validate(
     raise typer.Exit(1 if problems else 0)
 
 
+def captions(
+    dataset: Path = typer.Argument(..., help="Dataset root (the folder holding train/)."),
+    captioner: str | None = typer.Option(None, "--captioner", help="Caption hook module:function, called with "
+                                         "each scene's record (scene.json as a dict); returns the caption str."),
+) -> None:
+    """(Re)write DATASET/metadata.csv (columns file_name,text,camera_motion) from every complete scene: the
+    file ReCamMaster's train_recammaster.py reads. Exit 2 for bad input (no dataset, no complete scene, a
+    --captioner that cannot be imported, raises or returns no text)."""
+    from exporters.metadata import load_captioner, warn_cam_in_path, write_metadata
+    from multicam.errors import DatasetError
+
+    if not dataset.is_dir():
+        fail(f"{dataset}: no such folder")
+    warn_cam_in_path(dataset)
+    try:
+        hook = load_captioner(captioner) if captioner is not None else None
+        res = write_metadata(dataset, hook)
+    except DatasetError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{dataset}: cannot write metadata.csv ({exc})")
+    typer.echo(f"wrote {res.path}: {res.rows} videos of {res.scenes} scene(s)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
+    app.command("captions")(captions)

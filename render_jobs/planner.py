@@ -129,9 +129,11 @@ def plan_dataset(
             # and are the repair: a damaged or hand-edited manifest is restored, and every planned job the store
             # lacks is re-added (a deleted or replaced jobs.sqlite is rebuilt this way; rows keep their state).
             entries, _ = plan_entries(catalog, n_scenes, seed, settings, n_cameras=n_cameras)
-            text = "".join(e.canonical_json() + "\n" for e in entries)
-            if not manifest.exists() or manifest.read_bytes() != text.encode():
-                atomic_write_text(manifest, text)
+            kept = _existing_entries_if_same(out, entries)
+            if kept is not None:
+                entries = kept  # the same plan (descriptions, caption text only, may differ: the plan's are kept)
+            else:
+                atomic_write_text(manifest, "".join(e.canonical_json() + "\n" for e in entries))
             with JobStore.for_dataset(out) as store:
                 store.add_jobs(_store_row(e) for e in entries)
                 store.set_meta_default(PLAN_KEY_META, canonical_plan_key(key))
@@ -177,6 +179,19 @@ def plan_dataset(
     }
     atomic_write_json(plan_file, header)
     return manifest
+
+
+def _existing_entries_if_same(out: Path, entries: list[ManifestEntry]) -> list[ManifestEntry] | None:
+    """The manifest's entries when it is intact and equal to ``entries`` up to their descriptions, else None."""
+    try:
+        old = list(iter_manifest(out))
+    except PlanError:
+        return None
+    if len(old) != len(entries):
+        return None
+    same = all(a.model_copy(update={"descriptions": None}) == b.model_copy(update={"descriptions": None})
+               for a, b in zip(old, entries, strict=True))
+    return old if same else None
 
 
 def layout_seed_for(seed: int, scene_index: int) -> int:
@@ -249,6 +264,9 @@ def plan_entries(
                 focal_mm=focal, aperture=aperture,
             ),
             layout_seed=layout_seed_for(seed, d.scene_index),
+            # caption text only (not in the catalog hash); None when the catalog has none
+            descriptions={k: v for k, v in (("environment", env.description), ("character", char.description),
+                                            ("animation", anim.description)) if v} or None,
         ))
     return entries, draws
 
@@ -374,7 +392,11 @@ def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int =
 
 def scene_spec(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """The per-scene spec: the sampler's record (unchanged) plus the composition. A superset of
-    ``sample_scene(...).record()``: no key of the record is altered, ``character`` only gains keys."""
+    ``sample_scene(...).record()``: no key of the record is altered, ``character`` only gains keys.
+
+    It also carries the catalog descriptions, the scene's ``caption`` and each camera's ``camera_motion``
+    label (``exporters/metadata.py``), which ``metadata.csv`` is written from."""
+    from exporters.metadata import camera_motion_labels, scene_caption
     spec = dict(record)
     spec["character"] = {**entry["character"], **record["character"]}
     spec["environment"] = dict(entry["environment"])
@@ -382,6 +404,10 @@ def scene_spec(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     spec["placement"] = dict(entry["placement"])
     spec["job_id"] = entry["job_id"]
     spec["output_dir"] = entry["output_dir"]
+    for part, text in (entry.get("descriptions") or {}).items():
+        spec[part] = {**spec[part], "description": text}
+    spec["caption"] = scene_caption(spec)
+    spec["camera_motion"] = camera_motion_labels(record)
     return spec
 
 

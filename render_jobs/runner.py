@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from exporters.metadata import MetadataSync
 from render_jobs.execute import JobContext, Outcome, cleanup_tmp
 from render_jobs.planner import PLAN_KEY_META, PlanError, iter_manifest, load_settings, plan_key_of, read_plan
 from render_jobs.schema import ManifestEntry, changed_fields
@@ -136,6 +137,8 @@ class _Books:
         self._pending_done: list[tuple[str, float]] = []
         self._pending_fail: list[tuple[str, str, bool]] = []
         self._pending_started: list[str] = []
+        #: Rewrites ``metadata.csv`` as scenes complete (set by :func:`run_dataset`).
+        self.metadata: MetadataSync | None = None
 
     def has_work(self) -> bool:
         return bool(self.queue or self.delayed)
@@ -196,9 +199,12 @@ class _Books:
 
     def flush(self) -> None:
         outcomes = bool(self._pending_done or self._pending_fail)
+        done = bool(self._pending_done)
         if outcomes or self._pending_started:  # one transaction for starts and outcomes
             self.store.finish(self._pending_done, self._pending_fail, self._pending_started)
             self._pending_done, self._pending_fail, self._pending_started = [], [], []
+        if done and self.metadata is not None:
+            self.metadata.scene_done()
         if outcomes:
             elapsed = time.perf_counter() - self.t0
             fps = self.summary.frames / elapsed if elapsed > 0 else 0.0
@@ -315,6 +321,7 @@ def run_dataset(
         books = _Books(
             store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
         )
+        books.metadata = MetadataSync(dataset)  # metadata.csv for ReCamMaster's trainer, kept in step
         sigterm = _SigtermAsInterrupt()
         try:
             if books.has_work():
@@ -332,6 +339,7 @@ def run_dataset(
             sigterm.restore()
             books.release_claimed("run ended")
             books.close()
+            books.metadata.close()  # every complete scene, whatever this run did
             summary.elapsed_s = time.perf_counter() - t0
             summary.counts = store.counts()
     return summary

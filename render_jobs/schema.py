@@ -232,6 +232,9 @@ class ManifestEntry(_Model):
     placement: Placement
     sampler: SamplerArgs
     layout_seed: int = Field(ge=0, lt=_U64)
+    #: Catalog descriptions (environment, character, animation) the scene's caption is composed from; None when
+    #: the catalog has none. Caption text only: it changes no pixel.
+    descriptions: dict[Literal["environment", "character", "animation"], str] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ManifestEntry:

@@ -17,12 +17,20 @@ A catalog file (YAML, TOML or JSON) has three lists::
     animations:
       - {id: walk, asset: builtin:walk, skeleton: mannequin, length_frames: 120, fps: 30, loopable: true}
 
+Every environment, character and animation may have a ``description`` (optional) from which the scene's
+caption is composed (``exporters/metadata.py`` ``scene_caption``: "<character> <animation> in
+<environment>."): a character's is a noun phrase ("a slim mannequin in a blue shirt"), an animation's a
+present-tense verb phrase ("walks in a slow circle"), an environment's a noun phrase read after "in"
+("a paved city square ringed by buildings"). Descriptions do not change what is rendered, so they are
+left out of :meth:`Catalog.content_key` (a plan stays valid when only descriptions change).
+
 Relative asset paths resolve against the folder of the catalog file that names them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -38,6 +46,12 @@ SIZE_RADII_M: dict[str, tuple[float, ...]] = {
 }
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+
+def _description() -> Any:
+    """An optional caption text of a catalog entry (one line)."""
+    return Field(None, min_length=1, max_length=300, pattern=r"^[^\n\r]*$")
 
 
 class _Model(BaseModel):
@@ -66,6 +80,8 @@ class Environment(_Model):
     radii_m: tuple[float, ...] | None = None
     tags: tuple[str, ...] = ()
     anchors: tuple[Anchor, ...]
+    #: Caption noun phrase read after "in" (e.g. "a paved city square ringed by buildings").
+    description: str | None = _description()
 
     @field_validator("anchors")
     @classmethod
@@ -138,6 +154,8 @@ class Character(_Model):
     asset: str = Field(min_length=1)
     height_m: float = Field(1.8, gt=0.2, le=5.0)
     skeleton: str = Field("mannequin", min_length=1)
+    #: Caption noun phrase, the subject (e.g. "a slim mannequin in a blue shirt").
+    description: str | None = _description()
 
 
 class Animation(_Model):
@@ -148,6 +166,8 @@ class Animation(_Model):
     length_frames: int = Field(ge=1)
     fps: float = Field(30.0, gt=0, le=1000)
     loopable: bool = False
+    #: Caption verb phrase, present tense (e.g. "walks in a slow circle").
+    description: str | None = _description()
 
     @property
     def duration_s(self) -> float:
@@ -171,5 +191,9 @@ class Catalog(_Model):
         return next(a for a in self.animations if a.id == id)
 
     def content_key(self) -> str:
-        """A stable JSON of the content (sources excluded), for plan idempotency checks."""
-        return self.model_dump_json(exclude={"sources"})
+        """A stable JSON of the content (sources and descriptions excluded), for plan idempotency checks.
+
+        Descriptions only feed captions, so editing them does not make an existing plan "different"."""
+        no_text = {"__all__": {"description"}}
+        return self.model_dump_json(exclude={"sources": True, "environments": no_text, "characters": no_text,
+                                             "animations": no_text})

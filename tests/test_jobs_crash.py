@@ -170,3 +170,6 @@ def test_two_concurrent_runs_share_the_work(tmp_path: Path) -> None:
         assert s.event_counts("done") == {f"s{i:06d}": 1 for i in range(1, 11)}
     renders = [line.split()[0] for line in log.read_text().splitlines()]
     assert sorted(renders) == [f"s{i:06d}" for i in range(1, 11)]  # no job rendered twice
+    # both coordinators rewrote metadata.csv (under its lock): the last file lists every scene once
+    rows = (ds / "metadata.csv").read_text().splitlines()
+    assert rows[0] == "file_name,text,camera_motion" and len(rows) == 1 + 10 * 2 and len(set(rows)) == len(rows)

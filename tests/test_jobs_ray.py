@@ -56,6 +56,10 @@ def test_ray_executor_runs_the_plan_with_a_retry(tmp_path: Path, local_ray: None
     for e in iter_manifest(ds):
         if e.job_id != "s000005":
             assert verify_scene_dir(materialize(e, settings, n_cam), ds / e.output_dir) == []
+    # metadata.csv (ReCamMaster's captions file) lists the 5 complete scenes x 3 cameras, not the failed one
+    listed = (ds / "metadata.csv").read_text().splitlines()[1:]
+    failed_dir = next(e.output_dir for e in iter_manifest(ds) if e.job_id == "s000005")
+    assert len(listed) == 15 and not any(r.startswith(failed_dir.removeprefix("train/") + "/") for r in listed)
 
     # The per-job time limit cancels a task that runs too long.
     with JobStore.for_dataset(ds) as store:

@@ -224,6 +224,8 @@ def test_sample_cameras_cli_files_are_deterministic(tmp_path: Path) -> None:
     for _name, cam in rec["cameras"].items():
         assert cam["trajectory"] in TRAJECTORY_TYPES and cam["focal_mm"] in (18, 24, 35, 50)
         assert cam["speed"]["mode"] in ("constant", "variable") and cam["seed"][:2] == [11, 2]
+        assert rec["camera_motion"][_name].startswith(cam["trajectory"] if cam["trajectory"] in
+                                                      ("pan", "tilt", "arc", "static") else ("move", "free path"))
     sc = sample_scene(11, 2, frames=21)
     assert np.all(np.abs(poses - sc.poses_frame_major()) <= 1e-6 * np.abs(sc.poses_frame_major()).max())
     r3 = _run_cli("sample-cameras", "--scenes", "3", "--seed", "12", "--out", str(tmp_path / "c"), "--frames", "21")
