@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -366,3 +367,78 @@ def test_every_camera_set_survives_the_lens_limits(fake: ModuleType, tmp_path: P
     bare = fake.CineCameraComponent()  # the fake's default lens does clamp, so the test can fail
     bare.current_aperture = 2.4
     assert bare.current_aperture == 2.8
+
+
+# ------------------------------------------------------------------------------------------------
+# golden tests: the fake's engine math (transcribed from the engine) against hand-computed values, and our
+# conventions + camera-file writer against the fake's engine
+# ------------------------------------------------------------------------------------------------
+
+
+def _frotation_matrix(pitch: float, yaw: float, roll: float) -> list[list[float]]:
+    """RotationTranslationMatrix.h, FRotationTranslationMatrix (the formula by angles, not via the quaternion)."""
+    sp, cp = math.sin(math.radians(pitch)), math.cos(math.radians(pitch))
+    sy, cy = math.sin(math.radians(yaw)), math.cos(math.radians(yaw))
+    sr, cr = math.sin(math.radians(roll)), math.cos(math.radians(roll))
+    return [[cp * cy, cp * sy, sp], [sr * sp * cy - cr * sy, sr * sp * sy + cr * cy, -sr * cp],
+            [-(cr * sp * cy + sr * sy), cy * sr - cr * sp * sy, cr * cp]]
+
+
+# (pitch, yaw, roll) -> the three axis rows, worked out by hand from the formula above
+_HAND = {
+    (0.0, 90.0, 0.0): [[0, 1, 0], [-1, 0, 0], [0, 0, 1]],
+    (90.0, 0.0, 0.0): [[0, 0, 1], [0, 1, 0], [-1, 0, 0]],
+    (0.0, 0.0, 90.0): [[1, 0, 0], [0, 0, -1], [0, 1, 0]],
+    (0.0, 180.0, 0.0): [[-1, 0, 0], [0, -1, 0], [0, 0, 1]],
+    (30.0, 0.0, 0.0): [[math.sqrt(3) / 2, 0, 0.5], [0, 1, 0], [-0.5, 0, math.sqrt(3) / 2]],
+}
+
+
+@pytest.mark.parametrize("rot", sorted(_HAND))
+def test_fake_engine_matrix_matches_hand_computed_values(fake: ModuleType, rot: tuple[float, float, float]) -> None:
+    pitch, yaw, roll = rot
+    m = fake.Transform(location=fake.Vector(1.0, 2.0, 3.0),
+                       rotation=fake.Rotator(roll=roll, pitch=pitch, yaw=yaw)).to_matrix()
+    rows = [[p.x, p.y, p.z, p.w] for p in (m.x_plane, m.y_plane, m.z_plane, m.w_plane)]
+    np.testing.assert_allclose(np.asarray(rows)[:3, :3], _HAND[rot], atol=1e-12)
+    assert rows[3] == [1.0, 2.0, 3.0, 1.0] and [r[3] for r in rows[:3]] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("rot", [(12.5, -37.0, 4.0), (-44.0, 170.0, -3.0), (5.0, 359.0, 0.0), (0.0, -90.0, 0.0)])
+def test_quaternion_path_equals_the_angle_formula_and_our_conventions(fake: ModuleType,
+                                                                      rot: tuple[float, float, float]) -> None:
+    pitch, yaw, roll = rot
+    m = fake.Transform(location=fake.Vector(), rotation=fake.Rotator(roll=roll, pitch=pitch, yaw=yaw)).to_matrix()
+    engine = np.asarray([[p.x, p.y, p.z] for p in (m.x_plane, m.y_plane, m.z_plane)])
+    np.testing.assert_allclose(engine, _frotation_matrix(pitch, yaw, roll), atol=1e-12)
+    ours = ue_location_rotator_to_matrix(np.zeros(3), np.array([pitch, yaw, roll]))
+    np.testing.assert_allclose(ours[:3, :3], engine, atol=1e-12)
+
+
+@pytest.mark.parametrize(("loc", "rot"), [((3390.0, 1380.0, 240.0), (0.0, 0.0, 0.0)),
+                                          ((0.0, 0.0, 0.0), (0.0, -90.0, 0.0)),
+                                          ((-120.0, 55.0, 7.0), (0.0, 90.0, 0.0)),
+                                          ((1.0, 2.0, 3.0), (0.0, 180.0, 0.0))])
+def test_our_camera_file_prints_poses_as_the_engine_prints_them(fake: ModuleType, tmp_path: Path,
+                                                               loc: tuple[float, float, float],
+                                                               rot: tuple[float, float, float]) -> None:
+    """FMatrix::ToString of the engine's matrix (how the released files' strings were printed) against what our
+    writer prints for the same pose: the same numbers (ours keep more digits than %g's six) and, where the value is
+    zero or a rounding residue, the same sign; the identity reads exactly like the released files."""
+    pitch, yaw, roll = rot
+    m = fake.Transform(location=fake.Vector(*loc), rotation=fake.Rotator(roll=roll, pitch=pitch, yaw=yaw))
+    printed = str(m.to_matrix())
+    if rot == (0.0, 0.0, 0.0):
+        assert printed == "[1 0 0 0] [-0 1 0 0] [0 -0 1 0] [3390 1380 240 1] "
+    ours = ue_location_rotator_to_matrix(np.asarray(loc), np.asarray(rot))
+    path = write_camera_json(tmp_path / "c.json", ours[None, None])
+    written = json.loads(path.read_text())["frame0"]["cam01"]
+    if rot == (0.0, 0.0, 0.0):
+        assert written == printed
+    def numbers(text: str) -> np.ndarray:
+        return np.asarray([float(v) for v in text.replace("[", " ").replace("]", " ").split()])
+
+    a, b = numbers(printed), numbers(written)
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * max(1.0, float(np.abs(a).max())))
+    small = (np.abs(a) < 1e-9) & (np.abs(b) < 1e-9)
+    assert small.any() and np.array_equal(np.signbit(a[small]), np.signbit(b[small])), (printed, written)

@@ -16,7 +16,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Quaternion, Vector
 
-from multicam.conventions import ue_to_rh_points, ue_yaw_to_rh_yaw
+from multicam.conventions import CM_PER_M, ue_to_rh_points, ue_yaw_to_rh_yaw
 from render_jobs.blender import materials as M
 from render_jobs.blender.calibration import BEACON_RADIUS_CM, beacon_path_cm
 from render_jobs.blender.keying import key_channels
@@ -31,8 +31,6 @@ class CharacterRig:
     placement: bpy.types.Object
     #: Mesh objects of the character (for the mask pass).
     meshes: list[bpy.types.Object]
-    #: What cameras focus on (depth of field).
-    focus: bpy.types.Object
     armature: bpy.types.Object | None = None
     #: Object that carries the root motion (armature, or the top object of a user character).
     mover: bpy.types.Object | None = None
@@ -136,10 +134,7 @@ def build_mannequin(style: BodyStyle, height_m: float, parent: bpy.types.Object,
         eye = sphere(f"{style.name}_eye", 0.16 * hr, (0, 0, 0), coll, eye_mat, subdiv=2)
         _attach(eye, arm, "head", Matrix.Translation(Vector(head_c + np.array([0.85 * hr, s * 0.35 * hr, 0.15 * hr]))))
         meshes.append(eye)
-    focus = bpy.data.objects.new(f"{style.name}_focus", None)
-    coll.objects.link(focus)
-    _attach(focus, arm, "chest", Matrix.Translation(Vector(bones["chest"][0])))
-    return CharacterRig(placement=parent, meshes=meshes, focus=focus, armature=arm, mover=arm,
+    return CharacterRig(placement=parent, meshes=meshes, armature=arm, mover=arm,
                         record={"style": style.name, "height_m": h, "bones": len(BONE_PARENTS)})
 
 
@@ -163,26 +158,23 @@ def apply_motion(rig: CharacterRig, mo: Motion) -> None:
 
 def build_beacon(parent: bpy.types.Object, coll: bpy.types.Collection, times_s: np.ndarray) -> CharacterRig:
     """An emissive sphere moving along :func:`beacon_path_cm` (relative to the placement)."""
-    ob = sphere("beacon", BEACON_RADIUS_CM / 100.0, (0, 0, 0), coll, M.emissive("beacon", (1.0, 1.0, 1.0), 6.0),
+    ob = sphere("beacon", BEACON_RADIUS_CM / CM_PER_M, (0, 0, 0), coll, M.emissive("beacon", (1.0, 1.0, 1.0), 6.0),
                 subdiv=3)
     ob.parent = parent
     key_channels(ob, "location", ue_to_rh_points(beacon_path_cm(times_s)))
-    return CharacterRig(placement=parent, meshes=[ob], focus=ob, mover=ob, record={"beacon": True})
+    return CharacterRig(placement=parent, meshes=[ob], mover=ob, record={"beacon": True})
 
 
 def build_character(char: CharacterRef, anim: AnimationRef, placement: Placement, coll: bpy.types.Collection,
                     frames: int, render_fps: float) -> CharacterRig:
-    """Build, place and animate the job's character; returns the rig (meshes for masks, focus)."""
+    """Build, place and animate the job's character; returns the rig (meshes for masks). Cameras focus on the
+    job's planned focus points, not on anything of the rig."""
     from render_jobs.blender import user_assets
 
     parent = make_placement(placement, coll)
     times = anim.start_frame / anim.fps + np.arange(frames) / render_fps
     if char.asset == "builtin:none":  # calibration scenes: nothing but the environment
-        focus = bpy.data.objects.new("focus", None)
-        coll.objects.link(focus)
-        focus.parent = parent
-        focus.location = (0.0, 0.0, 0.55 * char.height_m)
-        return CharacterRig(placement=parent, meshes=[], focus=focus, record={"asset": char.asset})
+        return CharacterRig(placement=parent, meshes=[], record={"asset": char.asset})
     if char.asset == "builtin:beacon":
         rig = build_beacon(parent, coll, times)
     elif char.asset.startswith("builtin:"):

@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 from numpy.typing import NDArray
 
-from multicam.conventions import ue_to_rh_points
+from multicam.conventions import CM_PER_M, ue_to_rh_points
 from render_jobs.blender import materials as M
 from render_jobs.blender.calibration import MARKER_COLOURS, MARKER_RADIUS_CM, MARKERS_CM
 from render_jobs.blender.meshes import box, cylinder, plane, sphere
@@ -291,7 +291,7 @@ def build_calibration(ctx: EnvContext) -> None:
     build_void(ctx)
     pts = ctx.center + ue_to_rh_points(MARKERS_CM)
     for i, (p, col) in enumerate(zip(pts, MARKER_COLOURS, strict=True)):
-        sphere(f"marker{i}", MARKER_RADIUS_CM / 100.0, tuple(p), ctx.coll, M.emissive(f"marker{i}", tuple(col), 5.0),
+        sphere(f"marker{i}", MARKER_RADIUS_CM / CM_PER_M, tuple(p), ctx.coll, M.emissive(f"marker{i}", tuple(col), 5.0),
                subdiv=3)
     ctx.record.update({"markers": len(pts)})
 

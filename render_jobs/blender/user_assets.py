@@ -122,11 +122,7 @@ def import_character(asset: str, height_m: float, parent: bpy.types.Object,
     root.parent = holder
     meshes = [o for o in objs if o.type == "MESH"]
     arms = [o for o in objs if o.type == "ARMATURE"]
-    focus = bpy.data.objects.new("character_focus", None)
-    coll.objects.link(focus)
-    focus.parent = holder
-    focus.location = (0.0, 0.0, 0.55 * height_m)
-    return CharacterRig(placement=parent, meshes=meshes, focus=focus, armature=arms[0] if arms else None,
+    return CharacterRig(placement=parent, meshes=meshes, armature=arms[0] if arms else None,
                         mover=arms[0] if arms else (top[0] if len(top) == 1 else root),
                         record={"scale": scale, "file": asset, "objects": len(objs)})
 

@@ -224,6 +224,24 @@ class Matrix(StructBase):
         self.z_plane = z_plane or Plane()
         self.w_plane = w_plane or Plane()
 
+    def __str__(self) -> str:
+        # Matrix.cpp, FMatrix::ToString: one Printf("[%g %g %g %g] ") per row M[0]..M[3]; C's %g keeps the sign of
+        # a negative zero ("-0"), which is how the released camera files came to read "[-0 1 0 0]".
+        return "".join("[%g %g %g %g] " % (p.x, p.y, p.z, p.w)  # noqa: UP031 - the engine's printf, verbatim
+                       for p in (self.x_plane, self.y_plane, self.z_plane, self.w_plane))
+
+
+def _rotator_quaternion(pitch: float, yaw: float, roll: float) -> tuple[float, float, float, float]:
+    """UnrealMath.cpp, ``FRotator::Quaternion()`` (UE 5, the non-SIMD path): half-angle sines and cosines of the
+    angles taken modulo 360 (FMath::Fmod keeps the sign of its first argument, as math.fmod does), then
+    X = CR*SP*SY - SR*CP*CY, Y = -CR*SP*CY - SR*CP*SY, Z = CR*CP*SY - SR*SP*CY, W = CR*CP*CY + SR*SP*SY."""
+    half = math.pi / 180.0 / 2.0
+    sp, cp = math.sin(math.fmod(pitch, 360.0) * half), math.cos(math.fmod(pitch, 360.0) * half)
+    sy, cy = math.sin(math.fmod(yaw, 360.0) * half), math.cos(math.fmod(yaw, 360.0) * half)
+    sr, cr = math.sin(math.fmod(roll, 360.0) * half), math.cos(math.fmod(roll, 360.0) * half)
+    return (cr * sp * sy - sr * cp * cy, -cr * sp * cy - sr * cp * sy, cr * cp * sy - sr * sp * cy,
+            cr * cp * cy + sr * sp * sy)
+
 
 class Transform(StructBase):
     translation: Vector
@@ -231,21 +249,29 @@ class Transform(StructBase):
 
     def __init__(self, location: Vector | None = None, rotation: Rotator | None = None,
                  scale: Vector | None = None) -> None:
+        # An FTransform stores its rotation as a quaternion: the Python constructor takes a Rotator and converts
+        # it with FRotator::Quaternion (TransformNonVectorized.h, the FTransform(FRotator, ...) constructor).
         self.translation = location or Vector()
-        self._rot = rotation or Rotator()
+        r = rotation or Rotator()
+        self._quat = _rotator_quaternion(r.pitch, r.yaw, r.roll)
         self.scale3d = scale or Vector(1.0, 1.0, 1.0)
 
     def to_matrix(self) -> Matrix:
-        # The engine's FTransform::ToMatrixWithScale for unit scale == FRotationTranslationMatrix
-        # (RotationTranslationMatrix.h): row-vector convention, row 0 the forward axis.
-        r = self._rot
-        sp, cp = math.sin(math.radians(r.pitch)), math.cos(math.radians(r.pitch))
-        sy, cy = math.sin(math.radians(r.yaw)), math.cos(math.radians(r.yaw))
-        sr, cr = math.sin(math.radians(r.roll)), math.cos(math.radians(r.roll))
+        # TransformNonVectorized.h, ``TTransform::ToMatrixWithScale``: the rotation part from the quaternion
+        # (x2 = X + X, ..., M[0][0] = (1 - (yy2 + zz2)) * S.X, M[0][1] = (xy2 + wz2) * S.X, M[1][0] = (xy2 - wz2)
+        # * S.Y, ...), row-vector convention (row 0 = the forward axis), the translation in row 3. The operations
+        # are kept in the engine's order so that the signs of zeros come out as the engine's do.
+        x, y, z, w = self._quat
+        sx, sy, sz = self.scale3d.x, self.scale3d.y, self.scale3d.z
+        x2, y2, z2 = x + x, y + y, z + z
+        xx2, yy2, zz2 = x * x2, y * y2, z * z2
+        yz2, wx2 = y * z2, w * x2
+        xy2, wz2 = x * y2, w * z2
+        xz2, wy2 = x * z2, w * y2
         t = self.translation
-        return Matrix(Plane(cp * cy, cp * sy, sp, 0.0),
-                      Plane(sr * sp * cy - cr * sy, sr * sp * sy + cr * cy, -sr * cp, 0.0),
-                      Plane(-(cr * sp * cy + sr * sy), cy * sr - cr * sp * sy, cr * cp, 0.0),
+        return Matrix(Plane((1.0 - (yy2 + zz2)) * sx, (xy2 + wz2) * sx, (xz2 - wy2) * sx, 0.0),
+                      Plane((xy2 - wz2) * sy, (1.0 - (xx2 + zz2)) * sy, (yz2 + wx2) * sy, 0.0),
+                      Plane((xz2 + wy2) * sz, (yz2 - wx2) * sz, (1.0 - (xx2 + yy2)) * sz, 0.0),
                       Plane(t.x, t.y, t.z, 1.0))
 
 
