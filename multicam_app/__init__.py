@@ -19,7 +19,7 @@ app = typer.Typer(
 
 def _register() -> None:
     modules = ("exporters.cli_cameras", "exporters.cli", "scene_catalog.cli",
-               "render_jobs.cli", "render_jobs.cli_generate")
+               "render_jobs.cli", "render_jobs.cli_generate", "render_jobs.cli_unreal")
     for mod in modules:
         try:
             module = __import__(mod, fromlist=["register"])

@@ -215,6 +215,9 @@ def ue_job(job: RenderJob, cfg: UnrealConfig, work_dir: Path) -> UeJob:
         frames_dir=str(work_dir / "frames"),
         result_path=str(work_dir / "result.json"),
         cameras=cams,
+        markers_cm=[],
+        marker_radius_cm=0.0,
+        add_light=False,
     )
 
 
@@ -364,7 +367,7 @@ def interpret_run(o: RunOutcome, timeout_s: float,
 # ------------------------------------------------------------------------------------------------
 
 
-def _read_rgb(path: Path, width: int, height: int) -> NDArray[np.uint8]:
+def read_rgb_frame(path: Path, width: int, height: int) -> NDArray[np.uint8]:
     import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -394,9 +397,10 @@ def frame_files(frames_dir: Path, cam: str, frames: int, ext: str) -> list[Path]
     return files
 
 
-def evaluated_poses(result: dict[str, Any], job: RenderJob, cfg: UnrealConfig) -> NDArray[np.float64]:
-    """Camera poses ``(F, C, 4, 4)`` from the result, checked against our conventions and the job."""
-    F, names = job.settings.frames, [c.name for c in job.cameras]
+def evaluated_poses(result: dict[str, Any], names: list[str], frames: int) -> NDArray[np.float64]:
+    """Camera poses ``(F, C, 4, 4)`` the sequences evaluated (the result's ``cameras``), in the order of ``names``;
+    the engine's matrices are checked against its own locations and rotators through our conventions."""
+    F = frames
     try:
         cams = result["cameras"]
         mats = np.stack([np.asarray(cams[n]["matrix"], dtype=np.float64) for n in names], axis=1)
@@ -561,6 +565,22 @@ class UnrealBackend:
         if not cfg.script.is_file():
             raise RenderError(f"editor script missing: {cfg.script}")
 
+    def run_job_file(self, ue_job: dict[str, Any], work: Path) -> dict[str, Any]:
+        """Write ``ue_job`` (a :func:`ue_scripts.job_file.job_to_dict`) to ``work/job.json``, run it in the editor
+        (this backend's session, or an editor of its own) and return the script's successful result; every other
+        ending is a :class:`RenderError` (:func:`interpret_run`)."""
+        cfg = self.cfg
+        job_path = work / "job.json"
+        atomic_write_json(job_path, ue_job, indent=1)
+        if cfg.session_jobs > 1:
+            outcome = self._run_in_session(ue_job, work)
+        else:
+            log_path = work / "editor.log"
+            env = {**os.environ, "MULTICAM_UE_JOB": str(job_path), "MULTICAM_UE_HARD_EXIT": "1",
+                   "UE_PYTHONPATH": ue_pythonpath(cfg)}
+            outcome = run_editor(build_command(cfg, log_path), env, cfg.timeout_s, work, log_path)
+        return interpret_run(outcome, cfg.timeout_s, cfg.fatal_log_patterns)
+
     def render(self, job: RenderJob, out_dir: Path) -> dict[str, Any]:
         cfg = self.cfg
         self.check_install()
@@ -571,16 +591,7 @@ class UnrealBackend:
         ok = False
         try:
             ue_job = ue_job_dict(job, cfg, work)
-            job_path = work / "job.json"
-            atomic_write_json(job_path, ue_job, indent=1)
-            if cfg.session_jobs > 1:
-                outcome = self._run_in_session(ue_job, work)
-            else:
-                log_path = work / "editor.log"
-                env = {**os.environ, "MULTICAM_UE_JOB": str(job_path), "MULTICAM_UE_HARD_EXIT": "1",
-                       "UE_PYTHONPATH": ue_pythonpath(cfg)}
-                outcome = run_editor(build_command(cfg, log_path), env, cfg.timeout_s, work, log_path)
-            result = interpret_run(outcome, cfg.timeout_s, cfg.fatal_log_patterns)
+            result = self.run_job_file(ue_job, work)
             record = self._collect(job, result, Path(ue_job["frames_dir"]), out_dir)
             ok = True
         finally:
@@ -590,12 +601,12 @@ class UnrealBackend:
 
     def _collect(self, job: RenderJob, result: dict[str, Any], frames_dir: Path, out_dir: Path) -> dict[str, Any]:
         s, cfg = job.settings, self.cfg
-        poses = evaluated_poses(result, job, cfg)
+        poses = evaluated_poses(result, [c.name for c in job.cameras], s.frames)
         for cam in job.cameras:
             files = frame_files(frames_dir, cam.name, s.frames, cfg.image_format)
             with Mp4Writer(out_dir / "videos" / f"{cam.name}.mp4", s.width, s.height, s.fps, s.video_crf) as w:
                 for p in files:
-                    w.write(_read_rgb(p, s.width, s.height))
+                    w.write(read_rgb_frame(p, s.width, s.height))
         write_camera_json(out_dir / CAMERA_FILE, poses, [c.name for c in job.cameras])
         if s.keep_frames:
             shutil.move(str(frames_dir), str(out_dir / "frames"))

@@ -157,7 +157,8 @@ def test_exported_poses_round_trip_to_job(fake: ModuleType, tmp_path: Path) -> N
     job = make_job(n_cameras=4, frames=5, size=16, seed=11)
     _, result = run_script(job, tmp_path)
     assert result["status"] == "ok"
-    poses = evaluated_poses(result, job, CFG)  # checks engine matrices vs conventions and the job
+    # checks engine matrices vs conventions and the job
+    poses = evaluated_poses(result, [c.name for c in job.cameras], job.settings.frames)
     write_camera_json(tmp_path / "cams.json", poses, [c.name for c in job.cameras])
     back, names = read_camera_json(tmp_path / "cams.json")
     assert names == [c.name for c in job.cameras]
@@ -227,14 +228,14 @@ def test_evaluated_poses_rejects_a_pose_that_differs(fake: ModuleType, tmp_path:
     m = result["cameras"]["cam02"]["matrix"][1]
     m[3][0] += 5.0
     # evaluated_poses returns what the engine evaluated; the comparison with the plan is verify's, done once
-    mats = evaluated_poses(result, job, CFG)
+    mats = evaluated_poses(result, [c.name for c in job.cameras], job.settings.frames)
     folder = tmp_path / "scene"
     write_camera_json(folder / "cameras" / "camera_extrinsics.json", mats, [c.name for c in job.cameras])
     problems = verify_scene_dir(job, folder)
     assert any("poses differ from the plan" in p and "frame1.cam02" in p for p in problems), problems
     result["cameras"]["cam02"]["rotator_deg"][1][2] += 10.0  # roll no longer matches the matrix
     with pytest.raises(RenderError, match="rotator convention mismatch"):
-        evaluated_poses(result, job, CFG)
+        evaluated_poses(result, [c.name for c in job.cameras], job.settings.frames)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def test_every_channel_evaluated_at_every_frame(fake: ModuleType, tmp_path: Path
     assert result["status"] == "ok", result["error"]
     assert len(evaluated) == 2 * 6 and all(n == frames and r == int(fps) for _, r, n in evaluated)
     assert {len(f) for f in fake._STATE.rendered.values()} == {frames}
-    poses = evaluated_poses(result, job, CFG)
+    poses = evaluated_poses(result, [c.name for c in job.cameras], job.settings.frames)
     np.testing.assert_allclose(poses, job.poses_array(), atol=1e-6)
 
 

@@ -37,6 +37,7 @@ class UeJob:
     job_id: str
     #: the map's object path (``/Game/Maps/Town.Town``)
     map: str
+    #: the character's skeletal mesh and animation; both "" for a job without a character (the install check)
     character_mesh: str
     animation: str
     #: animation frames at ``animation_fps`` to skip at render frame 0
@@ -59,6 +60,11 @@ class UeJob:
     frames_dir: str
     result_path: str
     cameras: list[CameraSpec]
+    #: spheres (/Engine/BasicShapes/Sphere) at these world points, UE cm (the install check; [] for dataset jobs)
+    markers_cm: list[list[float]]
+    marker_radius_cm: float
+    #: spawn one directional light (the install check renders in an empty map, which has none)
+    add_light: bool
 
 
 _SCALARS: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool}
@@ -92,6 +98,10 @@ def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
             continue
         if f.name == "character_location_cm":
             values[f.name] = [float(v) for v in raw]
+        elif f.name == "markers_cm":
+            values[f.name] = [[float(v) for v in p] for p in raw]
+            if any(len(p) != 3 for p in values[f.name]):
+                raise JobError(f"{where}: field 'markers_cm' must hold [x, y, z] points")
         else:
             values[f.name] = _scalar(raw, str(f.type), where, f.name)
     frames = values["frames"]
@@ -118,6 +128,12 @@ def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
     if values["interpolation"] not in ("linear", "constant"):
         raise JobError(f"{where}: interpolation must be linear or constant, got {values['interpolation']!r}")
     values["content_folder"] = values["content_folder"].rstrip("/")
+    if bool(values["character_mesh"]) != bool(values["animation"]):
+        raise JobError(f"{where}: character_mesh and animation must both be set or both be empty")
+    if values["depth_of_field"] and not values["character_mesh"]:
+        raise JobError(f"{where}: depth_of_field focuses on the character; a job without one must turn it off")
+    if values["markers_cm"] and values["marker_radius_cm"] <= 0:
+        raise JobError(f"{where}: marker_radius_cm must be > 0 when markers_cm is set")
     return UeJob(cameras=cams, **values)
 
 

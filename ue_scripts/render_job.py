@@ -53,7 +53,7 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import unreal
@@ -147,10 +147,12 @@ def _rotator(pyr: list[float]) -> unreal.Rotator:
 class Built:
     """Everything created in the editor for one job (for rendering, reading back and clean-up)."""
 
-    character: unreal.SkeletalMeshActor
+    character: unreal.SkeletalMeshActor | None
     cameras: dict[str, unreal.CineCameraActor]
     sequences: dict[str, unreal.LevelSequence]
     channels: dict[str, dict[str, unreal.MovieSceneScriptingDoubleChannel]]
+    #: marker spheres and the light of the install check (empty for dataset jobs)
+    extras: list[unreal.Actor] = field(default_factory=list)
 
 
 def spawn_character(job: UeJob, actors: unreal.EditorActorSubsystem) -> unreal.SkeletalMeshActor:
@@ -166,7 +168,34 @@ def spawn_character(job: UeJob, actors: unreal.EditorActorSubsystem) -> unreal.S
     return actor
 
 
-def spawn_camera(job: UeJob, cam: CameraSpec, character: unreal.Actor,
+#: The engine's basic sphere: 100 cm across at scale 1.
+SPHERE_MESH = "/Engine/BasicShapes/Sphere.Sphere"
+SPHERE_RADIUS_CM = 50.0
+
+
+def spawn_markers(job: UeJob, actors: unreal.EditorActorSubsystem) -> list[unreal.Actor]:
+    """The install check's marker spheres at the job's world points (and a light, for an empty map)."""
+    out: list[unreal.Actor] = []
+    if job.markers_cm:
+        mesh = _load(SPHERE_MESH, unreal.StaticMesh, "marker sphere mesh")
+        scale = job.marker_radius_cm / SPHERE_RADIUS_CM
+        for i, p in enumerate(job.markers_cm):
+            actor = actors.spawn_actor_from_class(unreal.StaticMeshActor.static_class(), _vector(p), unreal.Rotator())
+            if not isinstance(actor, unreal.StaticMeshActor):
+                raise JobError("could not spawn a marker StaticMeshActor")
+            actor.set_actor_label(f"multicam_{job.job_id}_marker{i}")
+            actor.static_mesh_component.set_static_mesh(mesh)
+            actor.set_actor_scale3d(unreal.Vector(x=scale, y=scale, z=scale))
+            out.append(actor)
+    if job.add_light:
+        light = actors.spawn_actor_from_class(unreal.DirectionalLight.static_class(), unreal.Vector(),
+                                              unreal.Rotator(roll=0.0, pitch=-60.0, yaw=30.0))
+        light.set_actor_label(f"multicam_{job.job_id}_light")
+        out.append(light)
+    return out
+
+
+def spawn_camera(job: UeJob, cam: CameraSpec, character: unreal.Actor | None,
                  actors: unreal.EditorActorSubsystem) -> unreal.CineCameraActor:
     actor = actors.spawn_actor_from_class(
         unreal.CineCameraActor.static_class(), _vector(cam.locations[0]), _rotator(cam.rotators[0])
@@ -186,7 +215,7 @@ def spawn_camera(job: UeJob, cam: CameraSpec, character: unreal.Actor,
     )
     comp.current_focal_length = cam.focal_mm
     comp.current_aperture = cam.aperture
-    if job.depth_of_field:
+    if job.depth_of_field and character is not None:
         comp.focus_settings = unreal.CameraFocusSettings(
             focus_method=unreal.CameraFocusMethod.TRACKING,
             tracking_focus_settings=unreal.CameraTrackingFocusSettings(
@@ -278,17 +307,19 @@ def load_map(map_path: str) -> None:
 def build(job: UeJob) -> Built:
     load_map(job.map)
     actors = _editor_subsystem(unreal.EditorActorSubsystem)
-    anim = _load(job.animation, unreal.AnimSequence, "animation")
+    anim = _load(job.animation, unreal.AnimSequence, "animation") if job.animation else None
     if unreal.EditorAssetLibrary.does_directory_exist(job.content_folder):
         unreal.EditorAssetLibrary.delete_directory(job.content_folder)
-    character = spawn_character(job, actors)
+    character = spawn_character(job, actors) if job.character_mesh else None
     built = Built(character=character, cameras={}, sequences={}, channels={})
+    built.extras = spawn_markers(job, actors)
     for cam in job.cameras:
         actor = spawn_camera(job, cam, character, actors)
         built.cameras[cam.name] = actor
         seq = create_sequence(job, f"{job.job_id}_{cam.name}")
         built.sequences[cam.name] = seq
-        add_animation(job, seq, character, anim)
+        if character is not None and anim is not None:
+            add_animation(job, seq, character, anim)
         built.channels[cam.name] = add_camera_track(job, seq, cam, actor)
     return built
 
@@ -441,8 +472,9 @@ class Runner:
             return
         try:
             actors = _editor_subsystem(unreal.EditorActorSubsystem)
-            for actor in [built.character, *built.cameras.values()]:
-                actors.destroy_actor(actor)
+            for actor in [built.character, *built.cameras.values(), *built.extras]:
+                if actor is not None:
+                    actors.destroy_actor(actor)
             if unreal.EditorAssetLibrary.does_directory_exist(self.job.content_folder):
                 unreal.EditorAssetLibrary.delete_directory(self.job.content_folder)
         except Exception as exc:  # clean-up must never hide the job's own outcome

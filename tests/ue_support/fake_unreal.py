@@ -66,10 +66,17 @@ class _State:
 _STATE = _State()
 
 
+#: Engine content of every install: an empty map (Engine/Content/Maps/Entry.umap)
+_EMPTY_MAP = "/Engine/Maps/Entry.Entry"
+
+
 def _reset() -> _State:
     global _STATE
     _STATE = _State()
     _STATE.queue = MoviePipelineQueue()
+    # Engine content every install has (what the install check uses): an empty map and the basic sphere.
+    _add_asset(_EMPTY_MAP, World())
+    _add_asset("/Engine/BasicShapes/Sphere.Sphere", StaticMesh())
     return _STATE
 
 
@@ -443,6 +450,37 @@ class Actor(Object):
     def set_actor_label(self, new_actor_label: str, mark_dirty: bool = True) -> None:
         self._label = new_actor_label
         self._path = f"/Temp/PersistentLevel.{new_actor_label}"
+
+    def set_actor_scale3d(self, new_scale3d: Vector) -> None:
+        self._scale = new_scale3d
+
+
+class StaticMesh(Object):
+    pass
+
+
+class StaticMeshComponent(Object):
+    def __init__(self) -> None:
+        super().__init__()
+        self._mesh: StaticMesh | None = None
+
+    def set_static_mesh(self, new_mesh: StaticMesh) -> bool:
+        self._mesh = new_mesh
+        return True
+
+
+class StaticMeshActor(Actor):
+    def __init__(self) -> None:
+        super().__init__()
+        self._component = StaticMeshComponent()
+
+    @property
+    def static_mesh_component(self) -> StaticMeshComponent:
+        return self._component
+
+
+class DirectionalLight(Actor):
+    pass
 
 
 class SkeletalMeshComponent(Object):
@@ -1044,6 +1082,44 @@ def _frame_image(cam_index: int, frame: int, width: int, height: int) -> np.ndar
     return img
 
 
+#: /Engine/BasicShapes/Sphere is 100 cm across at scale 1.
+_SPHERE_RADIUS_CM = 50.0
+
+
+def _draw_spheres(img: np.ndarray, camera: Any, loc: list[float], pyr: list[float]) -> None:
+    """Draw every spawned, not destroyed sphere StaticMeshActor as a white disc where the engine's camera sees it.
+
+    The camera model, from the engine on its own: the view axes are the rows of the camera's rotation matrix
+    (X forward, Y right, Z up; ``Transform.to_matrix`` above); a CineCamera's horizontal field of view is
+    2 atan(SensorWidth / (2 FocalLength)) (CineCameraComponent.cpp, GetHorizontalFieldOfView), spanning the
+    output width with square pixels; image y grows downwards."""
+    import cv2
+
+    comp = camera.get_cine_camera_component()
+    h, w = img.shape[:2]
+    fov = 2.0 * math.atan(comp.filmback.sensor_width / (2.0 * comp.current_focal_length))
+    f_px = (w / 2.0) / math.tan(fov / 2.0)
+    m = Transform(location=Vector(*loc), rotation=Rotator(roll=pyr[2], pitch=pyr[0], yaw=pyr[1])).to_matrix()
+    axes = [(p.x, p.y, p.z) for p in (m.x_plane, m.y_plane, m.z_plane)]
+    for actor in _STATE.actors:
+        if not isinstance(actor, StaticMeshActor) or actor in _STATE.destroyed or actor._location is None:
+            continue
+        if not isinstance(actor._component._mesh, StaticMesh) or actor._component._mesh._path != \
+                "/Engine/BasicShapes/Sphere.Sphere":
+            continue
+        d = [actor._location.x - loc[0], actor._location.y - loc[1], actor._location.z - loc[2]]
+        x, y, z = (sum(a * b for a, b in zip(ax, d, strict=True)) for ax in axes)
+        if x <= 1.0:
+            continue
+        radius_cm = _SPHERE_RADIUS_CM * getattr(actor, "_scale", Vector(1.0, 1.0, 1.0)).x
+        # the view maps normalised device coordinates [-1, 1] onto the pixel edges [0, W]; pixel i's centre is at
+        # i + 0.5 of that, so in pixel-index coordinates (cv2's) the image centre is W/2 - 0.5
+        u, v = w / 2.0 - 0.5 + f_px * y / x, h / 2.0 - 0.5 - f_px * z / x
+        r = max(1, int(round(f_px * radius_cm / x)))
+        # subpixel centre: cv2 draws with 8 fractional bits
+        cv2.circle(img, (int(round(u * 256)), int(round(v * 256))), r * 256, (255, 255, 255), -1, cv2.LINE_AA, 8)
+
+
 def _render_job(job: MoviePipelineExecutorJob, executor: MoviePipelineExecutorBase, cam_index: int) -> bool:
     import cv2
 
@@ -1076,7 +1152,13 @@ def _render_job(job: MoviePipelineExecutorJob, executor: MoviePipelineExecutorBa
         name = out.file_name_format.replace("{frame_number}", number)
         path = os.path.join(out.output_directory.path, f"{name}.{exts[0]}")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        img = _frame_image(cam_index, f, out.output_resolution.x, out.output_resolution.y)
+        if _STATE.loaded_map == _EMPTY_MAP:
+            # the engine's Entry map holds nothing: no sky, no light; only what the job spawned can show
+            img = np.zeros((out.output_resolution.y, out.output_resolution.x, 3), np.uint8)
+        else:
+            img = _frame_image(cam_index, f, out.output_resolution.x, out.output_resolution.y)
+        if any(isinstance(a, DirectionalLight) and a not in _STATE.destroyed for a in _STATE.actors):
+            _draw_spheres(img, cam._object, *seq._camera_pose(cam, f))
         if exts[0] == "png":
             cv2.imwrite(path, img[:, :, ::-1])
         else:
