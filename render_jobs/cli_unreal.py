@@ -39,7 +39,8 @@ def check(
         fail(f"--keep {keep}: exists and is a file, expected a folder")
     try:
         backend = UnrealBackend(config, editor=editor, project=project, timeout_s=timeout_s)
-    except UnrealConfigError as exc:
+        backend.check_install()  # a missing editor or project, plugins off: bad input, not a failed render
+    except (UnrealConfigError, RenderError) as exc:
         fail(str(exc))
     try:
         try:

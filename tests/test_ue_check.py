@@ -104,7 +104,7 @@ def test_markers_are_apart_and_in_view_in_every_check_frame() -> None:
 def test_bad_configuration_is_one_line_exit_2(tmp_path: Path) -> None:
     res = runner.invoke(app, ["unreal", "check", "--editor", str(tmp_path / "nope"), "--project",
                               str(tmp_path / "nope.uproject")])
-    assert res.exit_code == 1 and "not found" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "not found" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["unreal", "check", "--frames", "1"], env={"MULTICAM_UE_EDITOR": "",
                                                                         "MULTICAM_UE_PROJECT": ""})
     assert res.exit_code == 2
