@@ -1,11 +1,7 @@
 """``multicam export``: a world point lands on the same pixel through every format as through the UE matrices.
 
-The UE projection here is modelled from Unreal's own conventions, not through ``multicam.conventions``: a pose is a
-row-vector matrix (``FMatrix::TransformPosition``: ``p_world = p_local @ M``, rows forward X, right Y, up Z, then the
-location; Engine/Source/Runtime/Core/Public/Math/Matrix.h), a cine camera's horizontal field of view is
-``2 atan(sensor_width / (2 focal))`` (``UCineCameraComponent::GetHorizontalFieldOfView``), and the projection puts
-``right / forward`` on the horizontal screen axis and ``up / forward`` upward (``FPerspectiveMatrix``, the horizontal
-FOV spanning the image width). Each format is read back as its own tools read it (pycolmap for COLMAP).
+The UE side is ``tests/ue_projection.py``, modelled from Unreal's conventions and not from ``multicam.conventions``.
+Each format is read back as its own tools read it (pycolmap for COLMAP).
 """
 
 from __future__ import annotations
@@ -18,34 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ue_projection import read_ue, ue_project
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL_FILE = ROOT / "tests" / "data" / "recammaster_val" / "cameras" / "camera_extrinsics.json"
-SENSOR_MM = 23.76
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "multicam_app", *args], capture_output=True, text=True, cwd=ROOT)
-
-
-def ue_project(point_cm: np.ndarray, ue: np.ndarray, focal_mm: float, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel (continuous: the image spans [0, W] x [0, H]) and forward distance (cm) of a UE point in poses
-    ``(..., 4, 4)``."""
-    local = np.einsum("...j,...jk->...k", point_cm - ue[..., 3, :3], np.linalg.inv(ue[..., :3, :3]))
-    fwd, right, up = local[..., 0], local[..., 1], local[..., 2]
-    half_w_over_tan = (w / 2.0) / (SENSOR_MM / (2.0 * focal_mm))  # (W/2) / tan(hfov/2)
-    u = w / 2.0 + right / fwd * half_w_over_tan
-    v = h / 2.0 - up / fwd * half_w_over_tan
-    return np.stack([u, v], -1), fwd
-
-
-def read_ue(path: Path) -> tuple[np.ndarray, list[str]]:
-    """The camera file parsed here (numbers in brackets), independently of exporters.camera_json."""
-    data = json.loads(path.read_text())
-    names = sorted(data["frame0"], key=lambda n: int(n[3:]))
-    rows = [[[[float(x) for x in r.split()] for r in data[f"frame{f}"][n].strip().strip("[]").split("] [")]
-             for n in names] for f in range(len(data))]
-    return np.asarray(rows), names
 
 
 # ---- readers of each format (as the tools read them) -> pixel (continuous) and depth, (F, C, 2) / (F, C) ----
