@@ -120,7 +120,8 @@ def _video_header(path: Path) -> tuple[int, int, float]:
         return int(s.codec_context.width), int(s.codec_context.height), float(rate)
 
 
-def _read_record(scene_dir: Path) -> dict[str, Any]:
+def read_scene_record(scene_dir: Path) -> dict[str, Any]:
+    """``scene.json`` as a dict; {} when the scene has none (the released dataset)."""
     path = scene_dir / SCENE_FILE
     if not path.is_file():
         return {}
@@ -154,7 +155,7 @@ def load_scene(scene_dir: Path, root: Path, focal_mm: float | None = None) -> Sc
         poses, names = read_camera_json(scene_dir / CAMERA_FILE)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    record = _read_record(scene_dir)
+    record = read_scene_record(scene_dir)
     focal, focal_src = _focal(scene_dir, record, focal_mm)
     videos = {n: scene_dir / "videos" / f"{n}.mp4" for n in names if (scene_dir / "videos" / f"{n}.mp4").is_file()}
     renderer = record.get("renderer") if isinstance(record.get("renderer"), dict) else {}

@@ -195,6 +195,13 @@ def test_recammaster_convention_has_det_minus_one_ours_plus_one() -> None:
     ue, _ = read_ue(VAL_FILE)
     assert np.allclose(np.linalg.det(ue_to_recammaster_c2w(ue)[..., :3, :3]), -1.0, atol=1e-5)
     assert np.allclose(np.linalg.det(ue_to_opencv_c2w(ue)[..., :3, :3]), 1.0, atol=1e-5)
+    # ours = diag(1, -1, 1, 1) @ theirs, so the poses relative to a reference camera (what ReCamMaster trains on)
+    # are the same proper rotations in both
+    ours, theirs = ue_to_opencv_c2w(ue), ue_to_recammaster_c2w(ue)
+    np.testing.assert_allclose(ours, np.diag([1.0, -1.0, 1.0, 1.0]) @ theirs, atol=1e-12)
+    rel_ours = np.linalg.inv(ours[0, 0]) @ ours
+    rel_theirs = np.linalg.inv(theirs[0, 0]) @ theirs
+    np.testing.assert_allclose(rel_ours, rel_theirs, atol=1e-9)
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, synthetic: Path) -> None:
