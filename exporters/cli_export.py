@@ -9,10 +9,20 @@ from tqdm import tqdm
 
 from multicam.errors import check_number, check_out_folder, fail
 
-EXPORT_EXAMPLE = """
 
-Example: multicam export demo_dataset --to colmap --out demo_colmap --frames-out
-"""
+def scene_dirs_or_fail(dataset: Path, focal_mm: float | None) -> list[Path]:
+    """The scene folders below ``dataset`` (exit 2 naming the folder when there are none) after checking
+    ``--focal-mm``: the arguments ``export`` and ``stats`` share."""
+    from exporters.validate import iter_scene_dirs
+
+    if focal_mm is not None:
+        check_number(focal_mm, "--focal-mm", low=0.0, high=10000.0, low_open=True)
+    if not dataset.is_dir():
+        fail(f"{dataset}: is a file, expected a folder" if dataset.exists() else f"{dataset}: no such folder")
+    found = list(iter_scene_dirs(dataset))
+    if not found:
+        fail(f"{dataset}: no scene folders (no cameras/camera_extrinsics.json below it)")
+    return found
 
 
 def export(
@@ -29,21 +39,15 @@ def export(
 ) -> None:
     """Export every scene's cameras (and, when rendered, its depth and mask passes) in another convention:
     right-handed Z-up world in metres, det +1 rotations. See docs/export.md. Exit 2 for bad input (the file and
-    the problem named), 0 when every scene was written."""
+    the problem named), 0 when every scene was written.
+
+    Example: multicam export demo_dataset --to colmap --out demo_colmap --frames-out
+    """
     from exporters.formats import FORMATS, ExportError, export_scene, load_scene
-    from exporters.validate import iter_scene_dirs
 
     if to not in FORMATS:
         fail(f"--to: must be one of {', '.join(FORMATS)}, got {to!r}")
-    if focal_mm is not None:
-        check_number(focal_mm, "--focal-mm", low=0.0, high=10000.0, low_open=True)
-    if not dataset.exists():
-        fail(f"{dataset}: no such file or folder")
-    if not dataset.is_dir():
-        fail(f"{dataset}: is a file, expected a dataset or scene folder")
-    scenes = list(iter_scene_dirs(dataset))
-    if not scenes:
-        fail(f"{dataset}: no scene folders (no cameras/camera_extrinsics.json below it)")
+    scenes = scene_dirs_or_fail(dataset, focal_mm)
     out = out if out is not None else dataset / f"export_{to}"
     check_out_folder(out)
     notes: set[str] = set()
@@ -66,9 +70,6 @@ def export(
     for n in sorted(notes):
         typer.echo(n, err=True)
     typer.echo(f"wrote {len(scenes)} scene(s) as {to} to {out} ({written} files)")
-
-
-export.__doc__ = (export.__doc__ or "") + EXPORT_EXAMPLE
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from multicam.errors import check_number, check_out_folder, fail
+from multicam.errors import check_out_folder, fail
 
 
 def stats(
@@ -29,17 +29,11 @@ def stats(
     """
     from tqdm import tqdm
 
+    from exporters.cli_export import scene_dirs_or_fail
     from exporters.formats import ExportError
     from exporters.stats import DatasetStats, scene_stats, stats_json, text_table, write_histograms, write_stats_json
-    from exporters.validate import iter_scene_dirs
 
-    if focal_mm is not None:
-        check_number(focal_mm, "--focal-mm", low=0.0, high=10000.0, low_open=True)
-    if not dataset.is_dir():
-        fail(f"{dataset}: no such folder" if not dataset.exists() else f"{dataset}: is a file, expected a folder")
-    scenes = list(iter_scene_dirs(dataset))
-    if not scenes:
-        fail(f"{dataset}: no scene folders (no cameras/camera_extrinsics.json below it)")
+    scenes = scene_dirs_or_fail(dataset, focal_mm)
     out = out if out is not None else dataset / "stats"
     if png:
         check_out_folder(out)

@@ -209,7 +209,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, synthetic: Path) -> None:
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
         "error: --to: must be one of opencv, nerfstudio, colmap, realestate10k, got 'blender'"]
     res = run_cli("export", str(tmp_path / "nope"), "--to", "opencv")
-    assert res.returncode == 2 and "no such file or folder" in res.stderr
+    assert res.returncode == 2 and "no such folder" in res.stderr
     res = run_cli("export", str(synthetic), "--to", "opencv", "--focal-mm", "0")
     assert res.returncode == 2 and "--focal-mm" in res.stderr
     # a reflection in the camera file is named by frame and camera
