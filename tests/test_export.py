@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 from ue_projection import read_ue, ue_project
+
+from multicam_app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL_FILE = ROOT / "tests" / "data" / "recammaster_val" / "cameras" / "camera_extrinsics.json"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "multicam_app", *args], capture_output=True, text=True, cwd=ROOT)
+def run_cli(*args: str) -> SimpleNamespace:
+    """The ``multicam`` CLI in this process (typer's runner): exit code, stdout and stderr."""
+    res = CliRunner().invoke(app, list(args))
+    crash = "" if res.exception is None or isinstance(res.exception, SystemExit) else repr(res.exception)
+    return SimpleNamespace(returncode=res.exit_code, stdout=res.stdout, stderr=res.stderr + crash)
 
 
 # ---- readers of each format (as the tools read them) -> pixel (continuous) and depth, (F, C, 2) / (F, C) ----

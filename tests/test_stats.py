@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 from ue_projection import read_ue, ue_project
+
+from multicam_app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL_FILE = ROOT / "tests" / "data" / "recammaster_val" / "cameras" / "camera_extrinsics.json"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "multicam_app", *args], capture_output=True, text=True, cwd=ROOT)
+def run_cli(*args: str) -> SimpleNamespace:
+    """The ``multicam`` CLI in this process (typer's runner): exit code, stdout and stderr."""
+    res = CliRunner().invoke(app, list(args))
+    crash = "" if res.exception is None or isinstance(res.exception, SystemExit) else repr(res.exception)
+    return SimpleNamespace(returncode=res.exit_code, stdout=res.stdout, stderr=res.stderr + crash)
 
 
-def run_stats(ds: Path, tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_stats(ds: Path, tmp: Path, *extra: str) -> tuple[SimpleNamespace, dict]:
     res = run_cli("stats", str(ds), "--json", str(tmp / "s.json"), "--out", str(tmp / "png"), "--no-progress",
                   *extra)
     assert res.returncode in (0, 1), res.stderr
