@@ -62,15 +62,14 @@ from multicam.conventions import (
     ue_pitch_yaw_to_forward,
 )
 from trajectory.clearance import BODY_RADIUS_M, clear_of_body, point_body_distance, segment_body_distance
+from trajectory.profiles import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
 from trajectory.rng import camera_uniforms
 from trajectory.speed import A_RANGE, progress
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["AIM_HEIGHT_FRACTION", "BODY_RADIUS_M"]  # re-exported (calibration, tests)
+__all__ = ["AIM_HEIGHT_FRACTION", "BODY_RADIUS_M", "CAMERA_PROFILES", "DEFAULT_CAMERA_PROFILE"]  # re-exported
 
-CAMERA_PROFILES: tuple[str, ...] = ("released", "independent")
-DEFAULT_CAMERA_PROFILE = "released"
 TRAJECTORY_TYPES: tuple[str, ...] = ("pan", "tilt", "translation", "arc", "random", "static")
 #: Types a moving camera of the released profile draws from (cam03-cam09, cam11, ...), equal odds.
 RELEASED_MOVING_TYPES: tuple[str, ...] = ("translation", "arc", "random")
@@ -670,6 +669,9 @@ def sample_released_block(
         out["pos"][m] = pos
         out["fwd"][m] = np.where(out["aimed"][m][:, None, None], ue_look_direction(pos, aim[m, None, :]),
                                  fwd0[m, None, :])
+    # frame 0 is the scene's start pose bit for bit (pan/tilt directions come from angles, the others from p0)
+    out["pos"][:, 0] = p0
+    out["fwd"][:, 0] = fwd0
     return _result(kind, out, p0, pitch0, yaw0, a, start, "released")
 
 
