@@ -136,6 +136,26 @@ def write_camera_json(
     return atomic_write_text(Path(path), render_camera_json(poses, camera_names), durable)
 
 
+def _ends_open(text: str) -> bool:
+    """True when ``text`` ends inside a string or with an object/array still open: a cut-off JSON document."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+    return in_string or depth > 0
+
+
 def load_json_file(path: Path, error: type[CameraFileError] = CameraFileError) -> object:
     """The JSON value of the file at ``path``, or a one-line ``error`` (a :class:`CameraFileError` or subclass)
     of the right ``kind``: a missing, unreadable, binary, non-UTF-8 or truncated file is one message."""
@@ -157,7 +177,7 @@ def load_json_file(path: Path, error: type[CameraFileError] = CameraFileError) -
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        tail = "; the file ends early (truncated?)" if exc.pos >= len(text.rstrip()) else ""
+        tail = "; the file ends early (truncated?)" if _ends_open(text) else ""
         raise error(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){tail}",
                     "json") from None
 
