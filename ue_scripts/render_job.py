@@ -393,7 +393,7 @@ def configure_passes(job: UeJob, config: unreal.MoviePipelinePrimaryConfig) -> N
     uncompressed multilayer EXR per frame (next to the PNG output of the RGB frames)."""
     deferred = unreal.MoviePipelineDeferredPassBase.cast(
         config.find_or_add_setting_by_class(unreal.MoviePipelineDeferredPassBase.static_class()))
-    passes = unreal.Array(unreal.MoviePipelinePostProcessPass)
+    passes: list[unreal.MoviePipelinePostProcessPass] = []
     for path, what in ((job.depth_material, "depth pass material"), (job.mask_material, "mask pass material")):
         if path:
             pp = unreal.MoviePipelinePostProcessPass()

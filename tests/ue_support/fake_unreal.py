@@ -191,19 +191,6 @@ class MulticastDelegateBase(_WrapperBase):
             c(*args)
 
 
-class Array(_WrapperBase, list):  # type: ignore[type-arg]
-    """unreal.Array(type): a typed list (the engine checks the element type on insertion)."""
-
-    def __init__(self, type: type) -> None:
-        super().__init__()
-        self._type = type
-
-    def append(self, value: Any) -> None:
-        if not isinstance(value, self._type):
-            raise TypeError(f"Array of {self._type.__name__} cannot hold {type(value).__name__}")
-        super().append(value)
-
-
 class Text(_WrapperBase):
     def __init__(self, value: str = "") -> None:
         self._v = value

@@ -115,7 +115,8 @@ class MoviePipelineDeferredPassBase(MoviePipelineImagePassBase):
     accumulator_includes_alpha: bool
     use32_bit_post_process_materials: bool
     render_main_pass: bool
-    additional_post_process_materials: Array[MoviePipelinePostProcessPass]
+    # read back as an unreal.Array; assigning takes any Python list of the struct (the editor converts sequences)
+    additional_post_process_materials: Array[MoviePipelinePostProcessPass] | list[MoviePipelinePostProcessPass]
 
 class MoviePipelineDeferredPass_Unlit(MoviePipelineDeferredPassBase): ...
 class MoviePipelineOutputBase(MoviePipelineSetting): ...
