@@ -207,7 +207,8 @@ def retry(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
-    app.command("render")(render)
-    app.command("status")(status)
-    app.command("retry")(retry)
+    app.command("plan", epilog=("Example: multicam plan --catalog scene_catalog/demo_catalog.yaml --out "
+                              "ds --scenes 100 --width 1280 --height 1280"))(plan)
+    app.command("render", epilog="Example: multicam render ds --backend blender --workers 2")(render)
+    app.command("status", epilog="Example: multicam status ds --json")(status)
+    app.command("retry", epilog="Example: multicam retry ds   (then: multicam render ds)")(retry)

@@ -115,4 +115,4 @@ def generate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.command("generate", epilog="Example: multicam generate --out demo_dataset --scenes 1")(generate)
