@@ -187,6 +187,49 @@ def ue_look_at_rotator(eye_cm: ArrayLike, target_cm: ArrayLike) -> FloatArray:
     return np.stack([pitch, yaw, np.zeros_like(yaw)], axis=-1)
 
 
+#: The character's aim point (where every sampled camera looks) above its ground point, as a fraction of its
+#: height: ~1 m for a 1.8 m character, the body's centre.
+AIM_HEIGHT_FRACTION = 0.55
+
+
+def default_aim_height_m(height_m: ArrayLike) -> FloatArray:
+    """Aim height (m above the ground point) of a character of ``height_m`` whose catalog entry gives none."""
+    return AIM_HEIGHT_FRACTION * np.asarray(height_m, dtype=np.float64)
+
+
+def ue_look_at_pitch_yaw(eye: ArrayLike, target: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """(pitch, yaw) in degrees ``(...)`` of roll-free cameras at ``eye`` looking at ``target`` ``(..., 3)``
+    (UE axes, any one length unit). Bit-reproducible (``multicam.detmath``); :func:`ue_look_at_rotator` is the
+    same angle with NumPy's own kernels."""
+    d = np.asarray(target, dtype=np.float64) - np.asarray(eye, dtype=np.float64)
+    yaw = np.degrees(detmath.arctan2(d[..., 1], d[..., 0]))
+    pitch = np.degrees(detmath.arctan2(d[..., 2], detmath.hypot(d[..., 0], d[..., 1])))
+    return pitch, yaw
+
+
+def ue_look_direction(eye: ArrayLike, target: ArrayLike) -> FloatArray:
+    """Unit view directions ``(..., 3)`` from ``eye`` to ``target`` (UE axes); IEEE-exact arithmetic only."""
+    d = np.asarray(target, dtype=np.float64) - np.asarray(eye, dtype=np.float64)
+    return d / detmath.norm3(d)[..., None]
+
+
+def ue_pitch_yaw_to_forward(pitch_deg: ArrayLike, yaw_deg: ArrayLike) -> FloatArray:
+    """Forward (view) unit vectors ``(..., 3)`` of roll-free UE rotators (row 0 of :func:`ue_rotator_to_axes`)."""
+    p, y = np.broadcast_arrays(np.asarray(pitch_deg, dtype=np.float64), np.asarray(yaw_deg, dtype=np.float64))
+    (sp, cp), (sy, cy) = detmath.sincos(np.radians(p)), detmath.sincos(np.radians(y))
+    return np.stack([cp * cy, cp * sy, sp], -1)
+
+
+def ue_pitch_yaw_to_axes(pitch_deg: ArrayLike, yaw_deg: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Forward, right, up unit vectors ``(..., 3)`` (UE world axes) of roll-free rotators: the rows of
+    :func:`ue_rotator_to_axes` for roll 0, right horizontal."""
+    p, y = np.radians(np.asarray(pitch_deg, dtype=np.float64)), np.radians(np.asarray(yaw_deg, dtype=np.float64))
+    fwd = np.stack([detmath.cos(p) * detmath.cos(y), detmath.cos(p) * detmath.sin(y), detmath.sin(p)], -1)
+    right = np.stack([-detmath.sin(y), detmath.cos(y), np.zeros_like(y)], -1)
+    up = np.stack([-detmath.sin(p) * detmath.cos(y), -detmath.sin(p) * detmath.sin(y), detmath.cos(p)], -1)
+    return fwd, right, up
+
+
 # ----------------------------------------------------------------------------------------------
 # Points
 # ----------------------------------------------------------------------------------------------
@@ -501,3 +544,15 @@ def ue_to_clean_opencv_c2w(ue_matrix: ArrayLike) -> FloatArray:
     c2w = ue_to_opencv_c2w(ue_matrix)
     c2w[..., :3, :3] = nearest_rotation(c2w[..., :3, :3])
     return c2w
+#: Depth maps (both backends' ``depth/camNN/00000.png``): planar depth (along the optical axis) in millimetres as
+#: uint16; 0 = no surface (sky) or farther than :data:`DEPTH_PNG_MAX_M`.
+DEPTH_PNG_MM_PER_M = 1000.0
+DEPTH_PNG_MAX_M = 65.0
+
+
+def planar_depth_m_to_png_mm(depth_m: ArrayLike) -> NDArray[np.uint16]:
+    """Planar depth in metres -> the uint16 millimetres of a depth PNG (0 where not finite or >= 65 m)."""
+    z = np.asarray(depth_m, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(z) & (z > 0) & (z < DEPTH_PNG_MAX_M)
+    return np.where(ok, np.round(np.where(ok, z, 0.0) * DEPTH_PNG_MM_PER_M), 0).astype(np.uint16)
