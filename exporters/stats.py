@@ -29,7 +29,9 @@ from multicam.conventions import (
     ue_matrix_to_location_rotator,
 )
 from multicam.io import atomic_write_bytes, atomic_write_text
+from trajectory.clearance import path_body_distance
 from trajectory.sampler import (
+    A_RANGE_RELEASED,
     ALLOWED_RADII_M,
     ARC_RANGE_DEG,
     LENGTH_FRACTION,
@@ -37,6 +39,8 @@ from trajectory.sampler import (
     MIN_DISTANCE_M,
     MIN_HEIGHT_M,
     PAN_RANGE_DEG,
+    RELEASED_MOVING_TYPES,
+    RELEASED_ROLES,
     START_FRACTION,
     TILT_RANGE_DEG,
     TRAJECTORY_TYPES,
@@ -83,6 +87,7 @@ class SceneStats:
     focal_source: str
     aperture: float | None
     radius_m: float | None
+    camera_profile: str | None
     environment: str | None
     character: str | None
     animation: str | None
@@ -104,9 +109,23 @@ def _asset_id(record: dict[str, Any], key: str) -> str | None:
     return str(v["id"]) if isinstance(v, dict) and "id" in v else None
 
 
-def _flag_record(where: str, cam: dict[str, Any], radius: float | None, out: list[str]) -> None:
+def camera_role(profile: str | None, index: int, cam: dict[str, Any]) -> str | None:
+    """The part a camera plays in its scene: its record's ``role``, else by index in the ``released`` profile
+    (cam01 pan, cam02 tilt, cam10 static, the others ``moving``: translation, chord arc or path); None otherwise."""
+    if "role" in cam:
+        return str(cam["role"])
+    if profile == "released":
+        return RELEASED_ROLES.get(index, "moving")
+    return None
+
+
+def _flag_record(where: str, cam: dict[str, Any], radius: float | None, role: str | None,
+                 a_range: tuple[float, float], out: list[str]) -> None:
     """Rules on what the sampler drew (scene.json)."""
     kind = cam.get("trajectory")
+    allowed = RELEASED_MOVING_TYPES if role == "moving" else (role,)
+    if role is not None and kind not in allowed and "replaces" not in cam:
+        out.append(f"{where}: role {role} but trajectory {kind!r} (and no 'replaces' saying why)")
     if kind not in TRAJECTORY_TYPES:
         out.append(f"{where}: trajectory {kind!r} is not one of {', '.join(TRAJECTORY_TYPES)}")
         return
@@ -133,8 +152,8 @@ def _flag_record(where: str, cam: dict[str, Any], radius: float | None, out: lis
     if speed.get("mode") == "variable":
         if kind == "static":
             out.append(f"{where}: static camera with a variable speed")
-        elif a is None or not A_RANGE[0] - RANGE_TOL <= abs(a) <= A_RANGE[1] + RANGE_TOL:
-            out.append(f"{where}: speed a = {a} outside +-[{A_RANGE[0]:g}, {A_RANGE[1]:g}]")
+        elif a is None or not a_range[0] - RANGE_TOL <= abs(a) <= a_range[1] + RANGE_TOL:
+            out.append(f"{where}: speed a = {a} outside +-[{a_range[0]:g}, {a_range[1]:g}]")
     elif speed and speed.get("mode") != "constant":
         out.append(f"{where}: speed mode {speed.get('mode')!r} is neither constant nor variable")
 
@@ -150,9 +169,12 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
     char = record.get("character") if isinstance(record.get("character"), dict) else None
     ground = np.asarray(char["location_cm"], float) if char and isinstance(char.get("location_cm"), list) else None
     dist_m = height_m = in_view = None
+    body_h = _num(char.get("height_m")) if char else None
     if ground is not None:
-        dist_m = np.linalg.norm(loc_cm - ground, axis=-1).min(0) / CM_PER_M
-        height_m = (loc_cm[..., 2] - ground[2]).min(0) / CM_PER_M
+        rel_m = np.swapaxes(loc_cm - ground, 0, 1) / CM_PER_M  # (C, F, 3), UE axes
+        # nearest approach to the body (a capsule from the ground point to head height), frames and in between
+        dist_m = path_body_distance(rel_m, body_h if body_h is not None else 0.0)
+        height_m = rel_m[..., 2].min(-1)
     if scene.aim_point_cm is not None:
         k = intrinsics_matrix(scene.focal_mm, scene.width_px, scene.height_px)
         uv, depth = project_points_ue(scene.aim_point_cm[None, :], poses, k)  # (F, C, 1, 2), (F, C, 1)
@@ -163,6 +185,8 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
     assert isinstance(cam_set, dict)
     aperture = _num(cam_set.get("aperture"))
     radius = _num(record.get("radius_m"))
+    profile = str(record["camera_profile"]) if "camera_profile" in record else None
+    a_range = A_RANGE_RELEASED if profile == "released" else A_RANGE
     if record:
         if (scene.focal_mm, aperture) not in CAMERA_SETS:
             flags.append(f"{name}: camera set {scene.focal_mm:g} mm f/{aperture} is not one of the dataset's four")
@@ -175,11 +199,12 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
         where = f"{name}/{cam_name}"
         rec = records.get(cam_name) if isinstance(records.get(cam_name), dict) else {}
         assert isinstance(rec, dict)
+        role = camera_role(profile, int(cam_name[3:]) - 1, rec) if rec else None
         if record:
             if not rec:
                 flags.append(f"{where}: no record in scene.json")
             else:
-                _flag_record(where, rec, radius, flags)
+                _flag_record(where, rec, radius, role, a_range, flags)
         p_abs = np.abs(pitch[:, c]).max()
         if p_abs > MAX_PITCH_DEG + RANGE_TOL:
             flags.append(f"{where}: pitch reaches {p_abs:.2f} deg (limit +-{MAX_PITCH_DEG:g})")
@@ -187,7 +212,8 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
         if r_abs > ROLL_TOL_DEG:
             flags.append(f"{where}: roll reaches {r_abs:.3g} deg (cameras have no roll)")
         if dist_m is not None and dist_m[c] <= MIN_DISTANCE_M:
-            flags.append(f"{where}: comes within {dist_m[c]:.3f} m of the character (must stay > {MIN_DISTANCE_M:g})")
+            flags.append(f"{where}: comes within {dist_m[c]:.3f} m of the character's body (must stay > "
+                         f"{MIN_DISTANCE_M:g})")
         if height_m is not None and height_m[c] < MIN_HEIGHT_M - RANGE_TOL:
             flags.append(f"{where}: {height_m[c]:.3f} m above the character's ground, below the {MIN_HEIGHT_M:g} m "
                          "floor (a multicam rule, not the paper's)")
@@ -200,7 +226,7 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
         cams.append(CameraStats(
             scene=name, camera=cam_name, trajectory=kind,
             direction=str(rec["direction"]) if "direction" in rec else None,
-            role=str(rec["role"]) if "role" in rec else None,
+            role=role,
             speed_mode=str(speed["mode"]) if "mode" in speed else None, speed_a=_num(speed.get("a")),
             start_distance_m=_num(start.get("distance_m")), start_pitch_deg=float(pitch[0, c]),
             angle_deg=_num(rec.get("angle_deg")),
@@ -212,7 +238,7 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
             in_view_fraction=None if in_view is None else float(in_view[c]),
         ))
     st = SceneStats(scene=name, frames=scene.frames, cameras=len(scene.names), focal_mm=scene.focal_mm,
-                    focal_source=scene.sources["focal"], aperture=aperture, radius_m=radius,
+                    focal_source=scene.sources["focal"], aperture=aperture, radius_m=radius, camera_profile=profile,
                     environment=_asset_id(record, "environment"),
                     character=_asset_id(record, "character"), animation=_asset_id(record, "animation"))
     return st, cams, flags
@@ -254,7 +280,7 @@ def numeric_columns(stats: DatasetStats) -> dict[str, list[float]]:
         add("pitch_min_deg", c.pitch_min_deg)
         add("pitch_max_deg", c.pitch_max_deg)
         add("path_length_m", c.path_length_m)
-        add("min_distance_to_character_m", c.min_distance_m)
+        add("min_distance_to_body_m", c.min_distance_m)
         add("speed_abs_a", None if c.speed_a is None else abs(c.speed_a))
         add(f"angle_deg.{c.trajectory}", c.angle_deg)
         add(f"length_m.{c.trajectory}", c.length_m)
@@ -282,6 +308,7 @@ def categorical_counts(stats: DatasetStats) -> dict[str, dict[str, int]]:
         "environment": count([s.environment for s in scenes]),
         "character": count([s.character for s in scenes]),
         "animation": count([s.animation for s in scenes]),
+        "camera_profile": count([s.camera_profile for s in scenes]),
         "frames": count([str(s.frames) for s in scenes]),
         "cameras_per_scene": count([str(s.cameras) for s in scenes]),
     }

@@ -4,6 +4,7 @@ flagged by scene, camera and rule; the released validation file and a generated 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -52,6 +53,9 @@ def test_counts_and_ranges_equal_the_scene_files(sampled: Path, tmp_path: Path) 
     cams = [c for _, r in recs for c in r["cameras"].values()]
     assert s["scenes"] == 30 and s["cameras"] == 300
     assert s["counts"]["trajectory"] == dict(Counter(c["trajectory"] for c in cams))
+    # released profile: cam01 pans, cam02 tilts, cam10 is static, the others move (trajectory/sampler.py docstring)
+    assert s["counts"]["role"] == {"moving": 210, "pan": 30, "tilt": 30, "static": 30}
+    assert s["counts"]["camera_profile"] == {"released": 30}
     assert s["counts"]["speed_mode"] == dict(Counter(c["speed"]["mode"] for c in cams))
     assert s["counts"]["camera_set"] == dict(Counter(f"{r['camera_set']['focal_mm']:g}mm f/"
                                                      f"{r['camera_set']['aperture']:g}" for _, r in recs))
@@ -102,6 +106,7 @@ def test_planted_rule_breaks_are_flagged(sampled: Path, tmp_path: Path) -> None:
     cams[other]["start"]["distance_m"] = rec["radius_m"] + 1.0
     cams[other]["speed"] = {"mode": "variable", "a": 5.0}
     rec["camera_set"] = {"focal_mm": 20.0, "aperture": 5.0}
+    cams["cam10"]["trajectory"] = "tilt"  # cam10's role is static
     (d / "scene.json").write_text(json.dumps(rec))
     # in the camera file: cam01 frame 2 looks up 60 deg with a 10 deg roll; cam02 frame 3 stands 0.3 m from the
     # character's ground point
@@ -121,9 +126,11 @@ def test_planted_rule_breaks_are_flagged(sampled: Path, tmp_path: Path) -> None:
     flags = "\n".join(s["flags"])
     assert f"{name}/{pan}: pan angle 50.0 deg outside [5, 45]" in flags
     assert f"{name}/{other}: start distance" in flags and f"{name}/{other}: speed a = 5.0 outside" in flags
+    assert f"{name}/cam10: role static but trajectory 'tilt'" in flags
     assert f"{name}: camera set 20 mm f/5.0 is not one of the dataset's four" in flags
     assert f"{name}/cam01: pitch reaches 60.00 deg" in flags and f"{name}/cam01: roll reaches 10 deg" in flags
-    assert f"{name}/cam02: comes within 0.391 m of the character" in flags
+    near_flag = re.search(rf"{name}/cam02: comes within (0\.\d+) m of the character's body", flags)
+    assert near_flag and float(near_flag.group(1)) <= 0.30  # 0.3 m from the body's axis at frame 3
     assert all(f.startswith(name) for f in s["flags"])  # the other 29 scenes are clean
     assert run_cli("stats", str(ds), "--no-png", "--no-progress").returncode == 0  # flags alone do not fail
 
