@@ -139,12 +139,16 @@ def _flag_record(where: str, cam: dict[str, Any], radius: float | None, role: st
     if kind in ANGLE_RANGES:
         lo, hi = ANGLE_RANGES[kind]
         ang = _num(cam.get("angle_deg"))
-        if ang is None or not lo - RANGE_TOL <= ang <= hi + RANGE_TOL:
+        if ang is None:
+            out.append(f"{where}: {kind} without angle_deg")
+        elif not lo - RANGE_TOL <= ang <= hi + RANGE_TOL:
             out.append(f"{where}: {kind} angle {ang} deg outside [{lo:g}, {hi:g}]")
     length = _num(cam.get("distance_m" if kind == "translation" else "length_m"))
     if kind in ("translation", "random") and dist is not None:
         lo, hi = LENGTH_FRACTION[0] * dist, LENGTH_FRACTION[1] * dist
-        if length is None or not lo - RANGE_TOL <= length <= hi + RANGE_TOL:
+        if length is None:
+            out.append(f"{where}: {kind} without its length")
+        elif not lo - RANGE_TOL <= length <= hi + RANGE_TOL:
             out.append(f"{where}: {kind} length {length} m outside [{lo:.3f}, {hi:.3f}] m (1/4..1 x start distance)")
     speed = cam.get("speed") if isinstance(cam.get("speed"), dict) else {}
     assert isinstance(speed, dict)

@@ -246,6 +246,15 @@ def test_blender_depth_and_mask_passes_aligned(tmp_path: Path) -> None:
     aim = np.asarray(rec["character"]["aim_point_cm"])
     ue, names = read_ue(ds / rel / "cameras" / "camera_extrinsics.json")
     uv, fwd = ue_project(aim, ue, rec["camera_set"]["focal_mm"], 32, 32)
+    res = run_cli("export", str(ds), "--to", "nerfstudio", "--out", str(tmp_path / "ns"), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((tmp_path / "ns" / rel / "t00002" / "transforms.json").read_text())
+    assert doc["depth_unit_scale_factor"] == 0.001
+    for fr in doc["frames"]:
+        depth_png = tmp_path / "ns" / rel / "t00002" / fr["depth_file_path"]
+        np.testing.assert_array_equal(cv2.imread(str(depth_png), cv2.IMREAD_UNCHANGED), cv2.imread(
+            str(ds / rel / "depth" / fr["camera"] / "00002.png"), cv2.IMREAD_UNCHANGED))
+        assert (tmp_path / "ns" / rel / "t00002" / fr["character_mask_path"]).is_file()
     for fmt in ("opencv", "colmap"):
         res = run_cli("export", str(ds), "--to", fmt, "--out", str(tmp_path / fmt), "--no-progress")
         assert res.returncode == 0, res.stderr
