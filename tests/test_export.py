@@ -193,6 +193,19 @@ def test_released_validation_file(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a["c2w"], b["c2w"])
 
 
+def test_focal_from_the_folder_name_and_frames_out_without_videos(tmp_path: Path) -> None:
+    """A released-layout scene without scene.json takes the focal length from its f<focal>_aperture<a> folder."""
+    scene = tmp_path / "ds" / "train" / "f35_aperture2.4" / "scene7"
+    (scene / "cameras").mkdir(parents=True)
+    shutil.copy(VAL_FILE, scene / "cameras" / "camera_extrinsics.json")
+    res = run_cli("export", str(tmp_path / "ds"), "--to", "realestate10k", "--out", str(tmp_path / "o"), "--frames-out",
+                  "--no-progress")
+    assert res.returncode == 0, res.stderr
+    first = (tmp_path / "o" / "train" / "f35_aperture2.4" / "scene7" / "cam01.txt").read_text().splitlines()[1]
+    assert float(first.split()[1]) == pytest.approx(35 / 23.76)
+    assert "10 camera(s) have no video" in res.stderr and "focal default" not in res.stderr
+
+
 def test_recammaster_convention_has_det_minus_one_ours_plus_one() -> None:
     """What docs/export.md says about ReCamMaster's loader, on the released file."""
     from multicam.conventions import ue_to_opencv_c2w, ue_to_recammaster_c2w
