@@ -72,6 +72,8 @@ class CameraStats:
     pitch_max_deg: float
     max_abs_roll_deg: float
     path_length_m: float
+    #: Angle of the rotation from the first to the last frame's orientation.
+    rotation_deg: float
     min_distance_m: float | None
     min_height_m: float | None
     in_view_fraction: float | None
@@ -170,6 +172,8 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
     loc_cm, rot = ue_matrix_to_location_rotator(poses)
     pitch, roll = rot[..., 0], rot[..., 2]
     path_m = np.linalg.norm(np.diff(loc_cm, axis=0), axis=-1).sum(0) / CM_PER_M
+    rel_rot = np.einsum("cij,ckj->cik", poses[0, :, :3, :3], poses[-1, :, :3, :3])  # R0 @ R_last^T, row vectors
+    turn_deg = np.degrees(np.arccos(np.clip((np.trace(rel_rot, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)))
     char = record.get("character") if isinstance(record.get("character"), dict) else None
     ground = np.asarray(char["location_cm"], float) if char and isinstance(char.get("location_cm"), list) else None
     dist_m = height_m = in_view = None
@@ -237,6 +241,7 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
             length_m=_num(rec.get("distance_m" if kind == "translation" else "length_m")),
             pitch_min_deg=float(pitch[:, c].min()), pitch_max_deg=float(pitch[:, c].max()),
             max_abs_roll_deg=r_abs, path_length_m=float(path_m[c]),
+            rotation_deg=float(turn_deg[c]),
             min_distance_m=None if dist_m is None else float(dist_m[c]),
             min_height_m=None if height_m is None else float(height_m[c]),
             in_view_fraction=None if in_view is None else float(in_view[c]),
@@ -284,6 +289,7 @@ def numeric_columns(stats: DatasetStats) -> dict[str, list[float]]:
         add("pitch_min_deg", c.pitch_min_deg)
         add("pitch_max_deg", c.pitch_max_deg)
         add("path_length_m", c.path_length_m)
+        add("rotation_deg", c.rotation_deg)
         add("min_distance_to_body_m", c.min_distance_m)
         add("speed_abs_a", None if c.speed_a is None else abs(c.speed_a))
         add(f"angle_deg.{c.trajectory}", c.angle_deg)

@@ -161,6 +161,8 @@ def test_released_validation_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(s["numeric"]["pitch_max_deg"]["max"], np.degrees(np.arcsin(fz)).max(), atol=1e-6)
     path = np.linalg.norm(np.diff(ue[:, :, 3, :3], axis=0), axis=-1).sum(0) / 100
     np.testing.assert_allclose(s["numeric"]["path_length_m"]["max"], path.max())
+    # zoom in/out dolly without turning; the arcs turn most, by their ~30 deg around the subject
+    assert s["numeric"]["rotation_deg"]["min"] < 1e-3 and 29.0 < s["numeric"]["rotation_deg"]["max"] < 30.5
 
 
 def test_bad_input(tmp_path: Path) -> None:
