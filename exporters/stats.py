@@ -405,6 +405,8 @@ def write_histograms(summary: dict[str, Any], out: Path) -> list[Path]:
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("count")
         save(fig, f"count_{key}")
+    if summary["cameras"]:
+        save(overview_figure(summary, plt), "overview")
     per_cam = summary["in_view_fraction_per_camera"]
     if per_cam:
         fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -414,6 +416,36 @@ def write_histograms(summary: dict[str, Any], out: Path) -> list[Path]:
         ax.tick_params(axis="x", labelrotation=90)
         save(fig, "in_view_fraction_per_camera")
     return paths
+
+
+def overview_figure(summary: dict[str, Any], plt: Any) -> Any:
+    """One page: trajectory types, start distance, pitch at the start, angle per type, |a|, character in view."""
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    counts = summary["counts"]["trajectory_direction"]
+    names = list(counts)[::-1]
+    axes[0, 0].barh(names, [counts[n] for n in names])
+    axes[0, 0].set_title("trajectory (cameras)")
+    hists = summary["histograms"]
+    for ax, key, label in ((axes[0, 1], "start_distance_m", "start distance to the character (m)"),
+                           (axes[0, 2], "start_pitch_deg", "pitch at the start (deg)"),
+                           (axes[1, 1], "speed_abs_a", "variable speed |a|")):
+        h = hists.get(key, {"counts": []})
+        if h["counts"]:
+            e = np.asarray(h["edges"])
+            ax.bar(e[:-1], h["counts"], width=np.diff(e), align="edge", edgecolor="black", linewidth=0.4)
+        ax.set_title(label)
+    for key in sorted(k for k in hists if k.startswith("angle_deg.")):
+        axes[1, 0].stairs(hists[key]["counts"], hists[key]["edges"], fill=True, alpha=0.5, label=key.split(".", 1)[1])
+    if any(k.startswith("angle_deg.") for k in hists):
+        axes[1, 0].legend()
+    axes[1, 0].set_title("angle per type (deg)")
+    per_cam = summary["in_view_fraction_per_camera"]
+    axes[1, 2].bar(list(per_cam), list(per_cam.values()))
+    axes[1, 2].set_ylim(0, 1)
+    axes[1, 2].tick_params(axis="x", labelrotation=90)
+    axes[1, 2].set_title("character in view (fraction of frames)")
+    fig.suptitle(f"{summary['scenes']} scenes, {summary['cameras']} cameras, {len(summary['flags'])} rule flags")
+    return fig
 
 
 def write_stats_json(summary: dict[str, Any], path: Path) -> Path:

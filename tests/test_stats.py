@@ -83,7 +83,7 @@ def test_counts_and_ranges_equal_the_scene_files(sampled: Path, tmp_path: Path) 
 
     pngs = sorted((tmp_path / "png").glob("*.png"))
     assert {"start_distance_m.png", "angle_deg_pan.png", "count_trajectory.png",
-            "in_view_fraction_per_camera.png"} <= {p.name for p in pngs}
+            "in_view_fraction_per_camera.png", "overview.png"} <= {p.name for p in pngs}
     for p in pngs:
         assert matplotlib.image.imread(p).shape[0] > 100
 
