@@ -59,6 +59,8 @@ DEFAULT_FOCAL_MM = 24.0
 DEFAULT_FPS = 15.0
 #: Blender's depth PNGs: uint16 millimetres (scene.json ``renderer.depth.scale`` says so per scene).
 DEFAULT_DEPTH_SCALE_PER_M = 1000.0
+#: Largest |R R^T - I| accepted (then projected on the nearest rotation).
+ORTHONORMAL_TOL = 1e-3
 _FOLDER_FOCAL = re.compile(r"^f(\d+(?:\.\d+)?)_aperture")
 _NUM = "%.10g"
 SCENE_FILE = "scene.json"
@@ -100,7 +102,14 @@ class SceneCameras:
         return intrinsics_matrix(self.focal_mm, self.width_px, self.height_px)
 
     def c2w_opencv(self) -> FloatArray:
-        """(F, C, 4, 4) OpenCV camera-to-world, RH Z-up world in metres, rotations det +1."""
+        """(F, C, 4, 4) OpenCV camera-to-world, RH Z-up world in metres, rotations det +1. A pose whose rotation is
+        off orthonormal by more than ``ORTHONORMAL_TOL`` (the files print 6 digits: ~1e-6) is refused."""
+        r = self.poses_ue[..., :3, :3]
+        off = np.abs(r @ np.swapaxes(r, -1, -2) - np.eye(3)).max((-1, -2))
+        if np.any(off > ORTHONORMAL_TOL):
+            f, c = np.argwhere(off > ORTHONORMAL_TOL)[0]
+            raise ExportError(f"{self.scene_dir / CAMERA_FILE}: frame{f}.{self.names[c]}: not a rotation "
+                              f"(|R R^T - I| = {off[f, c]:.3g} > {ORTHONORMAL_TOL:g})")
         try:
             return ue_to_clean_opencv_c2w(self.poses_ue)
         except ValueError:

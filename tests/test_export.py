@@ -239,6 +239,10 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, synthetic: Path) -> None:
     res = run_cli("export", str(bad), "--to", "colmap", "--out", str(tmp_path / "o"), "--no-progress")
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "frame0.cam02" in res.stderr and "reflection" in res.stderr
+    (bad / "cameras" / "camera_extrinsics.json").write_text(json.dumps(
+        {"frame0": {"cam01": "[1 0 0 0] [0 1.01 0 0] [0 0 1 0] [0 0 0 1] "}}))
+    res = run_cli("export", str(bad), "--to", "opencv", "--out", str(tmp_path / "o"), "--no-progress")
+    assert res.returncode == 2 and "frame0.cam01: not a rotation (|R R^T - I| = 0.0201 > 0.001)" in res.stderr
 
 
 @pytest.mark.blender
