@@ -315,21 +315,21 @@ _COLMAP_POINTS_HEAD = ("# 3D point list with one line of data per point:\n"
 
 
 def colmap_files(scene: SceneCameras) -> dict[str, str]:
-    """A COLMAP text model per time step (``t{f:05d}/sparse/0/``): one PINHOLE camera per video, one image per
-    camera with its world-to-camera quaternion (QW QX QY QZ) and translation, no 3D points."""
+    """A COLMAP text model per time step (``t{f:05d}/sparse/0/``): one PINHOLE camera (the scene's videos share their
+    intrinsics), one image per video with its world-to-camera quaternion (QW QX QY QZ) and translation, no points."""
     w2c = invert_rigid(scene.c2w_opencv())
     q = rotation_to_quaternion_wxyz(w2c[..., :3, :3])  # (F, C, 4)
     t = w2c[..., :3, 3]
     k = scene.k_continuous()
     n = len(scene.names)
-    cams = _COLMAP_CAMERAS_HEAD.format(n=n) + "".join(
-        f"{c + 1} PINHOLE {scene.width_px} {scene.height_px} {_fmt_row([k[0, 0], k[1, 1], k[0, 2], k[1, 2]])}\n"
-        for c in range(n))
+    # One camera: the videos of a scene share their intrinsics (as COLMAP's "single camera" mode assumes).
+    cams = (_COLMAP_CAMERAS_HEAD.format(n=1)
+            + f"1 PINHOLE {scene.width_px} {scene.height_px} {_fmt_row([k[0, 0], k[1, 1], k[0, 2], k[1, 2]])}\n")
     out = {}
     for f in range(scene.frames):
         lines = [_COLMAP_IMAGES_HEAD.format(n=n)]
         for c, name in enumerate(scene.names):
-            lines.append(f"{c + 1} {_fmt_row(q[f, c])} {_fmt_row(t[f, c])} {c + 1} {name}.png\n\n")
+            lines.append(f"{c + 1} {_fmt_row(q[f, c])} {_fmt_row(t[f, c])} 1 {name}.png\n\n")
         base = f"t{f:05d}/sparse/0/"
         out[base + "cameras.txt"] = cams
         out[base + "images.txt"] = "".join(lines)
