@@ -41,17 +41,18 @@ def main() -> None:
     args = ap.parse_args()
 
     load = os.getloadavg()[0]
-    sample_scenes(args.seed, range(1, 9), frames=args.frames, camera_profile=args.camera_profile)  # warm-up (imports, caches)
+    kw = {"frames": args.frames, "camera_profile": args.camera_profile}
+    sample_scenes(args.seed, range(1, 9), **kw)  # warm-up (imports, caches)
     t0, c0 = time.perf_counter(), time.process_time()
     for start in range(1, args.scenes + 1, CHUNK):
-        sample_scenes(args.seed, range(start, min(start + CHUNK, args.scenes + 1)), frames=args.frames, camera_profile=args.camera_profile)
+        sample_scenes(args.seed, range(start, min(start + CHUNK, args.scenes + 1)), **kw)
     t_sample, c_sample = time.perf_counter() - t0, time.process_time() - c0
 
     shutil.rmtree(args.out, ignore_errors=True)
     t0, c0 = time.perf_counter(), time.process_time()
     with tqdm(total=args.scenes, unit="scene", mininterval=2.0) as bar:
         for start in range(1, args.scenes + 1, CHUNK):
-            batch = sample_scenes(args.seed, range(start, min(start + CHUNK, args.scenes + 1)), frames=args.frames, camera_profile=args.camera_profile)
+            batch = sample_scenes(args.seed, range(start, min(start + CHUNK, args.scenes + 1)), **kw)
             for sc in batch.scenes:
                 write_scene_cameras(sc, args.out / f"scene{sc.scene_index}", durable=False)
                 bar.update(1)
