@@ -75,5 +75,6 @@ def sample_cameras(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("presets")(presets)
-    app.command("sample-cameras")(sample_cameras)
+    app.command("presets", epilog="Example: multicam presets --out val_cams --distance-m 5")(presets)
+    app.command("sample-cameras", epilog=("Example: multicam sample-cameras --scenes "
+                              "4 --seed 7 --out cams"))(sample_cameras)
