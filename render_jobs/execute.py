@@ -28,7 +28,7 @@ from typing import Any
 from multicam.io import atomic_write_text
 from render_jobs.backend import Backend, RenderError
 from render_jobs.planner import TMP_DIR, load_settings, materialize, write_scene_spec
-from render_jobs.schema import ManifestEntry, RenderJob
+from render_jobs.schema import ExtensionEntry, ManifestEntry, RenderJob
 from render_jobs.store import pid_alive
 from render_jobs.verify import verify_scene_dir
 
@@ -132,7 +132,7 @@ class JobContext:
             self._backend.close()
             self._backend = None
 
-    def execute(self, entry: ManifestEntry) -> Outcome:
+    def execute(self, entry: ManifestEntry | ExtensionEntry) -> Outcome:
         t0 = time.perf_counter()
         job_id = entry.job_id
         try:
@@ -146,6 +146,10 @@ class JobContext:
                 error=f"backend {self.backend_name!r} cannot start: {type(exc).__name__}: {exc}",
             )
         try:
+            if isinstance(entry, ExtensionEntry):  # new cameras for a rendered scene (multicam extend)
+                from render_jobs.extend import execute_extension
+
+                return execute_extension(self, entry)
             job = materialize(entry, self.settings, self.n_cameras)
             final = self.dataset_dir / job.output_dir
             if final.exists() and self._adopt(job, final):

@@ -23,15 +23,15 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import ValidationError
 
 from exporters.camera_json import cam_name
-from multicam.conventions import CAMERA_SETS, SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
+from multicam.conventions import CAMERA_SETS, CM_PER_M, SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
 from multicam.errors import DatasetError
 from multicam.io import atomic_write_json, atomic_write_text
 from render_jobs.schema import (
@@ -39,6 +39,7 @@ from render_jobs.schema import (
     CameraTrack,
     CharacterRef,
     EnvironmentRef,
+    ExtensionEntry,
     ManifestEntry,
     ManifestEnvironment,
     Placement,
@@ -50,6 +51,9 @@ from render_jobs.schema import (
 from render_jobs.store import JobStore
 from scene_catalog.compose import compose_scenes, usage_spread
 from scene_catalog.models import Catalog
+
+if TYPE_CHECKING:
+    from trajectory.sampler import SceneSample
 
 PLAN_VERSION = 1
 PLAN_DIR = "plan"
@@ -330,49 +334,70 @@ def load_settings(dataset_dir: str | os.PathLike[str]) -> tuple[RenderSettings, 
     )
 
 
-def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int = 10) -> RenderJob:
-    """A manifest entry -> the full :class:`RenderJob`: a pure function of the entry and the plan's settings.
+def sample_entry_cameras(entry: ManifestEntry, frames: int, camera_indices: Sequence[int], *,
+                         trajectory_type: str | None = None) -> SceneSample:
+    """The cameras ``camera_indices`` (0-based: cam01 = 0) of a plan entry's scene, from the trajectory sampler:
+    the one function through which a scene's cameras are sampled, for its first render (:func:`materialize`,
+    indices ``0..n-1``) and for new cameras (``multicam extend``, indices from the plan's camera count up).
 
-    The trajectory sampler draws the poses with the scene-level choices the planner made (radius, camera set)
-    passed back to it; nothing is drawn twice."""
+    Each camera is drawn from (``entry.seed``, scene, camera index) with the scene-level choices the planner made
+    (radius, camera set) passed back to the sampler, so a camera never depends on which others are drawn with it
+    and re-running gives the same cameras. ``trajectory_type`` (one of the sampler's types) forces every
+    camera's type; its other draws stay the camera's own."""
     from trajectory.sampler import sample_scene
 
     smp = entry.sampler
-    sample = sample_scene(
+    return sample_scene(
         entry.seed,
         entry.scene_index,
-        n_cameras=n_cameras,
-        frames=settings.frames,
+        n_cameras=len(camera_indices),
+        frames=frames,
         allowed_radii_m=smp.allowed_radii_m,
         radius_m=smp.radius_m,
         camera_set=smp.camera_set,
         character_location_cm=entry.placement.location_cm,
         character_height_m=entry.character.height_m,
+        camera_indices=list(camera_indices),
+        trajectory_type=trajectory_type,
     )
-    edict = entry.model_dump(mode="json")
-    record = sample.record()
-    scene = scene_spec(edict, record)
-    cams = record["cameras"]
+
+
+def _tracks(sample: SceneSample, record: dict[str, Any], frames: int, where: str) -> list[CameraTrack]:
+    """The sampler's cameras as tracks: every camera aims and focuses at the character's aim point (the sampler's
+    look-at target), at every frame."""
     # The sampler's poses are checked once with numpy; the tracks are then built without pydantic
     # re-validating 16 floats per frame per camera (the hot path of materializing 13,600 jobs).
+    n = len(sample.camera_indices)
     poses = np.asarray(sample.poses_ue, dtype=np.float64)
-    if poses.shape != (n_cameras, settings.frames, 4, 4) or not np.all(np.isfinite(poses)):
-        raise PlanError(f"{entry.job_id}: sampler returned poses of shape {poses.shape} (or non-finite)")
-    # Every camera aims and focuses at the character's aim point (the sampler's look-at target), at every frame.
-    focus = [list(map(float, record["character"]["aim_point_cm"]))] * settings.frames
-    tracks = [
+    if poses.shape != (n, frames, 4, 4) or not np.all(np.isfinite(poses)):
+        raise PlanError(f"{where}: sampler returned poses of shape {poses.shape} (or non-finite)")
+    focus = [list(map(float, record["character"]["aim_point_cm"]))] * frames
+    cams = record["cameras"]
+    return [
         CameraTrack.model_construct(
-            name=cam_name(i),
+            name=cam_name(c),
             focal_mm=float(sample.focal_mm),
             aperture=float(sample.aperture),
             sensor_width_mm=SENSOR_WIDTH_MM,
             sensor_height_mm=SENSOR_HEIGHT_MM,
             poses_ue=poses[i].tolist(),
             focus_points_cm=[list(p) for p in focus],
-            trajectory=cams[cam_name(i)],
+            trajectory=cams[cam_name(c)],
         )
-        for i in range(n_cameras)
+        for i, c in enumerate(sample.camera_indices)
     ]
+
+
+def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int = 10) -> RenderJob:
+    """A manifest entry -> the full :class:`RenderJob`: a pure function of the entry and the plan's settings.
+
+    The trajectory sampler draws the poses (:func:`sample_entry_cameras`) with the scene-level choices the
+    planner made (radius, camera set) passed back to it; nothing is drawn twice."""
+    sample = sample_entry_cameras(entry, settings.frames, range(n_cameras))
+    edict = entry.model_dump(mode="json")
+    record = sample.record()
+    scene = scene_spec(edict, record)
+    tracks = _tracks(sample, record, settings.frames, entry.job_id)
     return RenderJob(
         job_id=entry.job_id,
         scene_index=entry.scene_index,
@@ -388,6 +413,95 @@ def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int =
         output_dir=entry.output_dir,
         scene=scene,
     )
+
+
+def camera_index_of(name: str) -> int:
+    """``cam11`` -> 10 (0-based, the sampler's camera index)."""
+    return int(name[3:]) - 1
+
+
+#: ``multicam extend --trajectory`` presets (trajectory/presets.py) as sampler-style records (for the labels).
+_PRESET_RECORDS: dict[str, dict[str, Any]] = {
+    "pan_right": {"trajectory": "pan", "direction": "right", "angle_deg": 20.0},
+    "pan_left": {"trajectory": "pan", "direction": "left", "angle_deg": 20.0},
+    "tilt_up": {"trajectory": "tilt", "direction": "up", "angle_deg": 10.0},
+    "tilt_down": {"trajectory": "tilt", "direction": "down", "angle_deg": 10.0},
+    "zoom_in": {"trajectory": "translation", "direction": "forward", "distance_m": 2.0},
+    "zoom_out": {"trajectory": "translation", "direction": "backward", "distance_m": 2.0},
+    "translate_up": {"trajectory": "translation", "direction": "up", "distance_m": 1.0},
+    "translate_down": {"trajectory": "translation", "direction": "down", "distance_m": 1.0},
+    "arc_left": {"trajectory": "arc", "direction": "left", "angle_deg": 30.0},
+    "arc_right": {"trajectory": "arc", "direction": "right", "angle_deg": 30.0},
+}
+
+
+def _aim_point_cm(entry: ManifestEntry) -> list[float]:
+    from trajectory.sampler import AIM_HEIGHT_FRACTION
+
+    x, y, z = entry.placement.location_cm
+    return [float(x), float(y), float(z + AIM_HEIGHT_FRACTION * entry.character.height_m * CM_PER_M)]
+
+
+def _preset_poses(entry: ManifestEntry, seed: int, frames: int, camera_index: int, preset: str) -> Any:
+    """A validation preset (``trajectory/presets.py``) placed in the scene: started at the scene's radius from the
+    character, level with its aim point, from an azimuth drawn from (seed, scene, camera)."""
+    from trajectory.presets import PRESET_NAMES, SUBJECT_HEIGHT_CM, preset_track
+    from trajectory.sampler import camera_rng
+
+    track = preset_track(PRESET_NAMES.index(preset) + 1, distance_m=entry.sampler.radius_m, frames=frames)
+    yaw = np.radians(camera_rng(seed, entry.scene_index, camera_index).uniform(0.0, 360.0))
+    c, s = np.cos(yaw), np.sin(yaw)
+    aim = np.asarray(_aim_point_cm(entry))
+    # Row-vector UE matrices: rotate about the world vertical (yaw from +X towards +Y), then move the subject centre
+    # (0, 0, SUBJECT_HEIGHT_CM) to the scene's aim point.
+    place = np.array([[c, s, 0, 0], [-s, c, 0, 0], [0, 0, 1, 0],
+                      [aim[0], aim[1], aim[2] - SUBJECT_HEIGHT_CM, 1.0]])
+    return track @ place
+
+
+def extension_tracks(ext: ExtensionEntry, frames: int) -> list[CameraTrack]:
+    """The new cameras of an extension job (a pure function of the entry): sampled
+    (:func:`sample_entry_cameras`, seeded by ``ext.seed``, optionally of one sampler type), a validation preset
+    placed in the scene, or the given track."""
+    from trajectory.presets import PRESET_NAMES
+
+    entry = ext.entry
+    focal, aperture = entry.sampler.focal_mm, entry.sampler.aperture
+    indices = [camera_index_of(n) for n in ext.cameras]
+    if ext.poses_ue is None and ext.trajectory not in PRESET_NAMES:
+        sample = sample_entry_cameras(entry.model_copy(update={"seed": ext.seed}), frames, indices,
+                                      trajectory_type=ext.trajectory)
+        return _tracks(sample, sample.record(), frames, ext.job_id)
+    focus = [_aim_point_cm(entry) for _ in range(frames)]
+    out = []
+    for name, c in zip(ext.cameras, indices, strict=True):
+        if ext.poses_ue is not None:
+            poses = np.asarray(ext.poses_ue, dtype=np.float64)
+            rec: dict[str, Any] = {"trajectory": "file", "source": ext.source}
+        else:
+            assert ext.trajectory is not None
+            poses = _preset_poses(entry, ext.seed, frames, c, ext.trajectory)
+            rec = {**_PRESET_RECORDS[ext.trajectory], "preset": ext.trajectory, "speed": {"mode": "constant",
+                                                                                         "a": None}}
+        rec.update(focal_mm=focal, aperture=aperture)
+        out.append(CameraTrack(name=name, focal_mm=focal, aperture=aperture, poses_ue=poses.tolist(),
+                               focus_points_cm=focus, trajectory=rec))
+    return out
+
+
+def extension_job(ext: ExtensionEntry, settings: RenderSettings, n_cameras: int = 10) -> RenderJob:
+    """The :class:`RenderJob` of an extension: the plan's scene (:func:`materialize` of its entry: environment,
+    layout seed, character, animation and start offset, placement, settings) rendering only the new cameras, with
+    the planned cameras as its setup cameras."""
+    base = materialize(ext.entry, settings, n_cameras)
+    new = extension_tracks(ext, settings.frames)
+    scene = dict(base.scene)
+    scene["cameras"] = {t.name: t.trajectory for t in new}
+    from exporters.metadata import camera_motion_labels
+
+    scene["camera_motion"] = camera_motion_labels(scene)
+    return base.model_copy(update={"job_id": ext.job_id, "cameras": new, "setup_cameras": base.cameras,
+                                   "scene": scene})
 
 
 def scene_spec(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

@@ -174,12 +174,14 @@ def sample_scenes(
     character_height_m: float | Sequence[float] = 1.8,
     camera_set: int | None = None,
     camera_indices: Sequence[int] | None = None,
+    trajectory_type: str | None = None,
 ) -> SceneBatch:
     """Sample scenes ``scene_indices`` (1-based ids) with ``n_cameras`` cameras each, vectorised.
 
     ``character_location_cm`` is one point or one per scene; ``camera_indices`` (0-based) selects
     which cameras to draw (default ``range(n_cameras)``), e.g. ``[10, 11]`` to extend a scene with
-    cam11 and cam12 without touching cam01..cam10.
+    cam11 and cam12 without touching cam01..cam10. ``trajectory_type`` (one of :data:`TRAJECTORY_TYPES`) forces
+    every camera's type; its other draws are the camera's own.
     """
     _check_args(n_cameras, frames, radius_m, allowed_radii_m)
     if seed < 0:
@@ -205,6 +207,10 @@ def sample_scenes(
     else:
         sets = np.minimum((u_scene[:, 1] * len(CAMERA_SETS)).astype(np.int64), len(CAMERA_SETS) - 1)
     u = camera_uniforms([[seed, s, c] for s in scenes for c in cams], N_UNIFORMS)
+    if trajectory_type is not None:
+        if trajectory_type not in TRAJECTORY_TYPES:
+            raise ValueError(f"trajectory_type must be one of {', '.join(TRAJECTORY_TYPES)}, got {trajectory_type!r}")
+        u[:, _U_TYPE] = (TRAJECTORY_TYPES.index(trajectory_type) + 0.5) / len(TRAJECTORY_TYPES)
 
     aim_h = np.repeat(AIM_HEIGHT_FRACTION * height, n_c)
     result = sample_camera_block(u, np.repeat(radii, n_c), aim_h, frames)
@@ -232,12 +238,14 @@ def sample_scene(
     character_height_m: float = 1.8,
     camera_set: int | None = None,
     camera_indices: Sequence[int] | None = None,
+    trajectory_type: str | None = None,
 ) -> SceneSample:
     """One scene (see :func:`sample_scenes`)."""
     return sample_scenes(
         seed, [scene_index], n_cameras=n_cameras, frames=frames, radius_m=radius_m,
         allowed_radii_m=allowed_radii_m, character_location_cm=character_location_cm,
         character_height_m=character_height_m, camera_set=camera_set, camera_indices=camera_indices,
+        trajectory_type=trajectory_type,
     ).scenes[0]
 
 
