@@ -166,6 +166,9 @@ def execute_extension(ctx: JobContext, ext: ExtensionEntry) -> Outcome:
     job = extension_job(ext, ctx.settings, ctx.n_cameras)
     final = ctx.dataset_dir / ext.output_dir
     recover_scene(final)
+    staged = _staged(final, ext.job_id)
+    for left in (staged, _aside(final, ext.job_id)):  # a killed run's: never committed, or the old scene's links
+        shutil.rmtree(left, ignore_errors=True)
     rec = read_scene_record(final)
     have = list(rec["cameras"])
     if all(n in have for n in ext.cameras):
@@ -175,8 +178,6 @@ def execute_extension(ctx: JobContext, ext: ExtensionEntry) -> Outcome:
     if have != ext.base_cameras:
         raise RenderError(f"{final}: its cameras are {have}, the job was made for {ext.base_cameras}; "
                           "run `multicam extend` again to make a new job")
-    staged = _staged(final, ext.job_id)
-    shutil.rmtree(staged, ignore_errors=True)  # a killed run's, never committed
     tmp = ctx.dataset_dir / TMP_DIR / tmp_dir_name(ext.job_id)
     tmp.mkdir(parents=True)
     try:
