@@ -41,6 +41,7 @@ def extend(
     from render_jobs.extend import ExtendError, parse_scene_ids, plan_extensions
     from render_jobs.planner import load_settings
     from render_jobs.runner import RunError, run_dataset
+    from render_jobs.schema import ExtensionEntry
     from trajectory.presets import PRESET_NAMES
     from trajectory.sampler import TRAJECTORY_TYPES
 
@@ -80,7 +81,7 @@ def extend(
         fail(str(exc))
     if resumed:
         typer.echo(f"resuming {resumed} unfinished extension job(s)")
-    by_backend: dict[str, list] = {}  # type: ignore[type-arg]
+    by_backend: dict[str, list[ExtensionEntry]] = {}
     for j in jobs:
         by_backend.setdefault(j.backend, []).append(j)
     unknown = sorted(b for b in by_backend if b not in BACKENDS)
