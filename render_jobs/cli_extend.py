@@ -16,9 +16,10 @@ def extend(
     scenes: str | None = typer.Option(None, "--scenes", help="Scene ids of the plan, e.g. 1,3-5 (default: all)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the new cameras' draws (default: the dataset "
                                     "seed); each camera is drawn from (seed, scene, camera)."),
-    trajectory: str | None = typer.Option(None, "--trajectory", help="Instead of sampling any type: a sampler type "
-                                          "(pan, tilt, translation, arc, random, static) or a validation preset "
-                                          "(pan_right ... arc_right, see `multicam presets`)."),
+    trajectory: str | None = typer.Option(None, "--trajectory", help="Instead of sampling: a validation preset "
+                                          "(pan_right, pan_left, tilt_up, tilt_down, zoom_in, zoom_out, "
+                                          "translate_up, translate_down, arc_left, arc_right; see `multicam "
+                                          "presets`), placed at the scene's radius facing the character."),
     trajectory_file: Path | None = typer.Option(None, "--trajectory-file", help="A camera_extrinsics.json-format "
                                                 "file holding the track to add (with --cam)."),
     cam: str | None = typer.Option(None, "--cam", help="The camera of --trajectory-file to add, e.g. cam03."),
@@ -43,7 +44,6 @@ def extend(
     from render_jobs.runner import RunError, run_dataset
     from render_jobs.schema import ExtensionEntry
     from trajectory.presets import PRESET_NAMES
-    from trajectory.sampler import TRAJECTORY_TYPES
 
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
@@ -55,8 +55,8 @@ def extend(
         fail("--trajectory: give either --trajectory or --trajectory-file, not both")
     if cam is not None and trajectory_file is None:
         fail("--cam: only with --trajectory-file (the camera of that file to add)")
-    if trajectory is not None and trajectory not in (*TRAJECTORY_TYPES, *PRESET_NAMES):
-        fail(f"--trajectory: must be one of {', '.join((*TRAJECTORY_TYPES, *PRESET_NAMES))}, got {trajectory!r}")
+    if trajectory is not None and trajectory not in PRESET_NAMES:
+        fail(f"--trajectory: must be one of {', '.join(PRESET_NAMES)}, got {trajectory!r}")
     if trajectory_file is not None and cam is None:
         fail("--trajectory-file: needs --cam camNN (the camera of the file to add)")
     if trajectory_file is not None and cameras != 1:

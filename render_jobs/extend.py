@@ -154,8 +154,9 @@ def full_job(job: RenderJob, final: Path, base: list[str]) -> RenderJob:
     return job.model_copy(update={"cameras": old + list(job.cameras), "setup_cameras": None})
 
 
-def execute_extension(ctx: JobContext, ext: ExtensionEntry) -> Outcome:
-    """Run one extension job in a worker (see the module docstring for the order of work)."""
+def execute_extension(ctx: JobContext, ext: ExtensionEntry, lease: int | None = None) -> Outcome:
+    """Run one extension job in a worker (see the module docstring for the order of work); ``lease``: the fencing
+    token of this attempt (nothing is committed once another run holds the job)."""
     from render_jobs.execute import Outcome, render_scene, tmp_dir_name
 
     t0 = time.perf_counter()
@@ -200,6 +201,8 @@ def execute_extension(ctx: JobContext, ext: ExtensionEntry) -> Outcome:
         if problems:
             raise RenderError("extended scene failed verification: " + "; ".join(problems))
         _fault("staged")
+        if not ctx._holds(ext.job_id, lease):
+            return ctx._fenced(ext.job_id, lease, t0)
         try:
             exchange_dirs(staged, final)
         except OSError:  # no RENAME_EXCHANGE here: two renames, rolled forward by recover_scene if killed between

@@ -237,11 +237,12 @@ def test_killed_between_two_renames_is_rolled_forward_or_back(tmp_path: Path) ->
 
 
 def test_trajectory_options(ds: Path, tmp_path: Path) -> None:
-    res = extend(ds, "--cameras", "1", "--scenes", "1", "--trajectory", "arc")
+    res = extend(ds, "--cameras", "1", "--scenes", "1", "--trajectory", "arc_right")
     assert res.exit_code == 0, res.output
     entry = next(e for e in iter_manifest(ds) if e.scene_index == 1)
     rec = json.loads((ds / entry.output_dir / "scene.json").read_text())
-    assert rec["cameras"]["cam04"]["trajectory"] == "arc" and rec["camera_motion"]["cam04"].startswith("arc")
+    assert rec["cameras"]["cam04"]["preset"] == "arc_right"
+    assert rec["camera_motion"]["cam04"] == "arc right 30 deg around the subject, constant speed"
     res = extend(ds, "--cameras", "1", "--scenes", "1", "--trajectory", "pan_left")
     assert res.exit_code == 0, res.output
     rec = json.loads((ds / entry.output_dir / "scene.json").read_text())
@@ -271,6 +272,7 @@ def test_trajectory_options(ds: Path, tmp_path: Path) -> None:
     (["--cameras", "1", "--cam", "cam01"], "--cam"),
     (["--cameras", "1", "--trajectory", "pan", "--trajectory-file", "f.json", "--cam", "cam01"], "--trajectory"),
     (["--cameras", "1", "--trajectory", "spiral"], "--trajectory"),
+    (["--cameras", "1", "--trajectory", "pan"], "--trajectory"),  # a sampler type, not a preset
     (["--cameras", "2", "--trajectory-file", "F", "--cam", "cam01"], "--cameras"),
     (["--cameras", "1", "--trajectory-file", "missing.json", "--cam", "cam01"], "--trajectory-file"),
     (["--cameras", "1", "--trajectory-file", "F", "--cam", "cam09"], "--trajectory-file"),
@@ -392,7 +394,7 @@ def test_blender_old_and_new_cameras_see_the_beacon_at_the_same_instant(tmp_path
     before = snapshot(ds)
     res = extend(ds, "--cameras", "2", "-o", "device=CPU")
     assert res.exit_code == 0, res.output
-    res = extend(ds, "--cameras", "1", "--trajectory", "arc", "-o", "device=CPU")  # always facing the beacon
+    res = extend(ds, "--cameras", "1", "--trajectory", "arc_left", "-o", "device=CPU")  # always facing the beacon
     assert res.exit_code == 0, res.output
     scene = scene_dirs(ds)[0]
     assert_old_kept(ds, before, ["cam03", "cam04", "cam05"])
