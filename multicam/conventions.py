@@ -544,3 +544,15 @@ def ue_to_clean_opencv_c2w(ue_matrix: ArrayLike) -> FloatArray:
     c2w = ue_to_opencv_c2w(ue_matrix)
     c2w[..., :3, :3] = nearest_rotation(c2w[..., :3, :3])
     return c2w
+#: Depth maps (both backends' ``depth/camNN/00000.png``): planar depth (along the optical axis) in millimetres as
+#: uint16; 0 = no surface (sky) or farther than :data:`DEPTH_PNG_MAX_M`.
+DEPTH_PNG_MM_PER_M = 1000.0
+DEPTH_PNG_MAX_M = 65.0
+
+
+def planar_depth_m_to_png_mm(depth_m: ArrayLike) -> NDArray[np.uint16]:
+    """Planar depth in metres -> the uint16 millimetres of a depth PNG (0 where not finite or >= 65 m)."""
+    z = np.asarray(depth_m, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(z) & (z > 0) & (z < DEPTH_PNG_MAX_M)
+    return np.where(ok, np.round(np.where(ok, z, 0.0) * DEPTH_PNG_MM_PER_M), 0).astype(np.uint16)
