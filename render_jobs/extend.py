@@ -151,7 +151,7 @@ def full_job(job: RenderJob, final: Path, base: list[str]) -> RenderJob:
     ref = job.cameras[0]
     old = [CameraTrack(name=n, focal_mm=ref.focal_mm, aperture=ref.aperture, poses_ue=poses[:, i].tolist(),
                        focus_points_cm=ref.focus_points_cm) for i, n in enumerate(names)]
-    return job.model_copy(update={"cameras": old + list(job.cameras), "setup_cameras": None})
+    return job.model_copy(update={"cameras": old + list(job.cameras), "setup_cameras": []})
 
 
 def execute_extension(ctx: JobContext, ext: ExtensionEntry, lease: int | None = None) -> Outcome:

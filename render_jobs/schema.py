@@ -149,19 +149,19 @@ class RenderJob(_Model):
     scene: dict[str, object] = Field(default_factory=dict)
     #: Set when this job renders only ``cameras`` (new ones, ``multicam extend``) into a scene first rendered with
     #: other cameras: the scene's planned cameras, which its setup was built around (Blender keeps its props clear
-    #: of their paths), so that the setup is the first render's exactly. None: the setup is built from ``cameras``.
-    setup_cameras: list[CameraTrack] | None = None
+    #: of their paths), so that the setup is the first render's exactly. Empty: the setup is built from ``cameras``.
+    setup_cameras: list[CameraTrack] = Field(default_factory=list)
 
     def setup_tracks(self) -> list[CameraTrack]:
         """The cameras the scene's setup is built from (see :attr:`setup_cameras`)."""
-        return self.cameras if self.setup_cameras is None else self.setup_cameras
+        return self.setup_cameras or self.cameras
 
     @model_validator(mode="after")
     def _check(self) -> RenderJob:
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate camera names: {names}")
-        for c in [*self.cameras, *(self.setup_cameras or [])]:
+        for c in [*self.cameras, *self.setup_cameras]:
             if len(c.poses_ue) != self.settings.frames or len(c.focus_points_cm) != self.settings.frames:
                 raise ValueError(
                     f"camera {c.name} has {len(c.poses_ue)} poses and {len(c.focus_points_cm)} focus points, "
