@@ -257,3 +257,23 @@ def test_frames_decode_as_written(dataset: Path) -> None:
     """The fixture's videos are real, changing pictures (so 'clean' above is not vacuous)."""
     v = read_video_frames(_scenes(dataset)[0] / "videos" / "cam01.mp4")
     assert v.shape == (FRAMES, SIZE, SIZE, 3) and np.abs(np.diff(v.astype(int), axis=0)).max() > 1
+
+
+@pytest.mark.blender
+def test_a_tiny_blender_dataset_passes_then_damage_is_found(tmp_path: Path) -> None:
+    """Real renders (2 cameras x 4 frames at 32 px, 1 sample) pass every check; a black video and a mirrored camera
+    planted in them are found."""
+    pytest.importorskip("bpy")
+    ds = tmp_path / "bl"
+    res = runner.invoke(app, ["generate", "--out", str(ds), "--scenes", "1", "--resolution", "32", "--frames", "4",
+                              "--cameras", "2", "--samples", "1", "--no-denoise", "--no-dof", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    code, lines, out = _validate(str(ds), "--frames", "4", "--size", "32")
+    assert code == 0, lines
+    assert "1 scenes, 2 cameras checked: all complete" in out
+    (scene,) = _scenes(ds)
+    encode_mp4(scene / "videos/cam02.mp4", np.zeros((4, 32, 32, 3), np.uint8))
+    _rewrite_poses(scene, lambda p: p[:, 0, 1, :3].__imul__(-1))
+    code, lines, _ = _validate(str(ds))
+    assert code == 1
+    assert {ln.split(" ", 1)[0] for ln in lines} == {"video-black", "rotation-reflection", "scene-json-mismatch"}
