@@ -94,5 +94,6 @@ def captions(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate")(validate)
-    app.command("captions")(captions)
+    app.command("validate", epilog="Example: multicam validate demo_dataset --decode")(validate)
+    app.command("captions", epilog=("Example: multicam captions "
+                              "demo_dataset --captioner my_pkg.caption:describe"))(captions)
