@@ -277,3 +277,20 @@ def test_a_tiny_blender_dataset_passes_then_damage_is_found(tmp_path: Path) -> N
     code, lines, _ = _validate(str(ds))
     assert code == 1
     assert {ln.split(" ", 1)[0] for ln in lines} == {"video-black", "rotation-reflection", "scene-json-mismatch"}
+
+
+def test_default_bounds_pass_sampled_trajectories() -> None:
+    """The sampler's own trajectories (500 scenes x 10 cameras x 81 frames) are never teleports at the defaults, and
+    the bounds are not slack by orders of magnitude (the largest turn reaches a fifth of the default)."""
+    from exporters.validate import MAX_TURN_DEG, Limits, check_poses
+    from trajectory.sampler import sample_scenes
+
+    batch = sample_scenes(0, range(1, 501), n_cameras=10, frames=81)
+    worst = 0.0
+    for s in batch.scenes:
+        poses = s.poses_frame_major()
+        assert check_poses(poses, [f"cam{i + 1:02d}" for i in range(10)], Path("x"), Limits()) == []
+        r = poses[..., :3, :3]
+        cos = (np.trace(r[1:] @ np.swapaxes(r[:-1], -1, -2), axis1=-2, axis2=-1) - 1) / 2
+        worst = max(worst, float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max()))
+    assert MAX_TURN_DEG / 5 < worst < MAX_TURN_DEG
