@@ -65,8 +65,9 @@ def test_trajectory_png_draws_every_camera(preview: Path, scene: Path) -> None:
     lay = _layout(preview)
     colours = [c["colour"] for c in lay["cameras"]]
     assert len(set(colours)) == CAMS
-    for c in lay["cameras"]:  # each camera's path, frusta and legend line are drawn in its own colour
-        assert _pixels_near(img, _rgb(c["colour"])) > 300, c
+    counts = [_pixels_near(img, _rgb(c["colour"])) for c in lay["cameras"]]
+    assert min(counts) > 80, counts  # at least each camera's legend line and start dots (others may cover its path)
+    assert sum(counts) > 4 * 110 * CAMS, counts  # and the paths and frusta, in the cameras' colours
     assert _pixels_near(img, np.array([0, 0, 0]), 10) > 200  # the character's star and stem, axes, text
     record = json.loads((scene / "scene.json").read_text())
     assert {c["name"]: c["label"] for c in lay["cameras"]} == record["camera_motion"]
