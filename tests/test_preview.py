@@ -129,6 +129,7 @@ def test_headless_chromium_screenshot(preview: Path, tmp_path: Path) -> None:
         pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; scripts/test.sh tries as root)")
     shot = tmp_path / "page.png"
     subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
+                    "--virtual-time-budget=5000",
                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1900", f"--screenshot={shot}",
                     (preview / "index.html").as_uri()], check=True, capture_output=True, timeout=180)
     img = np.asarray(Image.open(shot).convert("RGB"))
