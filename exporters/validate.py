@@ -38,10 +38,10 @@ PLAN_FILE = Path("plan") / "plan.json"
 
 #: ``|R R^T - I|`` (largest entry) allowed for a rotation.
 ORTHONORMAL_TOL = 1e-4
-#: Default teleport bounds: 3x / 2.3x the largest per-frame step (0.34 m) and turn (6.5 deg) of 3,000 sampled
-#: cameras x 81 frames (seed 0, scenes 1..300; the paper's trajectory rules).
+#: Default teleport bounds: 2x / 2.5x the largest per-frame step (0.49 m, an arc) and turn (12.1 deg, a translation
+#: passing the subject while keeping it in view) of 30,000 sampled cameras x 81 frames (seed 0, scenes 1..3000).
 MAX_STEP_M = 1.0
-MAX_TURN_DEG = 15.0
+MAX_TURN_DEG = 30.0
 #: A video whose every frame has no luma sample above this (of 255; video black is 16) is black.
 BLACK_MAX_LUMA = 32.0
 #: Consecutive frames whose luma differs nowhere by more than this are the same picture (H.264 decodes a

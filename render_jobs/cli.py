@@ -69,8 +69,8 @@ def plan(
         fail(f"--scenes: must be >= 1, got {scenes}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
-    if (err := profile_error(camera_profile)) is not None:
-        fail(err)
+    if (profile_msg := profile_error(camera_profile)) is not None:
+        fail(profile_msg)
     check_out_folder(out)
     try:
         settings = RenderSettings.model_validate(

@@ -65,8 +65,9 @@ def test_trajectory_png_draws_every_camera(preview: Path, scene: Path) -> None:
     lay = _layout(preview)
     colours = [c["colour"] for c in lay["cameras"]]
     assert len(set(colours)) == CAMS
-    for c in lay["cameras"]:  # each camera's path, frusta and legend line are drawn in its own colour
-        assert _pixels_near(img, _rgb(c["colour"])) > 300, c
+    counts = [_pixels_near(img, _rgb(c["colour"])) for c in lay["cameras"]]
+    assert min(counts) > 80, counts  # at least each camera's legend line and start dots (others may cover its path)
+    assert sum(counts) > 4 * 110 * CAMS, counts  # and the paths and frusta, in the cameras' colours
     assert _pixels_near(img, np.array([0, 0, 0]), 10) > 200  # the character's star and stem, axes, text
     record = json.loads((scene / "scene.json").read_text())
     assert {c["name"]: c["label"] for c in lay["cameras"]} == record["camera_motion"]
@@ -128,6 +129,7 @@ def test_headless_chromium_screenshot(preview: Path, tmp_path: Path) -> None:
         pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; scripts/test.sh tries as root)")
     shot = tmp_path / "page.png"
     subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
+                    "--virtual-time-budget=5000",
                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1900", f"--screenshot={shot}",
                     (preview / "index.html").as_uri()], check=True, capture_output=True, timeout=180)
     img = np.asarray(Image.open(shot).convert("RGB"))
