@@ -74,6 +74,8 @@ class CameraStats:
     path_length_m: float
     #: Angle of the rotation from the first to the last frame's orientation.
     rotation_deg: float
+    #: What the poses do, whatever scene.json says (see :func:`measured_motion`).
+    motion: str
     min_distance_m: float | None
     min_height_m: float | None
     in_view_fraction: float | None
@@ -164,6 +166,36 @@ def _flag_record(where: str, cam: dict[str, Any], radius: float | None, role: st
         out.append(f"{where}: speed mode {speed.get('mode')!r} is neither constant nor variable")
 
 
+#: Below these a camera is said not to move / not to turn (cm over the clip, degrees).
+STILL_CM = 1.0
+STILL_DEG = 0.05
+#: A path whose end-to-end distance is this fraction of its length or more is straight.
+STRAIGHT = 0.999
+
+
+def measured_motion(loc_cm: FloatArray, rot_deg: FloatArray) -> list[str]:
+    """Classify each camera's motion from its poses alone (frames first: ``loc_cm (F, C, 3)``, ``rot_deg (F, C, 3)``
+    pitch/yaw/roll): ``static``, ``pan`` (yaw only), ``tilt`` (pitch only), ``pan+tilt``, ``straight`` (a straight
+    move, orientation fixed), ``straight+turn`` (a straight move while turning, e.g. a chord arc or a translation
+    kept on the subject), ``curve`` (anything else: circular arcs, smoothed paths). Works without scene.json, e.g.
+    on the released dataset."""
+    path = np.linalg.norm(np.diff(loc_cm, axis=0), axis=-1).sum(0)
+    chord = np.linalg.norm(loc_cm[-1] - loc_cm[0], axis=-1)
+    dyaw = np.abs((rot_deg[..., 1] - rot_deg[:1, :, 1] + 180.0) % 360.0 - 180.0).max(0)
+    dpitch = np.abs(rot_deg[..., 0] - rot_deg[:1, :, 0]).max(0)
+    out = []
+    for p, ch, y, t in zip(path, chord, dyaw, dpitch, strict=True):
+        turned = max(y, t) > STILL_DEG
+        if p <= STILL_CM:
+            out.append(("pan+tilt" if y > STILL_DEG and t > STILL_DEG else "pan" if y > STILL_DEG else "tilt")
+                       if turned else "static")
+        elif ch >= STRAIGHT * p:
+            out.append("straight+turn" if turned else "straight")
+        else:
+            out.append("curve")
+    return out
+
+
 def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats, list[CameraStats], list[str]]:
     """Stats and rule flags of one scene, vectorised over frames and cameras."""
     name = scene.rel.as_posix()
@@ -173,6 +205,7 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
     pitch, roll = rot[..., 0], rot[..., 2]
     path_m = np.linalg.norm(np.diff(loc_cm, axis=0), axis=-1).sum(0) / CM_PER_M
     rel_rot = np.einsum("cij,ckj->cik", poses[0, :, :3, :3], poses[-1, :, :3, :3])  # R0 @ R_last^T, row vectors
+    motion = measured_motion(loc_cm, rot)
     turn_deg = np.degrees(np.arccos(np.clip((np.trace(rel_rot, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)))
     char = record.get("character") if isinstance(record.get("character"), dict) else None
     ground = np.asarray(char["location_cm"], float) if char and isinstance(char.get("location_cm"), list) else None
@@ -241,7 +274,7 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
             length_m=_num(rec.get("distance_m" if kind == "translation" else "length_m")),
             pitch_min_deg=float(pitch[:, c].min()), pitch_max_deg=float(pitch[:, c].max()),
             max_abs_roll_deg=r_abs, path_length_m=float(path_m[c]),
-            rotation_deg=float(turn_deg[c]),
+            rotation_deg=float(turn_deg[c]), motion=motion[c],
             min_distance_m=None if dist_m is None else float(dist_m[c]),
             min_height_m=None if height_m is None else float(height_m[c]),
             in_view_fraction=None if in_view is None else float(in_view[c]),
@@ -311,6 +344,7 @@ def categorical_counts(stats: DatasetStats) -> dict[str, dict[str, int]]:
         "trajectory_direction": count([f"{c.trajectory} {c.direction}" if c.direction else c.trajectory
                                        for c in cams]),
         "role": count([c.role for c in cams]),
+        "measured_motion": count([c.motion for c in cams]),
         "speed_mode": count([c.speed_mode for c in cams]),
         "camera_set": count([f"{s.focal_mm:g}mm f/{s.aperture:g}" if s.aperture else
                              f"{s.focal_mm:g}mm" + (" (assumed)" if s.focal_source.startswith("default") else "")
@@ -345,14 +379,16 @@ def stats_json(stats: DatasetStats) -> dict[str, Any]:
     }
 
 
+PER_CAMERA_COUNTS = ("trajectory", "trajectory_direction", "role", "measured_motion", "speed_mode")
+
+
 def text_table(summary: dict[str, Any]) -> str:
     lines = [f"{summary['scenes']} scene(s), {summary['cameras']} camera(s)", ""]
     total = max(summary["cameras"], 1)
     for key, counts in summary["counts"].items():
         if set(counts) == {"-"}:
             continue
-        denom = total if key in ("trajectory", "trajectory_direction", "role", "speed_mode") else max(
-            summary["scenes"], 1)
+        denom = total if key in PER_CAMERA_COUNTS else max(summary["scenes"], 1)
         lines.append(f"{key}:")
         lines += [f"  {name:<28} {n:>7}  {100.0 * n / denom:5.1f} %" for name, n in counts.items()]
     lines += ["", f"{'quantity':<34} {'n':>6} {'min':>9} {'median':>9} {'max':>9} {'mean':>9}"]

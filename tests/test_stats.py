@@ -56,6 +56,9 @@ def test_counts_and_ranges_equal_the_scene_files(sampled: Path, tmp_path: Path) 
     # released profile: cam01 pans, cam02 tilts, cam10 is static, the others move (trajectory/sampler.py docstring)
     assert s["counts"]["role"] == {"moving": 210, "pan": 30, "tilt": 30, "static": 30}
     assert s["counts"]["camera_profile"] == {"released": 30}
+    # measured from the poses alone: pans only turn in yaw, tilts in pitch, static cameras do neither
+    for kind in ("pan", "tilt", "static"):
+        assert s["counts"]["measured_motion"][kind] == s["counts"]["trajectory"][kind], kind
     assert s["counts"]["speed_mode"] == dict(Counter(c["speed"]["mode"] for c in cams))
     assert s["counts"]["camera_set"] == dict(Counter(f"{r['camera_set']['focal_mm']:g}mm f/"
                                                      f"{r['camera_set']['aperture']:g}" for _, r in recs))
@@ -156,6 +159,9 @@ def test_released_validation_file(tmp_path: Path) -> None:
     assert res.returncode == 0 and s["scenes"] == 1 and s["cameras"] == 10
     assert s["counts"]["camera_set"] == {"24mm (assumed)": 1} and s["counts"]["frames"] == {"81": 1}
     assert s["flags"] == []  # level starts, |pitch| <= 14 deg, no roll
+    # pan right/left, tilt up/down, zoom in/out (a dolly), and four moves that turn to keep the subject: translate
+    # up/down and the two arcs, which in the released file are straight chords
+    assert s["counts"]["measured_motion"] == {"straight+turn": 4, "pan": 2, "tilt": 2, "straight": 2}
     ue, _ = read_ue(VAL_FILE)
     fz = ue[..., 0, 2] / np.linalg.norm(ue[..., 0, :3], axis=-1)
     np.testing.assert_allclose(s["numeric"]["pitch_max_deg"]["max"], np.degrees(np.arcsin(fz)).max(), atol=1e-6)
