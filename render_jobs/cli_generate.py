@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from multicam.errors import DatasetError, check_out_folder, check_seed, fail
+from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
 #: The built-in demo catalog (procedural Blender assets).
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "scene_catalog" / "demo_catalog.yaml"
@@ -38,6 +39,7 @@ def generate(
     dof: bool = typer.Option(True, "--dof/--no-dof", help="Depth of field (focus on the character)."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present), CPU, OPTIX, CUDA, HIP, METAL."),
     cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
+    camera_profile: str = typer.Option(DEFAULT_CAMERA_PROFILE, "--camera-profile", help=PROFILE_HELP),
     extra_passes: list[str] = typer.Option([], "--pass", help="Extra outputs: depth, mask (repeatable)."),
     keep_frames: bool = typer.Option(False, "--keep-frames", help="Also keep the PNG frames (frames/camNN/)."),
     executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
@@ -75,6 +77,8 @@ def generate(
         fail(f"--resolution: must be an even number >= 16, got {resolution}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
+    if (profile_msg := profile_error(camera_profile)) is not None:
+        fail(profile_msg)
     if samples < 1:
         fail(f"--samples: must be >= 1, got {samples}")
     check_executor(executor)
@@ -99,7 +103,7 @@ def generate(
     cat = _load(catalog or [DEMO_CATALOG], True)
     t0 = time.perf_counter()
     try:
-        plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
+        plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras, camera_profile=camera_profile)
     except DatasetError as exc:
         fail(str(exc))
     typer.echo(f"planned {scenes} scene(s) x {cameras} cameras x {frames} frames at {resolution}x{resolution}, "
