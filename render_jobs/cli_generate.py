@@ -151,8 +151,8 @@ def _print_outputs(out: Path) -> None:
     videos = sorted((first / "videos").glob("*.mp4"))
     typer.echo(f"outputs: {first}/videos/ ({len(videos)} synchronized mp4s), {first}/cameras/camera_extrinsics.json"
                + (f", {out / 'metadata.csv'}" if (out / "metadata.csv").is_file() else ""))
-    if videos:
-        typer.echo(f"look at it: ffplay -loop 0 {videos[0]}   (any video player works; all cameras: {first}/videos/)")
+    preview = out / "preview" / first.name
+    typer.echo(f"look at it: multicam preview {first} --out {preview}   (then open {preview / 'index.html'})")
 
 
 def register(app: typer.Typer) -> None:
