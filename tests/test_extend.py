@@ -387,7 +387,9 @@ def test_blender_old_and_new_cameras_see_the_beacon_at_the_same_instant(tmp_path
     from exporters.video import read_video_frames
     from multicam.conventions import intrinsics_matrix, project_points_ue, ue_rotator_to_axes
     from render_jobs.blender.calibration import beacon_path_cm
-    from tests.test_blender_geometry import detect_blobs
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_blender_geometry import detect_blobs  # the issue-4 beacon test's blob detector
 
     size, frames = 96, 6
     ds = _blender_dataset(tmp_path, BEACON_CATALOG, size, frames, 4, 2, seed=11)
