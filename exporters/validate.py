@@ -134,6 +134,7 @@ class SceneReport:
 @dataclass
 class DatasetReport:
     root: Path
+    limits: Limits = field(default_factory=Limits)
     scenes: list[SceneReport] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # dataset-level ones
 
@@ -145,6 +146,9 @@ class DatasetReport:
         return {
             "dataset": str(self.root),
             "ok": not probs,
+            "limits": {"decode": self.limits.decode, "frames": self.limits.expect_frames,
+                       "size": list(self.limits.expect_size) if self.limits.expect_size else None,
+                       "max_step_m": self.limits.max_step_m, "max_turn_deg": self.limits.max_turn_deg},
             "scenes": len(self.scenes),
             "cameras": sum(s.cameras for s in self.scenes),
             "counts": dict(sorted(Counter(p.code for p in probs).items())),
@@ -443,7 +447,7 @@ def validate_dataset(root: Path, limits: Limits, scenes: list[Path] | None = Non
     """Check every scene below ``root`` (or ``scenes``), the plan's folders and ``metadata.csv`` (when ``root`` is a
     dataset root); ``on_scene`` is called after each scene (progress)."""
     root = Path(root)
-    rep = DatasetReport(root)
+    rep = DatasetReport(root, limits)
     planned = (root / PLAN_FILE).exists() or (root / MANIFEST_FILE).exists()
     for scene in scenes if scenes is not None else iter_scene_dirs(root):
         rep.scenes.append(validate_scene_dir(scene, limits=limits, planned=planned))

@@ -170,6 +170,8 @@ def test_the_generated_dataset_is_clean(dataset: Path, tmp_path: Path) -> None:
     assert f"2 scenes, {2 * CAMS} cameras checked: all complete" in out
     rep = json.loads(report.read_text())
     assert rep["ok"] is True and rep["problems"] == [] and rep["scenes"] == 2 and rep["cameras"] == 2 * CAMS
+    assert rep["limits"] == {"decode": True, "frames": FRAMES, "size": [SIZE, SIZE], "max_step_m": 1.0,
+                             "max_turn_deg": 30.0}
 
 
 @pytest.mark.parametrize("kind", sorted(DEFECTS))
