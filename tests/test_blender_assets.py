@@ -110,32 +110,37 @@ def test_depth_and_mask_passes(tmp_path: Path) -> None:
     from render_jobs.blender_backend import BlenderBackend
 
     frames, w = 3, 96
-    eye = np.array([-300.0, 0.0, 100.0])
-    pose = ue_location_rotator_to_matrix(eye, ue_look_at_rotator(eye, np.array([0.0, 0.0, 100.0])))
-    poses = np.broadcast_to(pose, (1, frames, 4, 4)).copy()
+    # two cameras at other distances and sides: each camera's passes are its own (one render call renders both)
+    eyes = [np.array([-300.0, 0.0, 100.0]), np.array([0.0, 450.0, 160.0])]
+    poses = np.stack([np.broadcast_to(ue_location_rotator_to_matrix(e, ue_look_at_rotator(
+        e, np.array([0.0, 0.0, 100.0]))), (frames, 4, 4)) for e in eyes])
     job = job_from_poses(poses, focal_mm=50.0, environment="builtin:void", character="builtin:beacon",
                          width=w, height=w, samples=4, denoise=False, extra_passes=["depth", "mask"])
     out = tmp_path / "scene"
     out.mkdir()
     render_scene(BlenderBackend(device="CPU"), job, out)
     assert verify_scene_dir(job, out) == []
-    info = probe_video(out / "masks" / "cam01.mp4")
-    assert (info.frames, info.width, info.height) == (frames, w, w)
-    masks = read_video_frames(out / "masks" / "cam01.mp4")[..., 0] > 127
-    cams, _ = read_camera_json(out / CAMERA_FILE)
+    cams, names = read_camera_json(out / CAMERA_FILE)
     k = intrinsics_matrix(50.0, w, w)
     centre = beacon_path_cm(np.arange(frames) / job.settings.fps)
-    for f in range(frames):
-        uv, depth = project_points_ue(centre[f : f + 1], cams[f, 0], k)
-        ys, xs = np.nonzero(masks[f])
-        assert masks[f].sum() >= 3
-        np.testing.assert_allclose([xs.mean() + 0.5, ys.mean() + 0.5], uv[0], atol=1.0)
-        d = cv2.imread(str(out / "depth" / "cam01" / f"{f:05d}.png"), cv2.IMREAD_UNCHANGED)
-        assert d.dtype == np.uint16 and d.shape == (w, w)
-        assert np.all(d[~masks[f]] == 0)  # nothing but the beacon: no depth elsewhere
-        front = d[masks[f]].astype(float) / 1000.0
-        # planar depth of the sphere's front surface: centre depth minus at most its radius
-        assert np.median(front) == pytest.approx(depth[0] - 0.05, abs=0.05)
+    medians = []
+    for ci, name in enumerate(names):
+        info = probe_video(out / "masks" / f"{name}.mp4")
+        assert (info.frames, info.width, info.height) == (frames, w, w)
+        masks = read_video_frames(out / "masks" / f"{name}.mp4")[..., 0] > 127
+        for f in range(frames):
+            uv, depth = project_points_ue(centre[f : f + 1], cams[f, ci], k)
+            ys, xs = np.nonzero(masks[f])
+            assert masks[f].sum() >= 3
+            np.testing.assert_allclose([xs.mean() + 0.5, ys.mean() + 0.5], uv[0], atol=1.0)
+            d = cv2.imread(str(out / "depth" / name / f"{f:05d}.png"), cv2.IMREAD_UNCHANGED)
+            assert d.dtype == np.uint16 and d.shape == (w, w)
+            assert np.all(d[~masks[f]] == 0)  # nothing but the beacon: no depth elsewhere
+            front = d[masks[f]].astype(float) / 1000.0
+            # planar depth of the sphere's front surface: centre depth minus at most its radius
+            assert np.median(front) == pytest.approx(depth[0] - 0.05, abs=0.05)
+            medians.append(np.median(front))
+    assert max(medians) - min(medians) > 1.0  # the two cameras' depths differ (3 m vs 4.5 m away)
 
 
 def test_blend_environment_file(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Blender saves its render passes (depth, object index) as a multi-layer EXR; Python has no EXR
 reader without extra packages, so this reads exactly that case: scanline images, single- or
-multi-part, compression NONE, HALF/FLOAT/UINT channels. Anything else raises ``ValueError``.
+multi-part (also multi-view: one part per view), compression NONE, HALF/FLOAT/UINT channels. Anything else raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,23 @@ def _channels(raw: bytes) -> list[tuple[str, int]]:
 
 def read_exr(path: str | Path) -> dict[str, NDArray[np.float32]]:
     """All channels of an uncompressed EXR -> ``{name: (H, W) float32}`` (top row first)."""
+    out: dict[str, NDArray[np.float32]] = {}
+    for _, arrays in _read_parts(path):
+        out.update(arrays)
+    return out
+
+
+def read_exr_views(path: str | Path) -> dict[str, dict[str, NDArray[np.float32]]]:
+    """A multi-view EXR (Blender's ``MULTIVIEW`` format: one part per view, named by the part's ``view``
+    attribute) -> ``{view: {name: (H, W) float32}}``; a part without a view attribute goes under ``""``."""
+    out: dict[str, dict[str, NDArray[np.float32]]] = {}
+    for h, arrays in _read_parts(path):
+        view = h["view"][1].decode("latin-1").rstrip("\0") if "view" in h else ""
+        out.setdefault(view, {}).update(arrays)
+    return out
+
+
+def _read_parts(path: str | Path) -> list[tuple[dict[str, tuple[str, bytes]], dict[str, NDArray[np.float32]]]]:
     buf = Path(path).read_bytes()
     magic, version = struct.unpack_from("<ii", buf, 0)
     if magic != _MAGIC:
@@ -74,7 +91,6 @@ def read_exr(path: str | Path) -> dict[str, NDArray[np.float32]]:
         n_chunks = struct.unpack("<i", h["chunkCount"][1])[0] if "chunkCount" in h else hgt
         parts.append((chans, w, hgt, ymin, n_chunks))
     pos += 8 * sum(p[4] for p in parts)  # offset tables
-    out: dict[str, NDArray[np.float32]] = {}
     arrays = [{name: np.zeros((hgt, w), np.float32) for name, _ in chans} for chans, w, hgt, _, _ in parts]
     total = sum(p[4] for p in parts)
     for _ in range(total):
@@ -92,6 +108,4 @@ def read_exr(path: str | Path) -> dict[str, NDArray[np.float32]]:
             arrays[part][name][row] = np.frombuffer(buf, dt, w, p).astype(np.float32)
             p += w * dt.itemsize
         pos += size
-    for a in arrays:
-        out.update(a)
-    return out
+    return list(zip(headers, arrays, strict=True))
