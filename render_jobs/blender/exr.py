@@ -2,7 +2,8 @@
 
 Blender saves its render passes (depth, object index) as a multi-layer EXR; Python has no EXR
 reader without extra packages, so this reads exactly that case: scanline images, single- or
-multi-part (also multi-view: one part per view), compression NONE, HALF/FLOAT/UINT channels. Anything else raises ``ValueError``.
+multi-part (also multi-view: one part per view), compression NONE, HALF/FLOAT/UINT channels.
+Anything else raises ``ValueError``.
 """
 
 from __future__ import annotations
