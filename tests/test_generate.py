@@ -54,7 +54,7 @@ def test_generate_quality_presets_and_the_closing_lines(tmp_path: Path) -> None:
     res = runner.invoke(app, [*base, "--out", str(out)])
     assert res.exit_code == 0, res.output
     st, _ = load_settings(out)
-    assert (st.width, st.samples, st.denoise) == QUALITY["demo"]
+    assert (st.width, st.samples, st.denoise, st.denoise_quality) == QUALITY["demo"]
     [scene] = _scene_dirs(out)
     assert probe_video(scene / "videos" / "cam01.mp4").width == QUALITY["demo"][0]
     assert "--quality full" in res.output  # how to get full quality, in one line
@@ -68,7 +68,7 @@ def test_generate_quality_presets_and_the_closing_lines(tmp_path: Path) -> None:
     res = runner.invoke(app, [*base, "--out", str(tmp_path / "full"), "--quality", "full", "--resolution", "32"])
     assert res.exit_code == 0, res.output
     st, _ = load_settings(tmp_path / "full")
-    assert (st.width, st.samples, st.denoise) == (32, *QUALITY["full"][1:])
+    assert (st.width, st.samples, st.denoise, st.denoise_quality) == (32, *QUALITY["full"][1:])
 
 
 @pytest.mark.blender

@@ -110,6 +110,7 @@ def configure_scene(scene: bpy.types.Scene, s: RenderSettings, device: str) -> N
     if s.denoise:
         scene.cycles.denoiser = "OPENIMAGEDENOISE"
         scene.cycles.denoising_prefilter = "FAST"
+        scene.cycles.denoising_quality = s.denoise_quality.upper()
     # Budget light paths for CPU speed: two diffuse bounces keep interiors lit; the light tree
     # costs more than it saves with a sun + sky + a few lamps.
     scene.cycles.max_bounces = 4
@@ -307,7 +308,8 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
     write_camera_json(out_dir / CAMERA_FILE, opengl_c2w_to_ue(readback), names)
     record: dict[str, Any] = {
         "renderer": {"blender": bpy.app.version_string, "engine": "CYCLES", "device": tm.device,
-                     "samples": s.samples, "denoise": s.denoise, "depth_of_field": s.depth_of_field,
+                     "samples": s.samples, "denoise": s.denoise,
+                     "denoise_quality": s.denoise_quality if s.denoise else None, "depth_of_field": s.depth_of_field,
                      "resolution": [s.width, s.height], "fps": s.fps, "frames": s.frames,
                      "sensor_fit": "horizontal", "view_transform": "AgX",
                      "extra_passes": list(s.extra_passes)},
