@@ -370,7 +370,8 @@ def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int =
     )
 
 
-def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int]) -> Any:
+def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int], camera_seed: int | None = None
+                  ) -> Any:
     """The sampler's :class:`~trajectory.sampler.SceneSample` of a planned scene, for these 0-based cameras, with
     the scene-level choices the planner made (radius, camera set, profile, aim height) passed back to it."""
     from trajectory.sampler import sample_scene
@@ -388,6 +389,7 @@ def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int]) 
         camera_indices=camera_indices,
         camera_profile=smp.camera_profile,
         aim_height_m=smp.aim_height_m,
+        camera_seed=camera_seed,
     )
 
 
@@ -416,14 +418,17 @@ def _tracks(entry: ManifestEntry, sample: Any, record: dict[str, Any]) -> list[C
     ]
 
 
-def sample_entry_cameras(entry: ManifestEntry, frames: int, camera_indices: Sequence[int]) -> list[CameraTrack]:
+def sample_entry_cameras(entry: ManifestEntry, frames: int, camera_indices: Sequence[int], *,
+                         seed: int | None = None) -> list[CameraTrack]:
     """The camera tracks of a planned scene for the given 0-based camera indices (``[10, 11]`` = cam11, cam12),
     as :func:`materialize` would make them: same start pose, same profile. Camera ``k``'s track depends only on
-    (seed, scene, k) and the scene-level draws, so extending a scene never changes its cam01..cam10."""
+    (seed, scene, k) and the scene-level draws, so extending a scene never changes its cam01..cam10. ``seed``
+    (default: the plan's) seeds only the cameras' own draws; the scene's start, radius and camera set stay the
+    plan's (do not pass a copy of the entry with another seed: its released start would move)."""
     idx = [int(c) for c in camera_indices]
     if not idx or min(idx) < 0 or len(set(idx)) != len(idx):
         raise PlanError(f"{entry.job_id}: camera indices must be distinct and >= 0, got {idx}")
-    sample = _sample_entry(entry, frames, idx)
+    sample = _sample_entry(entry, frames, idx, seed)
     return _tracks(entry, sample, sample.record())
 
 

@@ -230,9 +230,13 @@ def test_plan_records_the_profile_and_extra_cameras_keep_the_scene(tmp_path: Pat
         assert [t.name for t in extra] == ["cam11", "cam12"]
         assert [t.poses_ue for t in extra] == [t.poses_ue for t in wide.cameras[10:]]
         assert [t.poses_ue for t in wide.cameras[:3]] == [t.poses_ue for t in job.cameras]
+        reseeded = sample_entry_cameras(entry, st_.frames, [10, 11], seed=99)  # own draws, the plan's scene
+        assert [t.trajectory["seed"] for t in reseeded] == [[99, entry.scene_index, c] for c in (10, 11)]
+        assert [t.poses_ue for t in reseeded] != [t.poses_ue for t in extra]
         if profile == "released":
-            assert extra[0].poses_ue[0] == job.cameras[0].poses_ue[0]  # the scene's start pose
-            assert extra[0].trajectory["trajectory"] in RELEASED_MOVING_TYPES
+            for t in (*extra, *reseeded):
+                assert t.poses_ue[0] == job.cameras[0].poses_ue[0]  # the scene's start pose
+                assert t.trajectory["trajectory"] in RELEASED_MOVING_TYPES
     # the same folder cannot be re-planned with the other profile
     other = "independent" if profile == "released" else "released"
     r = subprocess.run([sys.executable, "-m", "multicam_app", "plan", "--catalog", str(path), "--scenes", "2",
