@@ -479,7 +479,7 @@ def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]
     focal, aperture = entry.sampler.focal_mm, entry.sampler.aperture
     indices = [camera_index_of(n) for n in ext.cameras]
     if ext.poses_ue is None and ext.trajectory is None:
-        return sample_entry_cameras(entry.model_copy(update={"seed": ext.seed}), frames, indices)
+        return sample_entry_cameras(entry, frames, indices, seed=ext.seed)  # the plan's start, radius, camera set
     focus = [list(aim_point_cm) for _ in range(frames)]
     out = []
     for name, c in zip(ext.cameras, indices, strict=True):
