@@ -481,6 +481,15 @@ def _tilt(m: NDArray[np.bool_], u: FloatArray, pitch0: FloatArray, yaw0: FloatAr
     out["fwd"][m] = ue_pitch_yaw_to_forward(pitch0[m, None] + (sign * angle)[:, None] * s[m], yaw0[m, None])
 
 
+def _pan_tilt(kind: NDArray[np.int64], u: FloatArray, pitch0: FloatArray, yaw0: FloatArray, s: FloatArray,
+              out: dict[str, Any]) -> None:
+    """The pan and tilt cameras of ``kind`` (both profiles draw them alike)."""
+    for name, fill in (("pan", _pan), ("tilt", _tilt)):
+        m = kind == TRAJECTORY_TYPES.index(name)
+        if m.any():
+            fill(m, u, pitch0, yaw0, s, out)
+
+
 def _new_params(n: int, frames: int, p0: FloatArray, fwd0: FloatArray) -> dict[str, Any]:
     return {
         "pos": np.repeat(p0[:, None, :], frames, axis=1), "fwd": np.repeat(fwd0[:, None, :], frames, axis=1),
@@ -538,12 +547,7 @@ def sample_camera_block(
     out = _new_params(n, frames, p0, ue_look_direction(p0, aim))
     mag = u[:, _U_MAG]
 
-    m = kind == TRAJECTORY_TYPES.index("pan")
-    if m.any():
-        _pan(m, u, pitch0, yaw0, s, out)
-    m = kind == TRAJECTORY_TYPES.index("tilt")
-    if m.any():
-        _tilt(m, u, pitch0, yaw0, s, out)
+    _pan_tilt(kind, u, pitch0, yaw0, s, out)
 
     # translation along the camera's own axes
     m = kind == TRAJECTORY_TYPES.index("translation")
@@ -619,12 +623,7 @@ def sample_released_block(
     out["replaces"] = np.array([""] * n, dtype=object)
     mag = u[:, _U_MAG]
 
-    m = kind == TRAJECTORY_TYPES.index("pan")
-    if m.any():
-        _pan(m, u, pitch0, yaw0, s, out)
-    m = kind == TRAJECTORY_TYPES.index("tilt")
-    if m.any():
-        _tilt(m, u, pitch0, yaw0, s, out)
+    _pan_tilt(kind, u, pitch0, yaw0, s, out)
 
     # chord arcs: the straight chord to the point `angle` around the character (same height and distance),
     # aimed at the character at every frame (validation presets 9/10); + = camera moves left
