@@ -341,7 +341,7 @@ def run_dataset(
     t0 = time.perf_counter()
     with JobStore.for_dataset(dataset) as store:
         store.recover()
-        cleanup_tmp(dataset)
+        cleanup_tmp(dataset, running={r.job_id for r in store.rows("running")})
         entries = {e.job_id: e for e in iter_manifest(dataset)}
         check_store_matches_plan(store, dataset, entries)
         books = _Books(
