@@ -226,6 +226,35 @@ def test_leases_fence_earlier_attempts_and_old_stores_migrate(tmp_path: Path) ->
         assert [e[1] for e in s.events("j2")] == ["claimed", "retry"]  # the late outcome recorded nothing
 
 
+def test_retry_running_under_a_live_run_fences_its_tasks(tmp_path: Path, catalog: Catalog) -> None:
+    """`multicam retry --running` while a run is alive (it looked dead from another host): the run's two claimed
+    jobs (one rendering, one queued in its worker) lose their lease, so their attempts end fenced without writing
+    anything; the run claims them again and each is done exactly once."""
+    import threading
+    import time
+
+    ds, hold = plan(catalog, tmp_path / "ds", n=2), tmp_path / "hold"
+    hold.mkdir()
+    (hold / "s000001.hold").touch()
+    box: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: box.setdefault("s", run_dataset(
+        ds, "test-synthetic", workers=1, backend_options={"hold_dir": str(hold)}, progress=False)), daemon=True)
+    t.start()
+    end = time.monotonic() + 120
+    while not list(hold.glob("s000001.held.*")) and time.monotonic() < end:
+        time.sleep(0.05)
+    with JobStore.for_dataset(ds) as store:
+        assert sorted(store.requeue_running()) == ["s000001", "s000002"]
+    for p in hold.glob("*.held.*"):
+        p.unlink()
+    t.join(timeout=120)
+    s = box["s"]
+    assert (s.fenced, s.rendered, s.counts["done"]) == (2, 2, 2)
+    with JobStore.for_dataset(ds) as store:
+        assert store.event_counts("done") == {"s000001": 1, "s000002": 1}
+        assert store.event_counts("claimed") == {"s000001": 2, "s000002": 2}
+
+
 def test_cleanup_removes_dead_half_scenes_of_other_hosts(tmp_path: Path) -> None:
     import socket
 
