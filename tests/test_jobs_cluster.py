@@ -41,9 +41,9 @@ RENDER = {"render": 1.0}
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """Head (no CPUs: the coordinator's node) + three heterogeneous render nodes: 1, 2 and 1 job slots."""
+    """Head (no CPUs: the coordinator's node) + two heterogeneous render nodes: 1 and 2 job slots."""
     c = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    for cpus in (1, 2, 1):
+    for cpus in (1, 2):
         c.add_node(num_cpus=cpus, resources={"render": float(cpus)})
     c.wait_for_nodes()
     ray.init(address=c.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
