@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from multicam.errors import DatasetError, check_out_folder, check_seed, fail
+from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
 
 def _parse_options(options: list[str]) -> dict[str, Any]:
@@ -49,6 +50,7 @@ def plan(
     fps: float = typer.Option(15.0, "--fps", help="Video frame rate."),
     samples: int = typer.Option(64, "--samples", help="Render samples (Cycles) / spatial samples (UE MRQ)."),
     cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
+    camera_profile: str = typer.Option(DEFAULT_CAMERA_PROFILE, "--camera-profile", help=PROFILE_HELP),
     extra_passes: list[str] = typer.Option([], "--pass", help="Extra outputs: depth, mask (repeatable)."),
     check_assets: bool = typer.Option(True, "--check-assets/--no-check-assets",
                                       help="Check that local asset files exist."),
@@ -67,6 +69,8 @@ def plan(
         fail(f"--scenes: must be >= 1, got {scenes}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
+    if (err := profile_error(camera_profile)) is not None:
+        fail(err)
     check_out_folder(out)
     try:
         settings = RenderSettings.model_validate(
@@ -78,7 +82,7 @@ def plan(
         fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
     cat = _load(catalog, check_assets)
     try:
-        manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
+        manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras, camera_profile=camera_profile)
     except DatasetError as exc:
         fail(str(exc))
     info = read_plan(out)
@@ -239,7 +243,8 @@ def retry(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
-    app.command("render")(render)
-    app.command("status")(status)
-    app.command("retry")(retry)
+    app.command("plan", epilog=("Example: multicam plan --catalog scene_catalog/demo_catalog.yaml --out "
+                              "ds --scenes 100 --width 1280 --height 1280"))(plan)
+    app.command("render", epilog="Example: multicam render ds --backend blender --workers 2")(render)
+    app.command("status", epilog="Example: multicam status ds --json")(status)
+    app.command("retry", epilog="Example: multicam retry ds   (then: multicam render ds)")(retry)
