@@ -299,6 +299,23 @@ def _alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
+def test_gpu_jobs_take_one_gpu_each_and_keep_their_worker(tmp_path: Path, cluster: Any) -> None:
+    """Unreal's placement (one GPU per job, a custom resource for GPU nodes): the jobs run only on the GPU node,
+    one at a time on its one GPU, all in one Ray worker process (so an editor session would be kept; Ray's
+    default for GPU tasks is a fresh process per task)."""
+    gpu_node = cluster.add_node(num_cpus=2, num_gpus=1, resources={"gpu_render": 1.0})
+    try:
+        ds, log = plan(tmp_path, 3), tmp_path / "log.txt"
+        args = {**ray_args(ds, cluster, num_gpus=1, log_path=str(log)), "ray_resources": {"gpu_render": 1.0}}
+        s = run_dataset(**args)
+        assert s.rendered == 3
+        events = check_complete(ds, 3)
+        assert {done_node(e) for e in events.values()} == {gpu_node.node_id}
+        assert len({line.split()[1] for line in log.read_text().splitlines()}) == 1
+    finally:
+        cluster.remove_node(gpu_node)
+
+
 def test_a_node_that_does_not_see_the_dataset_fails_fast(tmp_path: Path, cluster: Any) -> None:
     ds = plan(tmp_path, 1)
     (ds / SHARE_MARKER).write_text(json.dumps({"token": "this-run"}))
