@@ -59,8 +59,8 @@ def sample_cameras(
         fail(f"--frames: must be >= 2, got {frames}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
-    if (err := profile_error(camera_profile)) is not None:
-        fail(err)
+    if (profile_msg := profile_error(camera_profile)) is not None:
+        fail(profile_msg)
     if radius_m is not None and radius_m not in ALLOWED_RADII_M:
         fail(f"--radius-m: must be one of {', '.join(f'{r:g}' for r in ALLOWED_RADII_M)}, got {radius_m:g}")
     with tqdm(total=scenes, unit="scene", desc="sample-cameras", disable=not progress) as bar:

@@ -69,8 +69,8 @@ def plan(
         fail(f"--scenes: must be >= 1, got {scenes}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
-    if (err := profile_error(camera_profile)) is not None:
-        fail(err)
+    if (profile_msg := profile_error(camera_profile)) is not None:
+        fail(profile_msg)
     check_out_folder(out)
     try:
         settings = RenderSettings.model_validate(
@@ -198,13 +198,14 @@ def status(
         with JobStore.for_dataset(dataset) as store:
             check_store_matches_plan(store, dataset)
             counts = store.counts()
+            ext_counts = store.counts("extend")  # multicam extend's jobs (docs/extend.md)
             split = store.running_split()
             failed = store.rows("failed")
             running = store.rows("running")
     except DatasetError as exc:
         fail(str(exc))
     if as_json:
-        typer.echo(json.dumps({"counts": counts, "running_split": split, "failed": [
+        typer.echo(json.dumps({"counts": counts, "extension_counts": ext_counts, "running_split": split, "failed": [
             {"job_id": r.job_id, "output_dir": r.output_dir, "attempts": r.attempts, "error": r.last_error}
             for r in failed], "running": [{"job_id": r.job_id, "owner": r.owner, "started_at": r.started_at}
                                           for r in running]}, indent=1))
@@ -213,6 +214,8 @@ def status(
     parts = [f"{k} {v}" + (f" (rendering {split['rendering']}, queued in workers {split['queued']})"
                             if k == "running" and v else "") for k, v in counts.items()]
     typer.echo(f"{dataset}: {total} jobs (seed {plan_info['seed']}), " + ", ".join(parts))
+    if any(ext_counts.values()):
+        typer.echo("  extension jobs (multicam extend): " + ", ".join(f"{k} {v}" for k, v in ext_counts.items()))
     for r in running:
         what = "rendering" if r.started_at is not None else "queued   "
         typer.echo(f"  {what} {r.job_id} ({r.output_dir}) owner {r.owner}")

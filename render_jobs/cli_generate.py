@@ -76,8 +76,8 @@ def generate(
         fail(f"--resolution: must be an even number >= 16, got {resolution}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
-    if (err := profile_error(camera_profile)) is not None:
-        fail(err)
+    if (profile_msg := profile_error(camera_profile)) is not None:
+        fail(profile_msg)
     if samples < 1:
         fail(f"--samples: must be >= 1, got {samples}")
     check_executor(executor)
