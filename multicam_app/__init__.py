@@ -18,8 +18,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    modules = ("exporters.cli_cameras", "exporters.cli", "scene_catalog.cli",
-               "render_jobs.cli", "render_jobs.cli_generate", "render_jobs.cli_unreal")
+    modules = ("exporters.cli_cameras", "exporters.cli", "exporters.cli_export", "exporters.cli_stats",
+               "exporters.cli_preview", "scene_catalog.cli",
+               "render_jobs.cli", "render_jobs.cli_generate", "render_jobs.cli_unreal",
+               "render_jobs.cli_extend")
     for mod in modules:
         try:
             module = __import__(mod, fromlist=["register"])

@@ -7,7 +7,10 @@ safe to kill at any instant:
    (a previous run renamed it and was killed before recording it);
 2. the backend renders into ``DATASET/.tmp/<job>.<host>.<pid>.<nonce>/``;
 3. the folder is verified (:func:`render_jobs.verify.verify_scene_dir`);
-4. it is renamed into ``train/f{focal}_aperture{a}/scene{i}`` in one ``rename`` (atomic, and it fails
+4. the job's lease (the fencing token its coordinator got when it claimed the job) is checked against the one
+   the store published (:func:`render_jobs.store.lease_file_holds`): a task whose coordinator died, and whose job
+   another run has taken since, stops here with kind ``fenced`` and writes nothing;
+5. it is renamed into ``train/f{focal}_aperture{a}/scene{i}`` in one ``rename`` (atomic, and it fails
    if another run got there first, so a completed folder is never replaced).
 """
 
@@ -28,8 +31,8 @@ from typing import Any
 from multicam.io import atomic_write_text
 from render_jobs.backend import Backend, RenderError
 from render_jobs.planner import TMP_DIR, load_settings, materialize, write_scene_spec
-from render_jobs.schema import ManifestEntry, RenderJob
-from render_jobs.store import pid_alive
+from render_jobs.schema import ExtensionEntry, ManifestEntry, RenderJob
+from render_jobs.store import lease_file_holds, pid_alive
 from render_jobs.verify import verify_scene_dir
 
 
@@ -38,11 +41,18 @@ class Outcome:
     job_id: str
     ok: bool
     #: ``rendered``, ``already`` (found complete), ``error`` (RenderError/verification), ``crash``
-    #: (unexpected exception), ``fatal`` (the backend cannot start: stop the run).
+    #: (unexpected exception), ``fatal`` (the backend cannot start, or this node does not see the dataset: stop
+    #: the run), ``fenced`` (the job's lease was taken over by another run: nothing written, nothing to count).
     kind: str
     duration_s: float
     frames: int = 0
     error: str | None = None
+    #: Where it ran: the Ray node id (``MULTICAM_NODE``, set by the Ray executor) or this host's name.
+    node: str = ""
+
+
+#: Environment variable naming the node a worker runs on (set by the Ray executor in its workers).
+NODE_ENV = "MULTICAM_NODE"
 
 
 def tmp_dir_name(job_id: str, pid: int | None = None) -> str:
@@ -132,7 +142,20 @@ class JobContext:
             self._backend.close()
             self._backend = None
 
-    def execute(self, entry: ManifestEntry) -> Outcome:
+    def execute(self, entry: ManifestEntry | ExtensionEntry, lease: int | None = None) -> Outcome:
+        """Run one job; ``lease``: the fencing token of this attempt (None: no fence, for direct calls)."""
+        out = self._execute(entry, lease)
+        out.node = os.environ.get(NODE_ENV) or socket.gethostname()
+        return out
+
+    def _holds(self, job_id: str, lease: int | None) -> bool:
+        return lease is None or lease_file_holds(self.dataset_dir, job_id, lease)
+
+    def _fenced(self, job_id: str, lease: int | None, t0: float) -> Outcome:
+        return Outcome(job_id, False, "fenced", time.perf_counter() - t0,
+                       error=f"lease {lease} of {job_id} was taken over by another run; nothing written")
+
+    def _execute(self, entry: ManifestEntry | ExtensionEntry, lease: int | None) -> Outcome:
         t0 = time.perf_counter()
         job_id = entry.job_id
         try:
@@ -146,10 +169,18 @@ class JobContext:
                 error=f"backend {self.backend_name!r} cannot start: {type(exc).__name__}: {exc}",
             )
         try:
+            if isinstance(entry, ExtensionEntry):  # new cameras for a rendered scene (multicam extend)
+                from render_jobs.extend import execute_extension
+
+                return execute_extension(self, entry, lease)
             job = materialize(entry, self.settings, self.n_cameras)
             final = self.dataset_dir / job.output_dir
-            if final.exists() and self._adopt(job, final):
-                return Outcome(job_id, True, "already", time.perf_counter() - t0)
+            if final.exists():
+                if not verify_scene_dir(job, final):
+                    return Outcome(job_id, True, "already", time.perf_counter() - t0)
+                if not self._holds(job_id, lease):  # moving a bad folder aside is a write too
+                    return self._fenced(job_id, lease, t0)
+                self._move_aside(final)
             if self.write_specs:
                 write_scene_spec(self.dataset_dir, job)
             tmp = self.dataset_dir / TMP_DIR / tmp_dir_name(job_id)
@@ -159,6 +190,8 @@ class JobContext:
                 problems = verify_scene_dir(job, tmp)
                 if problems:
                     raise RenderError("output failed verification: " + "; ".join(problems))
+                if not self._holds(job_id, lease):
+                    return self._fenced(job_id, lease, t0)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.rename(tmp, final)
@@ -183,6 +216,9 @@ class JobContext:
         """A final folder exists: keep it if it verifies; otherwise move it aside and return False."""
         if not verify_scene_dir(job, final):
             return True
-        aside = final.with_name(f".{final.name}.invalid-{int(time.time())}")
-        os.replace(final, aside)
+        self._move_aside(final)
         return False
+
+    @staticmethod
+    def _move_aside(final: Path) -> None:
+        os.replace(final, final.with_name(f".{final.name}.invalid-{int(time.time())}"))

@@ -13,6 +13,12 @@ benchmarked without Blender or Unreal.
     - ``crash``: job ids whose first attempt kills the worker process (``os._exit``).
     - ``sleep_s``: seconds to sleep per job (before writing), to simulate render time.
     - ``log_path``: append ``"<job_id> <pid>\\n"`` after each completed render (for tests).
+    - ``hold_dir``: a job whose ``<hold_dir>/<job_id>.hold`` exists stops in the middle of its render: the first
+      worker to get there renames the file to ``<job_id>.held.<pid>.<node>`` (so a test learns where it is held)
+      and waits until that file is deleted. Tests use it to act (kill a node, the coordinator) while a job is
+      certainly in flight, without timing.
+    - environment ``MULTICAM_TEST_KILL_AFTER_CAMERAS=N``: after encoding N cameras of a job, SIGKILL the
+      coordinator (the worker's parent) and the worker: a run killed at a known point mid-job.
 
 ``test-noop``
     Does no rendering work: it links one pre-encoded tiny video per camera and writes the camera
@@ -22,6 +28,8 @@ benchmarked without Blender or Unreal.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +41,8 @@ from exporters.camera_json import CAMERA_FILE, render_camera_json
 from exporters.video import Mp4Writer
 from render_jobs.backend import RenderError
 from render_jobs.schema import RenderJob
+
+KILL_ENV = "MULTICAM_TEST_KILL_AFTER_CAMERAS"
 
 
 def _ids(value: Iterable[str] | str | None) -> frozenset[str]:
@@ -66,7 +76,9 @@ class SyntheticTestBackend:
         state_dir: str | os.PathLike[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         num_cpus: float = 1.0,
+        hold_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.hold_dir = Path(hold_dir) if hold_dir is not None else None
         self.fail_once = _ids(fail_once)
         self.fail_always = _ids(fail_always)
         self.crash = _ids(crash)
@@ -92,6 +104,18 @@ class SyntheticTestBackend:
         os.close(fd)
         return True
 
+    def _hold(self, job_id: str) -> None:
+        if self.hold_dir is None:
+            return
+        node = os.environ.get("MULTICAM_NODE") or socket.gethostname()
+        held = self.hold_dir / f"{job_id}.held.{os.getpid()}.{node}"
+        try:
+            os.rename(self.hold_dir / f"{job_id}.hold", held)
+        except FileNotFoundError:
+            return
+        while held.exists():
+            time.sleep(0.02)
+
     @staticmethod
     def _match(ids: frozenset[str], job_id: str) -> bool:
         return "*" in ids or job_id in ids
@@ -105,10 +129,16 @@ class SyntheticTestBackend:
             os._exit(17)
         if self.sleep_s > 0:
             time.sleep(self.sleep_s)
+        self._hold(job.job_id)
         s = job.settings
         h, w = s.height, s.width
         ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
-        for ci, cam in enumerate(job.cameras):
+        kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+        for n, cam in enumerate(job.cameras):
+            if kill_after and n == kill_after:
+                os.kill(os.getppid(), signal.SIGKILL)  # the coordinator, then this worker: a run killed mid-job
+                os.kill(os.getpid(), signal.SIGKILL)
+            ci = int(cam.name[3:]) - 1  # the colour belongs to the camera, whichever others the job renders
             base = (job.scene_index * 37 + ci * 53) % 256
             with Mp4Writer(
                 Path(out_dir) / "videos" / f"{cam.name}.mp4",

@@ -125,3 +125,57 @@ def test_recammaster_convention() -> None:
     np.testing.assert_allclose(r[:3, 2], t[:3, 0])
     np.testing.assert_allclose(r[:3, 3], [1, 2, 3])
     assert np.isclose(np.linalg.det(r[:3, :3]), -1.0)  # UE world axes kept, as in ReCamMaster's loader
+
+
+@settings(max_examples=40, deadline=None)
+@given(eye=locs, target=locs)
+def test_look_at_and_roll_free_axes(eye: tuple[float, float, float], target: tuple[float, float, float]) -> None:
+    e, t = np.asarray(eye), np.asarray(target)
+    d = t - e
+    if np.hypot(d[0], d[1]) < 1e-3 * max(np.linalg.norm(d), 1.0):
+        return  # straight up or down: no roll-free camera
+    pitch, yaw = cv.ue_look_at_pitch_yaw(e, t)
+    np.testing.assert_allclose([pitch, yaw], cv.ue_look_at_rotator(e, t)[:2], atol=1e-9)
+    fwd = cv.ue_pitch_yaw_to_forward(pitch, yaw)
+    np.testing.assert_allclose(fwd, cv.ue_look_direction(e, t), atol=1e-12)
+    np.testing.assert_allclose(fwd, d / np.linalg.norm(d), atol=1e-12)
+    axes = cv.ue_pitch_yaw_to_axes(pitch, yaw)  # the rows of FRotationMatrix for roll 0
+    np.testing.assert_allclose(np.stack(axes), cv.ue_rotator_to_axes([pitch, yaw, 0.0]), atol=1e-12)
+    assert axes[1][2] == 0.0  # right stays horizontal
+
+
+def test_default_aim_height_is_the_body_centre() -> None:
+    assert float(cv.default_aim_height_m(1.8)) == pytest.approx(0.99)
+    np.testing.assert_allclose(cv.default_aim_height_m([1.0, 2.0]), [0.55, 1.1])
+
+
+def test_quaternions_match_scipy_including_half_turns() -> None:
+    from scipy.spatial.transform import Rotation
+
+    r = Rotation.random(500, random_state=3).as_matrix()
+    half_turns = np.array([np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1])])
+    r = np.concatenate([r, half_turns, [np.eye(3)]])
+    q = cv.rotation_to_quaternion_wxyz(r)
+    ref = Rotation.from_matrix(r).as_quat()[:, [3, 0, 1, 2]]  # scipy: (x, y, z, w)
+    ref *= np.where(ref[:, :1] < 0, -1.0, 1.0)
+    same = np.minimum(np.abs(q - ref).max(-1), np.abs(q + ref).max(-1))  # w = 0: both signs are the rotation
+    assert same.max() < 1e-12 and np.all(q[:, 0] >= 0)
+    np.testing.assert_allclose(cv.quaternion_wxyz_to_rotation(q), r, atol=1e-12)
+
+
+def test_nearest_rotation_cleans_six_digit_rotations_and_refuses_reflections() -> None:
+    r = cv.ue_rotator_to_axes([[10.0, 33.0, 0.0], [-44.0, 170.0, 5.0]])
+    printed = np.round(r, 6)
+    clean = cv.nearest_rotation(printed)
+    np.testing.assert_allclose(np.linalg.det(clean), 1.0, atol=1e-14)
+    np.testing.assert_allclose(clean @ np.swapaxes(clean, -1, -2), np.broadcast_to(np.eye(3), clean.shape), atol=1e-14)
+    assert np.abs(clean - r).max() < 2e-6
+    with pytest.raises(ValueError, match="reflection"):
+        cv.nearest_rotation(np.diag([-1.0, 1.0, 1.0]))
+
+
+def test_pixel_conventions_of_other_tools() -> None:
+    k = cv.intrinsics_matrix(24.0, 640, 480)
+    k_int = cv.k_to_integer_pixel_centres(k)
+    assert (k_int[0, 2], k_int[1, 2]) == (319.5, 239.5) and k_int[0, 0] == k[0, 0]
+    np.testing.assert_allclose(cv.normalized_intrinsics(k, 640, 480), [24 / 23.76, 24 / 23.76 * 640 / 480, 0.5, 0.5])
