@@ -226,8 +226,9 @@ def status(
 
 def retry(
     dataset: Path = typer.Argument(..., help="A planned dataset folder."),
-    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running (only when no "
-                                 "render is running on any machine)."),
+    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running (for a run that died "
+                                 "on another host; if it still runs, its tasks for them are fenced and their "
+                                 "work redone)."),
 ) -> None:
     """Re-queue failed jobs (attempts reset) so that the next `multicam render` runs them."""
     from render_jobs.planner import read_plan
