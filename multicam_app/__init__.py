@@ -34,7 +34,11 @@ _register()
 
 
 def main() -> None:
-    app()
+    """The ``multicam`` entry point: one top-level handler turns any escaped exception into one ``error:`` line
+    (exit 2 for bad input or a damaged dataset, 1 for failures; ``MULTICAM_DEBUG=1`` shows the traceback)."""
+    from multicam.errors import run_cli
+
+    run_cli(app)
 
 
 if __name__ == "__main__":

@@ -187,8 +187,8 @@ def status(
 
 def retry(
     dataset: Path = typer.Argument(..., help="A planned dataset folder."),
-    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running (only when no "
-                                 "render is running on any machine)."),
+    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running; refused while "
+                                 "their render is alive on this machine (make sure none runs on other machines)."),
 ) -> None:
     """Re-queue failed jobs (attempts reset) so that the next `multicam render` runs them."""
     from render_jobs.planner import read_plan
@@ -199,6 +199,12 @@ def retry(
         read_plan(dataset)
         with JobStore.for_dataset(dataset) as store:
             check_store_matches_plan(store, dataset)
+            live = store.live_running() if running else []
+            if live:
+                job_id, owner = live[0]
+                fail(f"--running: {len(live)} running job(s) belong to a live process (first {job_id}, owner "
+                     f"{owner}): a render is still going; stop it (Ctrl-C or kill {owner.rpartition(':')[2]}) "
+                     "and it gives its jobs back itself")
             ids = store.retry_failed()
             extra = store.requeue_running() if running else []
     except DatasetError as exc:

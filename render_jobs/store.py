@@ -163,6 +163,13 @@ class JobStore:
             )
             return cur.rowcount
 
+    def clear(self) -> None:
+        """Forget every job, event and meta record (the store of a plan that was never published)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM jobs")
+            c.execute("DELETE FROM events")
+            c.execute("DELETE FROM meta")
+
     def set_meta_default(self, key: str, value: str) -> None:
         """Record ``key`` once (the first plan wins; re-planning the same plan leaves it)."""
         with self.transaction() as c:
@@ -191,6 +198,18 @@ class JobStore:
                 if h == host and pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                     out.append(job_id)
             self._set_pending(c, out, "recovered: its run was killed")
+        return out
+
+    def live_running(self) -> list[tuple[str, str]]:
+        """``(job_id, owner)`` of ``running`` jobs whose owner is a live process on this host (a render still
+        going: its jobs must not be re-queued under it)."""
+        host = socket.gethostname()
+        out = []
+        for job_id, owner in self.conn.execute("SELECT job_id, owner FROM jobs WHERE state='running' "
+                                               "ORDER BY scene_index"):
+            h, _, pid = (owner or ":").rpartition(":")
+            if h == host and pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+                out.append((job_id, owner))
         return out
 
     def requeue_running(self) -> list[str]:

@@ -121,3 +121,39 @@ def test_missing_ray_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyP
     res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--executor", "ray"])
     assert res.exit_code == 2 and "Ray is not installed" in res.output and ".[cluster]" in res.output, res.output
     assert "Traceback" not in res.output
+
+
+_CATALOG = """
+environments:
+  - {{id: e, asset: "builtin:plaza", anchors: [{{location_cm: {loc}, free_radius_m: {free}}}]}}
+characters:
+  - {{id: c, asset: "builtin:mannequin_slim"}}
+animations:
+  - {{id: a, asset: "builtin:walk", length_frames: {length}}}
+"""
+
+
+@pytest.mark.parametrize(("field", "values", "words"), [
+    ("loc", "[.inf, 0, 0]", ["location_cm", "finite"]),
+    ("loc", "[0, 1e308, 0]", ["location_cm", "1e+08 cm"]),
+    ("loc", "[0, 0, .nan]", ["location_cm", "finite"]),
+    ("free", ".inf", ["free_radius_m", "finite"]),
+    ("free", "1e308", ["free_radius_m", "100000"]),
+    ("length", "100000000000", ["length_frames", "10000000"]),
+])
+def test_catalog_numbers_out_of_range_are_refused_at_validate_and_plan(
+        tmp_path: Path, field: str, values: str, words: list[str]) -> None:
+    args = {"loc": "[0, 0, 0]", "free": "12", "length": "120", field: values}
+    cat = tmp_path / "cat.yaml"
+    cat.write_text(_CATALOG.format(**args))
+    for cmd in (["catalog", "validate", str(cat)],
+                ["plan", "--catalog", str(cat), "--scenes", "1", "--seed", "0", "--out", str(tmp_path / "ds")]):
+        res = runner.invoke(app, cmd)
+        assert res.exit_code == 2, res.output
+        first = res.output.splitlines()[0]
+        assert first.startswith(f"error: {cat}: environments[0] 'e'" if field != "length"
+                                else f"error: {cat}: animations[0] 'a'"), res.output
+        for w in words:
+            assert w in first, res.output
+        assert "1 problem(s) found" in res.output
+    assert not (tmp_path / "ds").exists()

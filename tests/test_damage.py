@@ -1,0 +1,97 @@
+"""Damaged and raced datasets, through the real command line in subprocesses: plans raced or killed at a
+deterministic point (``multicam.testhooks``), read-only datasets, a full disk, lost scene files. Every case is
+one ``error:`` line (or a documented repair) and the plan, the job store and the outputs agree afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from render_jobs.cli_generate import DEMO_CATALOG
+
+PLAN = ["plan", "--catalog", str(DEMO_CATALOG), "--seed", "0", "--width", "32", "--height", "32", "--frames", "4",
+        "--cameras", "2"]
+RENDER = ["--backend", "test-synthetic", "--no-progress"]
+
+
+def multicam(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, sys.executable, "-m", "multicam_app", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "multicam_app", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+
+
+def one_error(res: subprocess.CompletedProcess[str], code: int) -> str:
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    return res.stderr
+
+
+def store_ids(ds: Path) -> list[str]:
+    con = sqlite3.connect(ds / "jobs.sqlite")
+    try:
+        return [r[0] for r in con.execute("SELECT job_id FROM jobs ORDER BY job_id")]
+    finally:
+        con.close()
+
+
+def manifest_ids(ds: Path) -> list[str]:
+    lines = (ds / "plan" / "manifest.jsonl").read_text().splitlines()
+    return sorted(json.loads(ln)["job_id"] for ln in lines if ln.strip())
+
+
+def agree(ds: Path, scenes: int) -> None:
+    """plan.json, the manifest and the job store describe the same `scenes` jobs."""
+    assert json.loads((ds / "plan" / "plan.json").read_text())["scenes"] == scenes
+    assert manifest_ids(ds) == store_ids(ds) == [f"s{i:06d}" for i in range(1, scenes + 1)]
+    res = multicam("status", str(ds))
+    assert res.returncode == 0 and f"{scenes} jobs" in res.stdout, res.stderr
+
+
+@pytest.mark.parametrize("second_scenes", [2, 3])
+def test_plan_killed_after_the_store_before_plan_json(tmp_path: Path, second_scenes: int) -> None:
+    ds = tmp_path / "ds"
+    res = multicam(*PLAN, "--scenes", "2", "--out", str(ds), env={"MULTICAM_HOOK_PLAN_AFTER_STORE": "kill"})
+    assert res.returncode == -9, res.stderr
+    assert (ds / "jobs.sqlite").exists() and not (ds / "plan" / "plan.json").exists()
+    for cmd in (["status", str(ds)], ["render", str(ds), *RENDER], ["retry", str(ds)]):
+        err = one_error(multicam(*cmd), 2)
+        assert "plan.json: missing: the plan was not finished" in err and "run the same `multicam plan`" in err
+    # The same plan again finishes it; another plan replaces the unpublished one (nothing can have rendered)
+    res = multicam(*PLAN, "--scenes", str(second_scenes), "--out", str(ds))
+    assert res.returncode == 0, res.stderr
+    agree(ds, second_scenes)
+
+
+def test_two_plans_racing_into_one_folder(tmp_path: Path) -> None:
+    """The first plan stops (deterministically) holding the lock, after writing its store and before publishing
+    plan.json; a second plan of other arguments waits for it, then is refused; the dataset is the first plan."""
+    ds, gate = tmp_path / "ds", tmp_path / "gate"
+    first = start(*PLAN, "--scenes", "2", "--out", str(ds), env={"MULTICAM_HOOK_PLAN_AFTER_STORE": f"pause:{gate}"})
+    reached = Path(f"{gate}.reached")
+    while not reached.exists():
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.02)
+    second = start(*PLAN, "--scenes", "3", "--out", str(ds), env={})
+    assert second.stderr is not None
+    line = second.stderr.readline()  # printed only when it found the lock held
+    assert line.startswith(f"waiting for another `multicam plan` on {ds}"), line
+    gate.touch()
+    out1, err1 = first.communicate(timeout=300)
+    assert first.returncode == 0, err1
+    out2, err2 = second.communicate(timeout=300)
+    assert second.returncode == 2 and err2.startswith("error: ") and "already holds a different plan" in err2, err2
+    assert err2.count("\n") == 1
+    agree(ds, 2)
