@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +156,13 @@ def status(
     with their last error."""
     from render_jobs.planner import read_plan
     from render_jobs.runner import check_store_matches_plan
-    from render_jobs.store import JobStore
+    from render_jobs.store import STORE_FILE, JobStore
 
     try:
         plan_info = read_plan(dataset)
-        with JobStore.for_dataset(dataset) as store:
+        # read-only (nothing written, works on a dataset the user cannot write) unless there is no store yet
+        readonly = (dataset / STORE_FILE).exists() or not os.access(dataset, os.W_OK)
+        with JobStore.for_dataset(dataset, readonly=readonly) as store:
             check_store_matches_plan(store, dataset)
             counts = store.counts()
             split = store.running_split()
@@ -193,10 +196,11 @@ def retry(
     """Re-queue failed jobs (attempts reset) so that the next `multicam render` runs them."""
     from render_jobs.planner import read_plan
     from render_jobs.runner import check_store_matches_plan
-    from render_jobs.store import JobStore
+    from render_jobs.store import JobStore, check_writable
 
     try:
         read_plan(dataset)
+        check_writable(dataset)
         with JobStore.for_dataset(dataset) as store:
             check_store_matches_plan(store, dataset)
             live = store.live_running() if running else []

@@ -102,6 +102,11 @@ def render_scene(backend: Backend, job: RenderJob, out_dir: Path) -> dict[str, A
     return record
 
 
+def _crash(job_id: str, t0: float, exc: BaseException) -> Outcome:
+    tb = traceback.format_exc(limit=6)
+    return Outcome(job_id, False, "crash", time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}\n{tb}")
+
+
 class JobContext:
     """Per-worker state: the dataset's settings and one backend instance reused across jobs."""
 
@@ -173,11 +178,15 @@ class JobContext:
             return Outcome(job_id, True, "rendered", time.perf_counter() - t0, frames=frames)
         except RenderError as exc:
             return Outcome(job_id, False, "error", time.perf_counter() - t0, error=str(exc))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                return _crash(job_id, t0, exc)
+            # not the job's fault and every other job would fail the same way: stop the run, keep what is done
+            return Outcome(job_id, False, "fatal", time.perf_counter() - t0,
+                           error=f"{exc.filename or self.dataset_dir}: no space left on device; the finished scenes "
+                                 "are kept: free space and run the same command again to resume")
         except Exception as exc:  # noqa: BLE001 - any crash is recorded against the job
-            tb = traceback.format_exc(limit=6)
-            return Outcome(
-                job_id, False, "crash", time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}\n{tb}"
-            )
+            return _crash(job_id, t0, exc)
 
     def _adopt(self, job: Any, final: Path) -> bool:
         """A final folder exists: keep it if it verifies; otherwise move it aside and return False."""

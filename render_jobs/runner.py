@@ -39,7 +39,7 @@ from exporters.metadata import MetadataSync
 from render_jobs.execute import JobContext, Outcome, cleanup_tmp
 from render_jobs.planner import PLAN_KEY_META, PlanError, iter_manifest, load_settings, plan_key_of, read_plan
 from render_jobs.schema import ManifestEntry, changed_fields
-from render_jobs.store import JobStore
+from render_jobs.store import JobStore, check_writable
 
 EXECUTORS = ("local", "ray")
 
@@ -230,6 +230,16 @@ class _Books:
             self.store.release(sorted(self.claimed), why)
             self.claimed.clear()
 
+    def abandon(self, why: str) -> None:
+        """The run failed (e.g. a full disk under the store): give every claimed job back without first recording
+        the outcomes that could not be recorded (the next run adopts the scenes that were finished)."""
+        self.claimed.update(j for j, _ in self._pending_done)
+        self.claimed.update(j for j, _, _ in self._pending_fail)
+        self._pending_done, self._pending_fail, self._pending_started = [], [], []
+        if self.claimed:
+            self.store.release(sorted(self.claimed), why)
+            self.claimed.clear()
+
     def close(self) -> None:
         self.bar.close()
 
@@ -310,6 +320,7 @@ def run_dataset(
         raise RunError(f"unknown backend {backend_name!r}; available: {', '.join(sorted(BACKENDS))}")
     dataset = Path(dataset_dir).resolve()
     read_plan(dataset)
+    check_writable(dataset)
     settings, n_cameras = load_settings(dataset)
     summary = RunSummary(executor=executor, backend=backend_name)
     t0 = time.perf_counter()
@@ -335,13 +346,20 @@ def run_dataset(
             summary.interrupted = True
             summary.interrupted_by = "SIGTERM" if sigterm.received else "Ctrl-C"
             books.release_claimed(f"interrupted ({summary.interrupted_by})")
-        finally:
+        except Exception:
+            # e.g. a full disk under the job store: give the jobs back if it still can (else the next run recovers
+            # them: their owner is dead), then the real error reaches the one top-level handler
             sigterm.restore()
-            books.release_claimed("run ended")
-            books.close()
-            books.metadata.close()  # every complete scene, whatever this run did
-            summary.elapsed_s = time.perf_counter() - t0
-            summary.counts = store.counts()
+            for step in (lambda: books.abandon("run failed"), books.close, books.metadata.close):
+                with contextlib.suppress(Exception):
+                    step()
+            raise
+        sigterm.restore()
+        books.release_claimed("run ended")
+        books.close()
+        books.metadata.close()  # every complete scene, whatever this run did
+        summary.elapsed_s = time.perf_counter() - t0
+        summary.counts = store.counts()
     return summary
 
 

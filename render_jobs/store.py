@@ -93,16 +93,41 @@ class JobRow:
     started_at: float | None = None  # NULL while a claimed job waits in a worker's queue
 
 
+def _cannot_write(path: Path, exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "readonly" in text or ("unable to open" in text and not os.access(path.parent, os.W_OK))
+
+
 class StoreError(DatasetError):
     """The job store file cannot be opened as one (garbage, truncated, another file's contents)."""
+
+
+READ_ONLY_HINT = "`multicam status` and `multicam validate` work on it, this command needs a writable dataset"
+
+
+def check_writable(dataset_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`StoreError` (one line) when the dataset folder or its job store cannot be written."""
+    folder = Path(dataset_dir)
+    store = folder / STORE_FILE
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"{folder}: the dataset is read-only (this user cannot write it); {READ_ONLY_HINT}")
+    if store.exists() and not os.access(store, os.W_OK):
+        raise StoreError(f"{store}: the job store is read-only (this user cannot write it); {READ_ONLY_HINT}")
 
 
 _ROW_COLUMNS = "job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s, started_at"
 
 
 class JobStore:
-    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0) -> None:
+    """The job store of one dataset. ``readonly=True`` opens it without writing anything (for ``status`` on a dataset
+    the user cannot write): SQLite's ``mode=ro``, or ``immutable=1`` when even its WAL index cannot be made."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.owner = this_owner()
+        if readonly:
+            self.conn = self._open_readonly(timeout_s)
+            return
         self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
@@ -117,15 +142,42 @@ class JobStore:
             self.conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise
+            if isinstance(exc, sqlite3.OperationalError) and _cannot_write(self.path, exc):
+                raise StoreError(f"{self.path}: cannot write the job store ({exc}): the dataset is read-only; "
+                                 + READ_ONLY_HINT) from exc
             raise StoreError(
                 f"{self.path}: damaged job store ({exc}); move it aside and run the same `multicam plan` "
                 "command again to rebuild it from the plan (finished scenes are found and kept)"
             ) from exc
-        self.owner = this_owner()
+
+    def _open_readonly(self, timeout_s: float) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: missing; run the same `multicam plan` command again to rebuild it from "
+                             "the plan (finished scenes are found and kept)")
+        uri = self.path.resolve().as_uri()
+        last: sqlite3.DatabaseError | None = None
+        for query in ("mode=ro", "immutable=1"):
+            conn = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=timeout_s, isolation_level=None)
+            try:
+                cols = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                last = exc
+                if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in str(exc)
+                                                                  or "readonly" in str(exc)):
+                    continue  # no WAL index and no right to make one: read the file as it is
+                break
+            if not {"job_id", "entry_sha256", "entry_json"} <= cols:
+                conn.close()
+                raise StoreError(f"{self.path}: not a job store of this version (no jobs table with content "
+                                 "hashes); open it once with a writable `multicam render` or plan again")
+            return conn
+        raise StoreError(f"{self.path}: damaged job store ({last}); move it aside and run the same `multicam plan` "
+                         "command again to rebuild it from the plan (finished scenes are found and kept)")
 
     @classmethod
-    def for_dataset(cls, dataset_dir: str | os.PathLike[str]) -> JobStore:
-        return cls(Path(dataset_dir) / STORE_FILE)
+    def for_dataset(cls, dataset_dir: str | os.PathLike[str], readonly: bool = False) -> JobStore:
+        return cls(Path(dataset_dir) / STORE_FILE, readonly=readonly)
 
     def close(self) -> None:
         self.conn.close()

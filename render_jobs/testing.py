@@ -12,6 +12,7 @@ benchmarked without Blender or Unreal.
     - ``fail_always``: job ids that always raise :class:`RenderError`.
     - ``crash``: job ids whose first attempt kills the worker process (``os._exit``).
     - ``sleep_s``: seconds to sleep per job (before writing), to simulate render time.
+    - ``no_space``: job ids whose render finds the disk full (``OSError`` ENOSPC, as a real full disk raises).
     - ``log_path``: append ``"<job_id> <pid>\\n"`` after each completed render (for tests).
 
 ``test-noop``
@@ -21,6 +22,7 @@ benchmarked without Blender or Unreal.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Iterable
@@ -66,8 +68,10 @@ class SyntheticTestBackend:
         state_dir: str | os.PathLike[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         num_cpus: float = 1.0,
+        no_space: Iterable[str] | str | None = None,
     ) -> None:
         self.fail_once = _ids(fail_once)
+        self.no_space = _ids(no_space)
         self.fail_always = _ids(fail_always)
         self.crash = _ids(crash)
         self.sleep_s = float(sleep_s)
@@ -105,6 +109,9 @@ class SyntheticTestBackend:
             os._exit(17)
         if self.sleep_s > 0:
             time.sleep(self.sleep_s)
+        if self._match(self.no_space, job.job_id):
+            path = Path(out_dir) / "videos" / f"{job.cameras[0].name}.mp4"
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         s = job.settings
         h, w = s.height, s.width
         ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]

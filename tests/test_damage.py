@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -95,3 +96,107 @@ def test_two_plans_racing_into_one_folder(tmp_path: Path) -> None:
     assert second.returncode == 2 and err2.startswith("error: ") and "already holds a different plan" in err2, err2
     assert err2.count("\n") == 1
     agree(ds, 2)
+
+
+def _as_plain_user() -> tuple[str, ...]:
+    """A command prefix under which file permissions apply: root without the capabilities that override them."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: permissions cannot be made to apply")
+    caps = "-dac_override,-dac_read_search,-fowner"
+    return (setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}")
+
+
+def _rendered(tmp_path: Path, scenes: int = 2) -> Path:
+    ds = tmp_path / "ds"
+    assert multicam(*PLAN, "--scenes", str(scenes), "--out", str(ds)).returncode == 0
+    res = multicam("render", str(ds), *RENDER)
+    assert res.returncode == 0, res.stderr
+    return ds
+
+
+def _chmod_tree(root: Path, writable: bool) -> None:
+    for p in [root, *root.rglob("*")]:
+        mode = p.stat().st_mode
+        p.chmod(mode | 0o200 if writable else mode & ~0o222)
+
+
+def test_read_only_dataset(tmp_path: Path) -> None:
+    """status and validate work on a dataset the user cannot write; commands that write say so in one line."""
+    ds = _rendered(tmp_path)
+    before = sorted(p.name for p in ds.iterdir())
+    _chmod_tree(ds, writable=False)
+    try:
+        user = _as_plain_user()
+        res = multicam("status", str(ds), prefix=user)
+        assert res.returncode == 0 and "done 2" in res.stdout, res.stderr
+        res = multicam("validate", str(ds), prefix=user)
+        assert res.returncode == 0 and "2 scenes" in res.stdout, res.stderr
+        for cmd in (["render", str(ds), *RENDER], ["retry", str(ds)]):
+            assert "the dataset is read-only" in one_error(multicam(*cmd, prefix=user), 2)
+        for cmd in ([*PLAN, "--scenes", "2", "--out", str(ds)],
+                    ["generate", "--out", str(ds), "--scenes", "2", "--backend", "test-synthetic"]):
+            assert f"--out {ds}: {ds} is not writable" in one_error(multicam(*cmd, prefix=user), 2)
+        assert sorted(p.name for p in ds.iterdir()) == before  # nothing was written (no WAL index either)
+    finally:
+        _chmod_tree(ds, writable=True)
+
+
+def _counts(ds: Path) -> dict[str, int]:
+    con = sqlite3.connect(ds / "jobs.sqlite")
+    try:
+        return dict(con.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+    finally:
+        con.close()
+
+
+def test_full_disk_in_a_render_stops_the_run_cleanly(tmp_path: Path) -> None:
+    """A render that finds the disk full (ENOSPC, raised as a real one is) stops the run with one line, exit 1;
+    no job is left running or marked failed, and the same command resumes once there is space."""
+    ds = tmp_path / "ds"
+    assert multicam(*PLAN, "--scenes", "2", "--out", str(ds)).returncode == 0
+    err = one_error(multicam("render", str(ds), *RENDER, "-o", "no_space=s000002"), 1)
+    assert "no space left on device; the finished scenes are kept" in err, err
+    assert _counts(ds) == {"done": 1, "pending": 1}
+    res = multicam("render", str(ds), *RENDER)
+    assert res.returncode == 0 and "rendered 1" in res.stdout, res.stderr
+    assert _counts(ds) == {"done": 2}
+
+
+_DISK_FULL_STORE = """
+import sqlite3, sys
+from render_jobs.store import JobStore
+real = JobStore.finish
+def finish(self, done, failed, started=()):
+    if done:
+        raise sqlite3.OperationalError("database or disk is full")
+    return real(self, done, failed, started)
+JobStore.finish = finish
+sys.argv = ["multicam", *sys.argv[1:]]
+from multicam_app import main
+main()
+"""
+
+
+def test_full_disk_under_the_job_store_is_one_line(tmp_path: Path) -> None:
+    """The coordinator's own write fails (SQLite: database or disk is full): one line from the top-level handler,
+    exit 1, no traceback; the next run recovers the jobs and adopts what was rendered."""
+    ds = tmp_path / "ds"
+    assert multicam(*PLAN, "--scenes", "2", "--out", str(ds)).returncode == 0
+    res = subprocess.run([sys.executable, "-c", _DISK_FULL_STORE, "render", str(ds), *RENDER],
+                         capture_output=True, text=True, timeout=300)
+    err = one_error(res, 1)
+    assert "database or disk is full; the finished work is kept; free space and run the same command" in err
+    assert _counts(ds).get("running", 0) == 0  # given back
+    res = multicam("render", str(ds), *RENDER)
+    assert res.returncode == 0 and "rendered 1, found complete 1" in res.stdout, (res.stdout, res.stderr)
+
+
+def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    assert multicam(*PLAN, "--scenes", "1", "--out", str(ds)).returncode == 0
+    res = subprocess.run([sys.executable, "-c", _DISK_FULL_STORE, "render", str(ds), *RENDER],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "MULTICAM_DEBUG": "1"})
+    assert res.returncode == 1 and "Traceback" in res.stderr and "disk is full" in res.stderr, res.stderr
