@@ -26,13 +26,15 @@ class SceneReport:
 
 
 def iter_scene_dirs(root: Path) -> Iterator[Path]:
-    """Every folder under ``root`` (or ``root`` itself) that has a camera file, sorted."""
+    """Every folder under ``root`` (or ``root`` itself) that has a camera file, sorted; hidden folders (``.tmp/``,
+    ``.damaged/``: work folders and incomplete scenes a run moved aside) are not scenes."""
     root = Path(root)
     if (root / CAMERA_FILE).is_file():
         yield root
         return
     for cam_file in sorted(root.rglob(str(CAMERA_FILE))):
-        yield cam_file.parent.parent
+        if not any(part.startswith(".") for part in cam_file.relative_to(root).parts):
+            yield cam_file.parent.parent
 
 
 def validate_scene_dir(scene: Path, decode: bool = True, expect_frames: int | None = None,

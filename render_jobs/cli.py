@@ -154,7 +154,8 @@ def status(
 ) -> None:
     """Print job counts, the running jobs (rendering now, or claimed and queued in a worker) and the failed jobs
     with their last error."""
-    from render_jobs.planner import read_plan
+    from render_jobs.planner import iter_manifest, read_plan
+    from render_jobs.repair import damaged_done, describe_damaged
     from render_jobs.runner import check_store_matches_plan
     from render_jobs.store import STORE_FILE, JobStore
 
@@ -163,19 +164,25 @@ def status(
         # read-only (nothing written, works on a dataset the user cannot write) unless there is no store yet
         readonly = (dataset / STORE_FILE).exists() or not os.access(dataset, os.W_OK)
         with JobStore.for_dataset(dataset, readonly=readonly) as store:
-            check_store_matches_plan(store, dataset)
+            entries = {e.job_id: e for e in iter_manifest(dataset)}
+            check_store_matches_plan(store, dataset, entries)
+            damaged = damaged_done(store, dataset, entries, int(plan_info.get("n_cameras", plan_info["cameras"])))
             counts = store.counts()
             split = store.running_split()
             failed = store.rows("failed")
             running = store.rows("running")
     except DatasetError as exc:
         fail(str(exc))
+    if damaged:
+        typer.echo(f"error: {describe_damaged(dataset, damaged)}; `multicam repair {dataset}` re-queues them "
+                   "(`multicam render` does it itself)", err=True)
     if as_json:
-        typer.echo(json.dumps({"counts": counts, "running_split": split, "failed": [
+        typer.echo(json.dumps({"counts": counts, "running_split": split, "damaged": [
+            {"job_id": d.job_id, "output_dir": d.output_dir, "missing": d.missing} for d in damaged], "failed": [
             {"job_id": r.job_id, "output_dir": r.output_dir, "attempts": r.attempts, "error": r.last_error}
             for r in failed], "running": [{"job_id": r.job_id, "owner": r.owner, "started_at": r.started_at}
                                           for r in running]}, indent=1))
-        return
+        raise typer.Exit(1 if damaged else 0)
     total = sum(counts.values())
     parts = [f"{k} {v}" + (f" (rendering {split['rendering']}, queued in workers {split['queued']})"
                             if k == "running" and v else "") for k, v in counts.items()]
@@ -186,6 +193,8 @@ def status(
     for r in failed:
         err = (r.last_error or "").strip().splitlines()
         typer.echo(f"  failed {r.job_id} ({r.output_dir}) after {r.attempts} attempt(s): {err[0] if err else ''}")
+    if damaged:
+        raise typer.Exit(1)
 
 
 def retry(

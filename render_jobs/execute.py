@@ -43,6 +43,8 @@ class Outcome:
     duration_s: float
     frames: int = 0
     error: str | None = None
+    #: Something the user should know that did not stop the job (an incomplete old folder moved aside).
+    note: str | None = None
 
 
 def tmp_dir_name(job_id: str, pid: int | None = None) -> str:
@@ -123,6 +125,7 @@ class JobContext:
         self.backend_options = dict(backend_options or {})
         self.write_specs = write_specs
         self._backend: Backend | None = None
+        self._note: str | None = None
 
     @property
     def backend(self) -> Backend:
@@ -153,6 +156,8 @@ class JobContext:
         try:
             job = materialize(entry, self.settings, self.n_cameras)
             final = self.dataset_dir / job.output_dir
+            check_inside_dataset(self.dataset_dir, final)
+            self._note = None
             if final.exists() and self._adopt(job, final):
                 return Outcome(job_id, True, "already", time.perf_counter() - t0)
             if self.write_specs:
@@ -175,7 +180,7 @@ class JobContext:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
             frames = job.settings.frames * len(job.cameras)
-            return Outcome(job_id, True, "rendered", time.perf_counter() - t0, frames=frames)
+            return Outcome(job_id, True, "rendered", time.perf_counter() - t0, frames=frames, note=self._note)
         except RenderError as exc:
             return Outcome(job_id, False, "error", time.perf_counter() - t0, error=str(exc))
         except OSError as exc:
@@ -189,9 +194,37 @@ class JobContext:
             return _crash(job_id, t0, exc)
 
     def _adopt(self, job: Any, final: Path) -> bool:
-        """A final folder exists: keep it if it verifies; otherwise move it aside and return False."""
-        if not verify_scene_dir(job, final):
+        """A final folder exists: keep it if it verifies. An incomplete one holding only what a render writes is
+        moved aside (``DATASET/.damaged/``, kept, with a note) and False returned; one holding anything else (the user's
+        files) is left untouched and the job fails saying so."""
+        problems = verify_scene_dir(job, final)
+        if not problems:
             return True
-        aside = final.with_name(f".{final.name}.invalid-{int(time.time())}")
+        foreign = sorted(p.name for p in final.iterdir() if p.name not in SCENE_ENTRIES) if final.is_dir() else []
+        if foreign or not final.is_dir():
+            what = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "") \
+                if foreign else "it is not a folder"
+            raise RenderError(f"{final}: holds files this job did not write ({what}) and is not a complete scene "
+                              f"({problems[0]}); move them out of it, then run the same command again")
+        rel = final.relative_to(self.dataset_dir).as_posix()
+        aside = self.dataset_dir / DAMAGED_DIR / f"{rel.replace('/', '__')}.{time.strftime('%Y%m%dT%H%M%S')}"
+        aside.parent.mkdir(exist_ok=True)
         os.replace(final, aside)
+        self._note = f"{rel} was incomplete ({problems[0]}): moved to {aside} and rendered again"
         return False
+
+
+#: Where incomplete scene folders found in the way of a job are moved (kept for the user, outside train/).
+DAMAGED_DIR = ".damaged"
+
+#: What a render puts in a scene folder (anything else there is the user's).
+SCENE_ENTRIES = frozenset({"videos", "cameras", "scene.json", "depth", "masks", "frames"})
+
+
+def check_inside_dataset(dataset_dir: Path, folder: Path) -> None:
+    """Raise :class:`RenderError` when ``folder`` resolves (through symlinks) outside the dataset folder."""
+    root = Path(dataset_dir).resolve()
+    real = folder.parent.resolve() / folder.name
+    if not real.is_relative_to(root):
+        raise RenderError(f"{folder}: resolves to {real}, outside the dataset {root} (a symlink?); nothing is "
+                          "written outside the dataset: replace the link with a folder")

@@ -198,6 +198,7 @@ def _plan_locked(catalog: Catalog, n_scenes: int, seed: int, out: Path, settings
     spreads = usage_spread(catalog, draws)
     header = {
         **key,
+        "manifest_sha256": file_sha256(manifest),
         "n_cameras": n_cameras,
         "catalog_sources": list(catalog.sources),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -225,6 +226,14 @@ def _discard_unpublished_store(out: Path, key: str) -> None:
             raise PlanError(f"{out / PLAN_DIR / PLAN_FILE} is missing but {store.path} records progress ({what}); "
                             "restore plan/plan.json, or plan into a new folder")
         store.clear()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _existing_entries_if_same(out: Path, entries: list[ManifestEntry]) -> list[ManifestEntry] | None:
@@ -347,11 +356,19 @@ def iter_manifest(dataset_dir: str | os.PathLike[str]) -> Iterator[ManifestEntry
         fh = open(manifest, encoding="utf-8", errors="strict")
     except FileNotFoundError as exc:
         raise PlanError(f"{manifest}: missing; {_REPAIR}") from exc
+    seen: dict[str, str] = {}  # job id and output folder -> the line that first named it
     with fh:
         try:
             for number, line in enumerate(fh, 1):
                 if line.strip():
-                    yield parse_manifest_line(line, f"{manifest}:{number}")
+                    where = f"{manifest}:{number}"
+                    entry = parse_manifest_line(line, where)
+                    for what, value in (("job id", entry.job_id), ("output folder", entry.output_dir)):
+                        if value in seen:
+                            raise PlanError(f"{where}: {what} {value} is also on line {seen[value]}: two jobs would "
+                                            f"write one folder; {_REPAIR}")
+                        seen[value] = str(number)
+                    yield entry
         except UnicodeDecodeError as exc:
             raise PlanError(f"{manifest}: not UTF-8 text ({exc.reason}); {_REPAIR}") from exc
 

@@ -28,6 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 from exporters.metadata import MetadataSync
 from render_jobs.execute import JobContext, Outcome, cleanup_tmp
 from render_jobs.planner import PLAN_KEY_META, PlanError, iter_manifest, load_settings, plan_key_of, read_plan
+from render_jobs.repair import damaged_done, describe_damaged, requeue_damaged
 from render_jobs.schema import ManifestEntry, changed_fields
 from render_jobs.store import JobStore, check_writable
 
@@ -172,6 +174,8 @@ class _Books:
             self.give_back([out.job_id])
             return
         self.claimed.discard(out.job_id)
+        if out.note:
+            self.bar.write(f"warning: {out.note}", file=sys.stderr)
         if out.ok:
             self._pending_done.append((out.job_id, out.duration_s))
             if out.kind == "already":
@@ -329,6 +333,10 @@ def run_dataset(
         cleanup_tmp(dataset)
         entries = {e.job_id: e for e in iter_manifest(dataset)}
         check_store_matches_plan(store, dataset, entries)
+        damaged = damaged_done(store, dataset, entries, n_cameras)
+        if damaged:  # the repair `multicam repair` would make: render them again
+            requeue_damaged(store, damaged)
+            print(f"warning: {describe_damaged(dataset, damaged)}; re-queued to render again", file=sys.stderr)
         books = _Books(
             store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
         )

@@ -368,6 +368,15 @@ class JobStore:
                         (j, now, self.owner, why),
                     )
 
+    def requeue_done(self, job_ids: list[str], why: str) -> None:
+        """Put ``done`` jobs back to pending (their scene folder was damaged after they finished)."""
+        now = time.time()
+        with self.transaction() as c:
+            for j in job_ids:
+                if c.execute("UPDATE jobs SET state='pending', attempts=0 WHERE job_id=? AND state='done'",
+                             (j,)).rowcount:
+                    c.execute(_EVENT_REQUEUED, (j, now, self.owner, why))
+
     def retry_failed(self, reset_attempts: bool = True) -> list[str]:
         with self.transaction() as c:
             ids = [

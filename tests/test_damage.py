@@ -200,3 +200,112 @@ def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", _DISK_FULL_STORE, "render", str(ds), *RENDER],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "MULTICAM_DEBUG": "1"})
     assert res.returncode == 1 and "Traceback" in res.stderr and "disk is full" in res.stderr, res.stderr
+
+
+def _output_dirs(ds: Path) -> list[str]:
+    lines = (ds / "plan" / "manifest.jsonl").read_text().splitlines()
+    return [json.loads(ln)["output_dir"] for ln in lines if ln.strip()]
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fix", ["repair", "render"])
+def test_a_deleted_scene_folder_or_video_is_found_and_rendered_again(tmp_path: Path, fix: str) -> None:
+    ds = _rendered(tmp_path)
+    first, second = _output_dirs(ds)
+    (ds / first / "videos" / "cam02.mp4").unlink()
+    shutil.rmtree(ds / second)
+    res = multicam("status", str(ds))
+    assert res.returncode == 1 and "done 2" in res.stdout, (res.stdout, res.stderr)
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert f"2 done scene(s) lost files: {first} (s000001): videos/cam02.mp4 missing and 1 more" in res.stderr
+    assert f"`multicam repair {ds}` re-queues them" in res.stderr
+    if fix == "repair":
+        res = multicam("repair", str(ds))
+        assert res.returncode == 0, res.stderr
+        assert f"re-queued {first} (s000001): videos/cam02.mp4 missing" in res.stdout
+        assert f"re-queued {second} (s000002): the folder missing" in res.stdout
+        assert multicam("status", str(ds)).stdout.count("pending 2") == 1
+    res = multicam("render", str(ds), *RENDER)
+    assert res.returncode == 0 and "rendered 2" in res.stdout, (res.stdout, res.stderr)
+    assert ("lost files" in res.stderr) == (fix == "render")
+    assert multicam("status", str(ds)).returncode == 0
+    assert multicam("validate", str(ds)).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["deleted", "garbage"])
+def test_repair_rebuilds_a_lost_store_from_the_plan(tmp_path: Path, kind: str) -> None:
+    ds = _rendered(tmp_path)
+    before = _hashes(ds / "train")
+    if kind == "deleted":
+        for p in ds.glob("jobs.sqlite*"):
+            p.unlink()
+    else:
+        (ds / "jobs.sqlite").write_bytes(b"garbage" * 1000)
+    res = multicam("repair", str(ds))
+    assert res.returncode == 0 and "rebuilt" in res.stdout and "(2 jobs" in res.stdout, res.stderr
+    assert (kind == "garbage") == bool(list(ds.glob("jobs.sqlite.damaged-*")))
+    res = multicam("render", str(ds), *RENDER)
+    assert res.returncode == 0 and "rendered 0, found complete 2" in res.stdout, res.stderr
+    assert _hashes(ds / "train") == before
+    assert "nothing to repair" in multicam("repair", str(ds)).stdout
+
+
+def test_repair_refuses_a_manifest_that_is_not_the_published_one(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    assert multicam(*PLAN, "--scenes", "2", "--out", str(ds)).returncode == 0
+    manifest = ds / "plan" / "manifest.jsonl"
+    entries = [json.loads(ln) for ln in manifest.read_text().splitlines()]
+    entries[1]["placement"]["yaw_deg"] = 1.5
+    manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    err = one_error(multicam("status", str(ds)), 2)
+    assert "scene 2 (s000002) differs from the plan: placement.yaw_deg" in err, err
+    (ds / "jobs.sqlite").unlink()
+    err = one_error(multicam("repair", str(ds)), 2)
+    assert "manifest.jsonl: not the manifest" in err and "run the same `multicam plan` command again" in err
+
+
+def test_two_jobs_for_one_output_folder_are_refused(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    assert multicam(*PLAN, "--scenes", "2", "--out", str(ds)).returncode == 0
+    manifest = ds / "plan" / "manifest.jsonl"
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join([*lines, lines[0]]))
+    for cmd in (["status", str(ds)], ["render", str(ds), *RENDER]):
+        err = one_error(multicam(*cmd), 2)
+        assert "manifest.jsonl:3: job id s000001 is also on line 1: two jobs would write one folder" in err, err
+
+
+def test_user_files_in_a_scene_folder_are_left_alone(tmp_path: Path) -> None:
+    ds = _rendered(tmp_path, scenes=1)
+    (folder,) = _output_dirs(ds)
+    (ds / folder / "videos" / "cam01.mp4").unlink()
+    (ds / folder / "my_notes.txt").write_text("mine")
+    res = multicam("render", str(ds), *RENDER, "--max-attempts", "1")
+    assert res.returncode == 1, res.stderr
+    assert "holds files this job did not write (my_notes.txt)" in res.stderr and "move them out of it" in res.stderr
+    assert (ds / folder / "my_notes.txt").read_text() == "mine"
+    assert not list((ds / folder).parent.glob(".*"))  # nothing moved aside into a hidden folder
+    (ds / folder / "my_notes.txt").rename(tmp_path / "my_notes.txt")
+    assert multicam("retry", str(ds)).returncode == 0
+    res = multicam("render", str(ds), *RENDER)
+    assert res.returncode == 0 and "rendered 1" in res.stdout, res.stderr
+
+
+def test_an_output_folder_leaving_the_dataset_is_refused(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    assert multicam(*PLAN, "--scenes", "1", "--out", str(ds)).returncode == 0
+    (folder,) = _output_dirs(ds)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    camera_set = ds / folder.rpartition("/")[0]
+    camera_set.rmdir()
+    camera_set.symlink_to(outside)
+    res = multicam("render", str(ds), *RENDER, "--max-attempts", "1")
+    assert res.returncode == 1 and "outside the dataset" in res.stderr and "a symlink?" in res.stderr, res.stderr
+    assert list(outside.iterdir()) == []
