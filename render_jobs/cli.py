@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from multicam.errors import DatasetError, check_out_folder, check_seed, fail
+from scene_catalog.cli import asset_root_option
 
 
 def _parse_options(options: list[str]) -> dict[str, Any]:
@@ -55,6 +56,7 @@ def plan(
                                       help="Check that local asset files exist."),
     write_specs: bool = typer.Option(False, "--write-specs", help="Write every plan/specs/scene{k}.json now "
                                      "(default: each is written when its job runs)."),
+    asset_roots: list[Path] = asset_root_option(),
 ) -> None:
     """Plan N render jobs from a catalog into a dataset folder (manifest, job store, folder layout)."""
     from pydantic import ValidationError
@@ -77,7 +79,7 @@ def plan(
     except ValidationError as exc:
         err = exc.errors()[0]
         fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
-    cat = _load(catalog, check_assets)
+    cat = _load(catalog, check_assets, asset_roots)
     try:
         manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
     except DatasetError as exc:

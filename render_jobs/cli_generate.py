@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from multicam.errors import DatasetError, check_out_folder, check_seed, fail
+from scene_catalog.cli import asset_root_option
 
 #: The built-in demo catalog (procedural Blender assets).
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "scene_catalog" / "demo_catalog.yaml"
@@ -35,6 +36,7 @@ def generate(
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Re-check every scene folder at the end "
                                 "(decodes every video)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    asset_roots: list[Path] = asset_root_option(),
 ) -> None:
     """Make a MultiCamVideo-format dataset from nothing: plan scenes from a catalog (the built-in demo
     catalog by default), render them with Blender, verify the output. Resumable: run the same command
@@ -77,7 +79,7 @@ def generate(
     except ValidationError as exc:
         err = exc.errors()[0]
         fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
-    cat = _load(catalog or [DEMO_CATALOG], True)
+    cat = _load(catalog or [DEMO_CATALOG], True, asset_roots)
     t0 = time.perf_counter()
     try:
         plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)

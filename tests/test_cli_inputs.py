@@ -157,3 +157,32 @@ def test_catalog_numbers_out_of_range_are_refused_at_validate_and_plan(
             assert w in first, res.output
         assert "1 problem(s) found" in res.output
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "home", "symlink"])
+def test_catalog_assets_outside_the_catalog_folder_need_an_asset_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    cat_dir, elsewhere = tmp_path / "catalog", tmp_path / "elsewhere"
+    cat_dir.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "env.blend").write_bytes(b"BLENDER")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if how == "symlink":
+        (cat_dir / "env.blend").symlink_to(elsewhere / "env.blend")
+    asset = {"dotdot": "../elsewhere/env.blend", "absolute": str(elsewhere / "env.blend"),
+             "home": "~/elsewhere/env.blend", "symlink": "env.blend"}[how]
+    cat = cat_dir / "cat.yaml"
+    cat.write_text(_CATALOG.format(loc="[0, 0, 0]", free="12", length="120").replace('"builtin:plaza"', f'"{asset}"'))
+    plan = ["plan", "--catalog", str(cat), "--scenes", "1", "--seed", "0", "--out", str(tmp_path / "ds")]
+    for cmd in (["catalog", "validate", str(cat)], ["catalog", "stats", str(cat)], plan,
+                ["generate", "--catalog", str(cat), "--backend", "test-synthetic", "--out", str(tmp_path / "ds")]):
+        res = runner.invoke(app, cmd)
+        assert res.exit_code == 2, res.output
+        assert res.output.splitlines()[0] == (
+            f"error: {cat}: environments[0] 'e': field 'asset' {asset} resolves to {elsewhere / 'env.blend'}, "
+            f"outside the catalog's folder {cat_dir}; allow it with --asset-root DIR (a folder that holds it)"), res.output
+    assert not (tmp_path / "ds").exists()
+    res = runner.invoke(app, ["catalog", "validate", str(cat), "--asset-root", str(elsewhere)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*plan, "--asset-root", str(elsewhere), "--width", "32", "--height", "32"])
+    assert res.exit_code == 0, res.output
