@@ -26,6 +26,19 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
     return out
 
 
+#: RenderSettings fields whose option is not the field's name.
+_SETTING_OPTIONS = {"extra_passes": "--pass", "depth_of_field": "--dof", "keep_frames": "--keep-frames"}
+
+
+def fail_settings(exc: Any, options: dict[str, str] | None = None) -> None:
+    """One line for a RenderSettings validation error, naming the command-line option (``--pass``, not the field
+    ``extra_passes``); ``options`` overrides names for one command (``generate``: width -> ``--resolution``)."""
+    err = exc.errors()[0]
+    field = str(err["loc"][0])
+    names = {**_SETTING_OPTIONS, **(options or {})}
+    fail(f"{names.get(field, '--' + field.replace('_', '-'))}: {err['msg']} (got {err.get('input')!r})")
+
+
 def report_run(summary: Any) -> None:
     """Print a run's outcome and every failed job's error; exit 130 if it was interrupted by Ctrl-C, 143 by
     SIGTERM (the shell conventions, 128 + signal number)."""
@@ -77,8 +90,7 @@ def plan(
              "extra_passes": extra_passes}
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
+        fail_settings(exc)
     cat = _load(catalog, check_assets, asset_roots)
     try:
         manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)

@@ -44,7 +44,7 @@ def generate(
     from pydantic import ValidationError
 
     from render_jobs.backends import BACKENDS
-    from render_jobs.cli import check_executor, report_run
+    from render_jobs.cli import check_executor, fail_settings, report_run
     from render_jobs.planner import iter_manifest, load_settings, materialize, plan_dataset
     from render_jobs.runner import RunError, run_dataset
     from render_jobs.schema import RenderSettings
@@ -77,8 +77,7 @@ def generate(
                                   denoise=denoise, depth_of_field=dof, device=device,
                                   extra_passes=extra_passes, keep_frames=keep_frames)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
+        fail_settings(exc, {"width": "--resolution", "height": "--resolution"})
     cat = _load(catalog or [DEMO_CATALOG], True, asset_roots)
     t0 = time.perf_counter()
     try:

@@ -180,9 +180,19 @@ def test_catalog_assets_outside_the_catalog_folder_need_an_asset_root(
         assert res.exit_code == 2, res.output
         assert res.output.splitlines()[0] == (
             f"error: {cat}: environments[0] 'e': field 'asset' {asset} resolves to {elsewhere / 'env.blend'}, "
-            f"outside the catalog's folder {cat_dir}; allow it with --asset-root DIR (a folder that holds it)"), res.output
+            f"outside the catalog's folder {cat_dir}; allow it with --asset-root DIR (a folder that holds it)"
+        ), res.output
     assert not (tmp_path / "ds").exists()
     res = runner.invoke(app, ["catalog", "validate", str(cat), "--asset-root", str(elsewhere)])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, [*plan, "--asset-root", str(elsewhere), "--width", "32", "--height", "32"])
     assert res.exit_code == 0, res.output
+
+
+def test_errors_name_the_real_option(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["plan", "--catalog", str(DEMO_CATALOG), "--scenes", "1", "--seed", "0",
+                              "--out", str(tmp_path / "ds"), "--pass", "bogus"])
+    assert res.exit_code == 2 and res.output == "error: --pass: Input should be 'depth' or 'mask' (got 'bogus')\n"
+    res = runner.invoke(app, ["generate", "--out", str(tmp_path / "ds"), "--backend", "test-synthetic",
+                              "--resolution", "16384"])
+    assert res.exit_code == 2 and res.output.startswith("error: --resolution: "), res.output
