@@ -41,7 +41,15 @@ _NUM = "%.10g"
 
 
 class CameraFileError(ValueError):
-    """A camera file that cannot be read; the message names the file, the key and the problem."""
+    """A camera file that cannot be read; the message (one line) names the file, the key and the problem.
+
+    ``kind`` says what is wrong, for reports that count problems: ``missing`` (no file), ``unreadable`` (a folder,
+    no permission), ``encoding`` (binary or not UTF-8), ``json`` (not JSON, e.g. truncated) or ``layout`` (JSON, but
+    not frame0..frameN of camNN matrix strings)."""
+
+    def __init__(self, message: str, kind: str = "layout") -> None:
+        super().__init__(" ".join(message.splitlines()))  # one line, whatever the parts held
+        self.kind = kind
 
 
 def cam_name(index: int) -> str:
@@ -77,7 +85,7 @@ def parse_ue_matrix(text: str, where: str = "<string>") -> NDArray[np.float64]:
     """Parse one matrix string; ``where`` names the file and keys for error messages."""
     rows = _ROW.findall(text)
     if len(rows) != 4:
-        raise CameraFileError(f"{where}: expected 4 bracketed rows, found {len(rows)} in {text!r}")
+        raise CameraFileError(f"{where}: expected 4 bracketed rows, found {len(rows)} in {text[:120]!r}")
     out = np.zeros((4, 4))
     for i, row in enumerate(rows):
         try:
@@ -128,18 +136,59 @@ def write_camera_json(
     return atomic_write_text(Path(path), render_camera_json(poses, camera_names), durable)
 
 
+def _ends_open(text: str) -> bool:
+    """True when ``text`` ends inside a string or with an object/array still open: a cut-off JSON document."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+    return in_string or depth > 0
+
+
+def load_json_file(path: Path, error: type[CameraFileError] = CameraFileError) -> object:
+    """The JSON value of the file at ``path``, or a one-line ``error`` (a :class:`CameraFileError` or subclass)
+    of the right ``kind``: a missing, unreadable, binary, non-UTF-8 or truncated file is one message."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: file not found", "missing") from None
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise error(f"{path}: cannot be read ({why})", "unreadable") from None
+    if b"\x00" in raw:
+        raise error(f"{path}: binary file (NUL byte at offset {raw.index(0)}), expected JSON text",
+                    "encoding")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}), "
+                    "expected JSON text", "encoding") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        tail = "; the file ends early (truncated?)" if _ends_open(text) else ""
+        raise error(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){tail}",
+                    "json") from None
+
+
 def read_camera_json(path: str | os.PathLike[str]) -> tuple[NDArray[np.float64], list[str]]:
     """Read a camera file -> (poses ``(F, C, 4, 4)`` frame-major, camera names sorted cam01..).
 
     Frames must be ``frame0..frame{F-1}`` without gaps; every frame must have the same cameras.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CameraFileError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise CameraFileError(f"{path}: not valid JSON ({exc})") from None
+    data = load_json_file(path)
     if not isinstance(data, dict) or not data:
         raise CameraFileError(f"{path}: expected a non-empty object of frame0..frameN")
     frames: dict[int, dict[str, str]] = {}

@@ -8,6 +8,7 @@ import typer
 from tqdm import tqdm
 
 from multicam.errors import check_number, check_out_folder, check_seed, fail
+from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
 CHUNK_SCENES = 256
 
@@ -41,8 +42,12 @@ def sample_cameras(
         None, "--radius-m", help="Hemisphere radius: 3, 5, 7 or 10 m (default: drawn per scene)."
     ),
     cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
+    camera_profile: str = typer.Option(DEFAULT_CAMERA_PROFILE, "--camera-profile", help=PROFILE_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Sample camera trajectories for N scenes and write their camera files and scene.json."""
+    """Sample camera trajectories for N scenes and write their camera files and scene.json.
+
+    Example: multicam sample-cameras --scenes 100 --seed 0 --out cams --camera-profile released"""
     from exporters.scene_files import write_scene_cameras
     from trajectory.sampler import ALLOWED_RADII_M, sample_scenes
 
@@ -54,18 +59,22 @@ def sample_cameras(
         fail(f"--frames: must be >= 2, got {frames}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
+    if (err := profile_error(camera_profile)) is not None:
+        fail(err)
     if radius_m is not None and radius_m not in ALLOWED_RADII_M:
         fail(f"--radius-m: must be one of {', '.join(f'{r:g}' for r in ALLOWED_RADII_M)}, got {radius_m:g}")
-    with tqdm(total=scenes, unit="scene", desc="sample-cameras") as bar:
+    with tqdm(total=scenes, unit="scene", desc="sample-cameras", disable=not progress) as bar:
         for start in range(1, scenes + 1, CHUNK_SCENES):
             ids = range(start, min(start + CHUNK_SCENES, scenes + 1))
-            batch = sample_scenes(seed, ids, n_cameras=cameras, frames=frames, radius_m=radius_m)
+            batch = sample_scenes(seed, ids, n_cameras=cameras, frames=frames, radius_m=radius_m,
+                                  camera_profile=camera_profile)
             for sample in batch.scenes:
                 write_scene_cameras(sample, out / f"scene{sample.scene_index}", durable=False)
                 bar.update(1)
-    typer.echo(f"wrote {scenes} scenes to {out}")
+    typer.echo(f"wrote {scenes} scenes ({camera_profile} camera profile) to {out}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("presets")(presets)
-    app.command("sample-cameras")(sample_cameras)
+    app.command("presets", epilog="Example: multicam presets --out val_cams --distance-m 5")(presets)
+    app.command("sample-cameras", epilog=("Example: multicam sample-cameras --scenes "
+                              "4 --seed 7 --out cams"))(sample_cameras)

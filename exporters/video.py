@@ -114,6 +114,53 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
                          s.codec_context.name, s.codec_context.pix_fmt or "")
 
 
+#: Luma planes read straight from the decoded frame (no colour conversion) for these pixel formats.
+_PLANAR_8BIT = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray", "nv12"})
+
+
+@dataclass(frozen=True)
+class VideoScan:
+    """What :func:`scan_video` saw: the stream (:class:`VideoInfo`) and per-frame luma statistics over a
+    ``stride``-subsampled grid of the luma plane (levels 0..255)."""
+
+    info: VideoInfo
+    max_luma: NDArray[np.float64]  # (F,) brightest sample of each frame
+    mean_luma: NDArray[np.float64]  # (F,)
+    step_max_diff: NDArray[np.float64]  # (F-1,) largest |luma change| from the previous frame
+
+
+def _luma(frame: Any, stride: int) -> NDArray[np.uint8]:
+    if frame.format.name in _PLANAR_8BIT:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+    else:
+        y = frame.to_ndarray(format="gray")
+    return np.asarray(y[::stride, ::stride])
+
+
+def scan_video(path: str | os.PathLike[str], stride: int = 4) -> VideoScan:
+    """Decode every frame of ``path`` (like :func:`probe_video`) and measure each frame's luma: enough to
+    tell a black or a frozen video without keeping the frames."""
+    av = _av()
+    maxes: list[float] = []
+    means: list[float] = []
+    steps: list[float] = []
+    prev: NDArray[np.int16] | None = None
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        for fr in c.decode(s):
+            y = _luma(fr, stride).astype(np.int16)
+            maxes.append(float(y.max()))
+            means.append(float(y.mean()))
+            if prev is not None:
+                steps.append(float(np.abs(y - prev).max()))
+            prev = y
+        rate = s.average_rate or s.base_rate or 0
+        info = VideoInfo(Path(path), s.codec_context.width, s.codec_context.height, float(rate), len(maxes),
+                         s.codec_context.name, s.codec_context.pix_fmt or "")
+    return VideoScan(info, np.array(maxes), np.array(means), np.array(steps))
+
+
 def iter_video_frames(path: str | os.PathLike[str]) -> Iterator[NDArray[np.uint8]]:
     av = _av()
     with av.open(str(path)) as c:

@@ -187,6 +187,49 @@ def ue_look_at_rotator(eye_cm: ArrayLike, target_cm: ArrayLike) -> FloatArray:
     return np.stack([pitch, yaw, np.zeros_like(yaw)], axis=-1)
 
 
+#: The character's aim point (where every sampled camera looks) above its ground point, as a fraction of its
+#: height: ~1 m for a 1.8 m character, the body's centre.
+AIM_HEIGHT_FRACTION = 0.55
+
+
+def default_aim_height_m(height_m: ArrayLike) -> FloatArray:
+    """Aim height (m above the ground point) of a character of ``height_m`` whose catalog entry gives none."""
+    return AIM_HEIGHT_FRACTION * np.asarray(height_m, dtype=np.float64)
+
+
+def ue_look_at_pitch_yaw(eye: ArrayLike, target: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """(pitch, yaw) in degrees ``(...)`` of roll-free cameras at ``eye`` looking at ``target`` ``(..., 3)``
+    (UE axes, any one length unit). Bit-reproducible (``multicam.detmath``); :func:`ue_look_at_rotator` is the
+    same angle with NumPy's own kernels."""
+    d = np.asarray(target, dtype=np.float64) - np.asarray(eye, dtype=np.float64)
+    yaw = np.degrees(detmath.arctan2(d[..., 1], d[..., 0]))
+    pitch = np.degrees(detmath.arctan2(d[..., 2], detmath.hypot(d[..., 0], d[..., 1])))
+    return pitch, yaw
+
+
+def ue_look_direction(eye: ArrayLike, target: ArrayLike) -> FloatArray:
+    """Unit view directions ``(..., 3)`` from ``eye`` to ``target`` (UE axes); IEEE-exact arithmetic only."""
+    d = np.asarray(target, dtype=np.float64) - np.asarray(eye, dtype=np.float64)
+    return d / detmath.norm3(d)[..., None]
+
+
+def ue_pitch_yaw_to_forward(pitch_deg: ArrayLike, yaw_deg: ArrayLike) -> FloatArray:
+    """Forward (view) unit vectors ``(..., 3)`` of roll-free UE rotators (row 0 of :func:`ue_rotator_to_axes`)."""
+    p, y = np.broadcast_arrays(np.asarray(pitch_deg, dtype=np.float64), np.asarray(yaw_deg, dtype=np.float64))
+    (sp, cp), (sy, cy) = detmath.sincos(np.radians(p)), detmath.sincos(np.radians(y))
+    return np.stack([cp * cy, cp * sy, sp], -1)
+
+
+def ue_pitch_yaw_to_axes(pitch_deg: ArrayLike, yaw_deg: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Forward, right, up unit vectors ``(..., 3)`` (UE world axes) of roll-free rotators: the rows of
+    :func:`ue_rotator_to_axes` for roll 0, right horizontal."""
+    p, y = np.radians(np.asarray(pitch_deg, dtype=np.float64)), np.radians(np.asarray(yaw_deg, dtype=np.float64))
+    fwd = np.stack([detmath.cos(p) * detmath.cos(y), detmath.cos(p) * detmath.sin(y), detmath.sin(p)], -1)
+    right = np.stack([-detmath.sin(y), detmath.cos(y), np.zeros_like(y)], -1)
+    up = np.stack([-detmath.sin(p) * detmath.cos(y), -detmath.sin(p) * detmath.sin(y), detmath.cos(p)], -1)
+    return fwd, right, up
+
+
 # ----------------------------------------------------------------------------------------------
 # Points
 # ----------------------------------------------------------------------------------------------
@@ -413,3 +456,103 @@ def ue_engine_zero_signs(matrix: ArrayLike) -> FloatArray:
     zero = (rot_block == 0.0) & (eng == 0.0)
     rot_block[zero] = np.copysign(0.0, eng[zero])
     return m
+
+
+# ----------------------------------------------------------------------------------------------
+# Export helpers: clean rotations, quaternions, pixel conventions of other tools
+# ----------------------------------------------------------------------------------------------
+
+
+def nearest_rotation(r: ArrayLike) -> FloatArray:
+    """The proper rotation(s) closest to ``r`` ``(..., 3, 3)`` in the Frobenius norm (SVD polar factor).
+
+    The released camera files print 6 significant digits, so their rotations are orthonormal to ~1e-6 only; this
+    makes them orthonormal to machine precision with det +1 (it changes the matrix by that ~1e-6). Raises
+    ``ValueError`` when a matrix is a reflection (det < 0): no rotation is near it.
+    """
+    a = np.asarray(r, dtype=np.float64)
+    if np.any(np.linalg.det(a) <= 0):
+        raise ValueError("a matrix with det <= 0 (a reflection) has no nearest rotation")
+    u, _, vt = np.linalg.svd(a)
+    return u @ vt
+
+
+def rotation_to_quaternion_wxyz(r: ArrayLike) -> FloatArray:
+    """Rotation matrices ``(..., 3, 3)`` (column-vector convention, ``x' = R x``) -> unit quaternions
+    ``(..., 4)`` as (w, x, y, z) with w >= 0 (Hamilton, COLMAP's ``QW QX QY QZ``). Shepperd's method: the
+    largest of the four squared components is taken first, so no branch divides by a small number."""
+    m = np.asarray(r, dtype=np.float64)
+    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    cand = np.stack([tr, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
+    k = np.argmax(cand, -1)
+    q = np.empty(m.shape[:-2] + (4,))
+    # Each branch: 4 q_i q_j products from the matrix, normalised by the largest component.
+    sw = np.sqrt(np.maximum(1.0 + tr, 0.0)) * 2.0
+    sx = np.sqrt(np.maximum(1.0 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2], 0.0)) * 2.0
+    sy = np.sqrt(np.maximum(1.0 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], 0.0)) * 2.0
+    sz = np.sqrt(np.maximum(1.0 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2], 0.0)) * 2.0
+    d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
+    s21, s02, s10 = m[..., 2, 1] + m[..., 1, 2], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        branches = (
+            np.stack([0.25 * sw, d21 / sw, d02 / sw, d10 / sw], -1),
+            np.stack([d21 / sx, 0.25 * sx, s10 / sx, s02 / sx], -1),
+            np.stack([d02 / sy, s10 / sy, 0.25 * sy, s21 / sy], -1),
+            np.stack([d10 / sz, s02 / sz, s21 / sz, 0.25 * sz], -1),
+        )
+    for i, b in enumerate(branches):
+        sel = k == i
+        q[sel] = b[sel]
+    q *= np.where(q[..., :1] < 0, -1.0, 1.0)
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def quaternion_wxyz_to_rotation(q: ArrayLike) -> FloatArray:
+    """Unit quaternions ``(..., 4)`` (w, x, y, z) -> rotation matrices ``(..., 3, 3)``; inverse of
+    :func:`rotation_to_quaternion_wxyz`."""
+    w, x, y, z = np.moveaxis(np.asarray(q, dtype=np.float64), -1, 0)
+    out = np.empty(w.shape + (3, 3))
+    out[..., 0, 0], out[..., 0, 1], out[..., 0, 2] = 1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)
+    out[..., 1, 0], out[..., 1, 1], out[..., 1, 2] = 2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)
+    out[..., 2, 0], out[..., 2, 1], out[..., 2, 2] = 2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
+    return out
+
+
+def k_to_integer_pixel_centres(k: ArrayLike) -> FloatArray:
+    """K in this module's continuous pixel convention (pixel (0, 0) covers [0, 1)^2, cx = W/2) -> K for OpenCV's
+    integer pixel centres (pixel (0, 0) is centred at (0, 0), cx = W/2 - 0.5): the principal point moves by -0.5.
+
+    COLMAP, nerfstudio and RealEstate10K use the continuous convention (COLMAP: "the center of the upper left pixel
+    is at (0.5, 0.5)"); ``cv2.projectPoints`` and pixel indexing ``img[v, u]`` use integer centres."""
+    out = np.array(k, dtype=np.float64, copy=True)
+    out[..., 0, 2] -= 0.5
+    out[..., 1, 2] -= 0.5
+    return out
+
+
+def normalized_intrinsics(k: ArrayLike, width_px: int, height_px: int) -> FloatArray:
+    """(fx / W, fy / H, cx / W, cy / H) ``(..., 4)`` of a continuous-convention K: RealEstate10K's and CameraCtrl's
+    image-size-free intrinsics (cx = 0.5 is the image centre)."""
+    kk = np.asarray(k, dtype=np.float64)
+    return np.stack([kk[..., 0, 0] / width_px, kk[..., 1, 1] / height_px,
+                     kk[..., 0, 2] / width_px, kk[..., 1, 2] / height_px], -1)
+
+
+def ue_to_clean_opencv_c2w(ue_matrix: ArrayLike) -> FloatArray:
+    """:func:`ue_to_opencv_c2w` with the rotation block projected on the nearest rotation (det +1 to machine
+    precision): what every exporter writes. ``ValueError`` for a pose whose UE rotation is a reflection."""
+    c2w = ue_to_opencv_c2w(ue_matrix)
+    c2w[..., :3, :3] = nearest_rotation(c2w[..., :3, :3])
+    return c2w
+#: Depth maps (both backends' ``depth/camNN/00000.png``): planar depth (along the optical axis) in millimetres as
+#: uint16; 0 = no surface (sky) or farther than :data:`DEPTH_PNG_MAX_M`.
+DEPTH_PNG_MM_PER_M = 1000.0
+DEPTH_PNG_MAX_M = 65.0
+
+
+def planar_depth_m_to_png_mm(depth_m: ArrayLike) -> NDArray[np.uint16]:
+    """Planar depth in metres -> the uint16 millimetres of a depth PNG (0 where not finite or >= 65 m)."""
+    z = np.asarray(depth_m, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(z) & (z > 0) & (z < DEPTH_PNG_MAX_M)
+    return np.where(ok, np.round(np.where(ok, z, 0.0) * DEPTH_PNG_MM_PER_M), 0).astype(np.uint16)

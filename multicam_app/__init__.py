@@ -18,7 +18,8 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    modules = ("exporters.cli_cameras", "exporters.cli", "scene_catalog.cli",
+    modules = ("exporters.cli_cameras", "exporters.cli", "exporters.cli_export", "exporters.cli_stats",
+               "exporters.cli_preview", "scene_catalog.cli",
                "render_jobs.cli", "render_jobs.cli_generate", "render_jobs.cli_unreal",
                "render_jobs.cli_repair")
     for mod in modules:

@@ -242,11 +242,14 @@ def _cmd_synthetic(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("prepare")(_cmd_prepare)
-    app.command("train")(_cmd_train)
-    app.command("infer")(_cmd_infer)
-    app.command("tiny-wan-dir")(_cmd_tiny_wan_dir)
-    app.command("synthetic")(_cmd_synthetic)
+    app.command("prepare", epilog=("Example: recam prepare demo_dataset "
+                              "--wan-dir Wan2.1-T2V-1.3B --out cache"))(_cmd_prepare)
+    app.command("train", epilog=("Example: recam train --cache cache "
+                              "--wan-dir Wan2.1-T2V-1.3B --out run1 --steps 1000"))(_cmd_train)
+    app.command("infer", epilog=("Example: recam infer --video in.mp4 --wan-dir "
+                              "Wan2.1-T2V-1.3B --checkpoint run1 --cam-type 1 --out out.mp4"))(_cmd_infer)
+    app.command("tiny-wan-dir", epilog="Example: recam tiny-wan-dir /tmp/tiny_wan")(_cmd_tiny_wan_dir)
+    app.command("synthetic", epilog="Example: recam synthetic /tmp/synth --scenes 2 --cameras 3")(_cmd_synthetic)
 
 
 register(app)

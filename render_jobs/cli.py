@@ -11,6 +11,7 @@ import typer
 
 from multicam.errors import DatasetError, check_out_folder, check_seed, fail
 from scene_catalog.cli import asset_root_option
+from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
 
 def _parse_options(options: list[str]) -> dict[str, Any]:
@@ -64,6 +65,7 @@ def plan(
     fps: float = typer.Option(15.0, "--fps", help="Video frame rate."),
     samples: int = typer.Option(64, "--samples", help="Render samples (Cycles) / spatial samples (UE MRQ)."),
     cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
+    camera_profile: str = typer.Option(DEFAULT_CAMERA_PROFILE, "--camera-profile", help=PROFILE_HELP),
     extra_passes: list[str] = typer.Option([], "--pass", help="Extra outputs: depth, mask (repeatable)."),
     check_assets: bool = typer.Option(True, "--check-assets/--no-check-assets",
                                       help="Check that local asset files exist."),
@@ -83,6 +85,8 @@ def plan(
         fail(f"--scenes: must be >= 1, got {scenes}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
+    if (err := profile_error(camera_profile)) is not None:
+        fail(err)
     check_out_folder(out)
     try:
         settings = RenderSettings.model_validate(
@@ -93,7 +97,7 @@ def plan(
         fail_settings(exc)
     cat = _load(catalog, check_assets, asset_roots)
     try:
-        manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
+        manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras, camera_profile=camera_profile)
     except DatasetError as exc:
         fail(str(exc))
     info = read_plan(out)
@@ -104,6 +108,29 @@ def plan(
     if write_specs:
         n = write_scene_specs(out, progress=True)
         typer.echo(f"wrote {n} scene specs to {out / 'plan' / 'specs'}")
+
+
+def parse_ray_resources(text: str | None) -> dict[str, float] | None:
+    """``--ray-resources '{"render_node": 1}'`` -> a dict of custom Ray resource amounts (exit 2 when it is not a
+    JSON object of names to finite numbers > 0)."""
+    import math
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"--ray-resources: not JSON ({exc.msg}); expected an object such as '{{\"render_node\": 1}}'")
+    if not isinstance(value, dict) or not value:
+        fail(f"--ray-resources: expected a JSON object of resource name -> amount, got {text!r}")
+    for name, amount in value.items():
+        if name in ("CPU", "GPU", "memory") or not name:
+            fail(f"--ray-resources: {name!r} is not a custom resource (CPUs and GPUs come from the backend: "
+                 "-o num_cpus=N / -o num_gpus=N)")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) \
+                or amount <= 0:
+            fail(f"--ray-resources: {name!r} must be a finite number > 0, got {amount!r}")
+    return {str(k): float(v) for k, v in value.items()}
 
 
 def check_executor(executor: str) -> None:
@@ -125,6 +152,8 @@ def render(
     executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
     workers: int = typer.Option(1, "--workers", help="Parallel jobs (local processes / Ray tasks in flight)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)."),
+    ray_resources: str | None = typer.Option(None, "--ray-resources", help="Custom Ray resources every job asks "
+                                             "for, as JSON: '{\"render_node\": 1}' (Ray executor only)."),
     timeout_s: float | None = typer.Option(None, "--timeout", help="Per-job time limit in seconds."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per job before it is marked failed."),
     backoff_s: float = typer.Option(1.0, "--backoff", help="Seconds before the first retry (doubles each try)."),
@@ -132,7 +161,11 @@ def render(
                                       "parses), repeatable."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Render every job that is not done; resumable (run it again after a crash or Ctrl-C)."""
+    """Render every job that is not done; resumable (run it again after a crash or Ctrl-C).
+
+    Example: multicam render /shared/mcv --backend blender --executor ray --address HEAD:6379
+    --ray-resources '{"render_node": 1}' -o num_cpus=8
+    """
     from render_jobs.backends import BACKENDS
     from render_jobs.runner import RunError, run_dataset
 
@@ -147,11 +180,14 @@ def render(
         fail(f"--timeout: must be a finite number > 0, got {timeout_s}")
     if not 0 <= backoff_s < float("inf"):
         fail(f"--backoff: must be a finite number >= 0 seconds, got {backoff_s}")
+    custom = parse_ray_resources(ray_resources)
+    if custom and executor != "ray":
+        fail("--ray-resources: applies to --executor ray only")
     options = _parse_options(option)
     try:
         summary = run_dataset(dataset, backend, executor=executor, workers=workers, address=address,
                               backend_options=options, job_timeout_s=timeout_s, progress=progress,
-                              max_attempts=max_attempts, backoff_s=backoff_s)
+                              max_attempts=max_attempts, backoff_s=backoff_s, ray_resources=custom)
     except DatasetError as exc:
         fail(str(exc))
     except RunError as exc:
@@ -240,7 +276,8 @@ def retry(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
-    app.command("render")(render)
-    app.command("status")(status)
-    app.command("retry")(retry)
+    app.command("plan", epilog=("Example: multicam plan --catalog scene_catalog/demo_catalog.yaml --out "
+                              "ds --scenes 100 --width 1280 --height 1280"))(plan)
+    app.command("render", epilog="Example: multicam render ds --backend blender --workers 2")(render)
+    app.command("status", epilog="Example: multicam status ds --json")(status)
+    app.command("retry", epilog="Example: multicam retry ds   (then: multicam render ds)")(retry)

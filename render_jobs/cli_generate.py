@@ -9,23 +9,37 @@ import typer
 
 from multicam.errors import DatasetError, check_out_folder, check_seed, fail
 from scene_catalog.cli import asset_root_option
+from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
 #: The built-in demo catalog (procedural Blender assets).
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "scene_catalog" / "demo_catalog.yaml"
+
+#: ``--quality`` presets: (resolution, samples, denoise). ``demo`` (the default) is the first run: ten cameras x 81
+#: frames of one scene in about a minute of CPU on 2 cores (small and noisy, the exact layout and camera files);
+#: ``full`` is MultiCamVideo's 1280 px at a clean sample count. ``--resolution``/``--samples``/``--denoise`` override.
+QUALITY: dict[str, tuple[int, int, bool]] = {"demo": (96, 2, False), "full": (1280, 32, True)}
 
 
 def generate(
     out: Path = typer.Option(..., "--out", help="Dataset folder (created; run again to resume)."),
     scenes: int = typer.Option(1, "--scenes", help="Number of scenes (10 synchronized videos each)."),
     seed: int = typer.Option(0, "--seed", help="Dataset seed (composition and camera trajectories)."),
-    resolution: int = typer.Option(1280, "--resolution", help="Video width and height in pixels (even)."),
+    quality: str = typer.Option("demo", "--quality", help="Preset of resolution, samples and denoiser: demo "
+                                f"{QUALITY['demo'][0]} px, {QUALITY['demo'][1]} samples, no denoiser (about a "
+                                f"minute for one scene on 2 cores); full {QUALITY['full'][0]} px, "
+                                f"{QUALITY['full'][1]} samples, denoised."),
+    resolution: int | None = typer.Option(None, "--resolution", help="Video width and height in pixels (even; "
+                                          "default: the --quality preset's)."),
     frames: int = typer.Option(81, "--frames", help="Frames per video (MultiCamVideo: 81)."),
     fps: float = typer.Option(15.0, "--fps", help="Video frame rate (MultiCamVideo: 15)."),
-    samples: int = typer.Option(32, "--samples", help="Cycles path-tracing samples per pixel."),
-    denoise: bool = typer.Option(True, "--denoise/--no-denoise", help="OpenImageDenoise on each frame."),
+    samples: int | None = typer.Option(None, "--samples", help="Cycles path-tracing samples per pixel (default: "
+                                       "the --quality preset's)."),
+    denoise: bool | None = typer.Option(None, "--denoise/--no-denoise", help="OpenImageDenoise on each frame "
+                                        "(default: the --quality preset's)."),
     dof: bool = typer.Option(True, "--dof/--no-dof", help="Depth of field (focus on the character)."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present), CPU, OPTIX, CUDA, HIP, METAL."),
     cameras: int = typer.Option(10, "--cameras", help="Cameras per scene."),
+    camera_profile: str = typer.Option(DEFAULT_CAMERA_PROFILE, "--camera-profile", help=PROFILE_HELP),
     extra_passes: list[str] = typer.Option([], "--pass", help="Extra outputs: depth, mask (repeatable)."),
     keep_frames: bool = typer.Option(False, "--keep-frames", help="Also keep the PNG frames (frames/camNN/)."),
     executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
@@ -52,12 +66,20 @@ def generate(
     from scene_catalog.cli import _load
 
     check_seed(seed)
+    if quality not in QUALITY:
+        fail(f"--quality: must be one of {', '.join(QUALITY)}, got {quality!r}")
+    preset = QUALITY[quality]
+    resolution = preset[0] if resolution is None else resolution
+    samples = preset[1] if samples is None else samples
+    denoise = preset[2] if denoise is None else denoise
     if scenes < 1:
         fail(f"--scenes: must be >= 1, got {scenes}")
     if resolution < 16 or resolution % 2:
         fail(f"--resolution: must be an even number >= 16, got {resolution}")
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
+    if (err := profile_error(camera_profile)) is not None:
+        fail(err)
     if samples < 1:
         fail(f"--samples: must be >= 1, got {samples}")
     check_executor(executor)
@@ -81,11 +103,13 @@ def generate(
     cat = _load(catalog or [DEMO_CATALOG], True, asset_roots)
     t0 = time.perf_counter()
     try:
-        plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras)
+        plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras, camera_profile=camera_profile)
     except DatasetError as exc:
         fail(str(exc))
-    typer.echo(f"planned {scenes} scene(s) x {cameras} cameras x {frames} frames at {resolution}x{resolution} "
-               f"into {out}")
+    typer.echo(f"planned {scenes} scene(s) x {cameras} cameras x {frames} frames at {resolution}x{resolution}, "
+               f"{samples} samples{', denoised' if denoise else ''} into {out}")
+    if quality == "demo":
+        typer.echo("  (--quality demo: a quick look; --quality full renders 1280 px, 32 samples, denoised)")
     options: dict[str, object] = {}
     if backend == "blender":
         options = {"device": device, "progress": progress and executor == "local" and workers == 1}
@@ -113,7 +137,23 @@ def generate(
         typer.echo("some scenes failed or did not verify: see `multicam status`, then `multicam retry`", err=True)
         raise typer.Exit(1)
     typer.echo(f"ok: {c['done']} scene(s) in {out} ({time.perf_counter() - t0:.1f} s)")
+    _print_outputs(out)
+
+
+def _print_outputs(out: Path) -> None:
+    """Where the outputs are, and one command to look at them."""
+    from render_jobs.planner import iter_manifest
+
+    folders = [out / e.output_dir for e in iter_manifest(out) if (out / e.output_dir / "videos").is_dir()]
+    if not folders:
+        return
+    first = folders[0]
+    videos = sorted((first / "videos").glob("*.mp4"))
+    typer.echo(f"outputs: {first}/videos/ ({len(videos)} synchronized mp4s), {first}/cameras/camera_extrinsics.json"
+               + (f", {out / 'metadata.csv'}" if (out / "metadata.csv").is_file() else ""))
+    if videos:
+        typer.echo(f"look at it: ffplay -loop 0 {videos[0]}   (any video player works; all cameras: {first}/videos/)")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.command("generate", epilog="Example: multicam generate --out demo_dataset --scenes 1")(generate)

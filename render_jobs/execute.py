@@ -7,7 +7,10 @@ safe to kill at any instant:
    (a previous run renamed it and was killed before recording it);
 2. the backend renders into ``DATASET/.tmp/<job>.<host>.<pid>.<nonce>/``;
 3. the folder is verified (:func:`render_jobs.verify.verify_scene_dir`);
-4. it is renamed into ``train/f{focal}_aperture{a}/scene{i}`` in one ``rename`` (atomic, and it fails
+4. the job's lease (the fencing token its coordinator got when it claimed the job) is checked against the one
+   the store published (:func:`render_jobs.store.lease_file_holds`): a task whose coordinator died, and whose job
+   another run has taken since, stops here with kind ``fenced`` and writes nothing;
+5. it is renamed into ``train/f{focal}_aperture{a}/scene{i}`` in one ``rename`` (atomic, and it fails
    if another run got there first, so a completed folder is never replaced).
 """
 
@@ -29,7 +32,7 @@ from multicam.io import atomic_write_text
 from render_jobs.backend import Backend, RenderError
 from render_jobs.planner import TMP_DIR, load_settings, materialize, write_scene_spec
 from render_jobs.schema import ManifestEntry, RenderJob
-from render_jobs.store import pid_alive
+from render_jobs.store import lease_file_holds, pid_alive
 from render_jobs.verify import verify_scene_dir
 
 
@@ -38,13 +41,20 @@ class Outcome:
     job_id: str
     ok: bool
     #: ``rendered``, ``already`` (found complete), ``error`` (RenderError/verification), ``crash``
-    #: (unexpected exception), ``fatal`` (the backend cannot start: stop the run).
+    #: (unexpected exception), ``fatal`` (the backend cannot start, or this node does not see the dataset: stop
+    #: the run), ``fenced`` (the job's lease was taken over by another run: nothing written, nothing to count).
     kind: str
     duration_s: float
     frames: int = 0
     error: str | None = None
     #: Something the user should know that did not stop the job (an incomplete old folder moved aside).
     note: str | None = None
+    #: Where it ran: the Ray node id (``MULTICAM_NODE``, set by the Ray executor) or this host's name.
+    node: str = ""
+
+
+#: Environment variable naming the node a worker runs on (set by the Ray executor in its workers).
+NODE_ENV = "MULTICAM_NODE"
 
 
 def tmp_dir_name(job_id: str, pid: int | None = None) -> str:
@@ -140,7 +150,20 @@ class JobContext:
             self._backend.close()
             self._backend = None
 
-    def execute(self, entry: ManifestEntry) -> Outcome:
+    def execute(self, entry: ManifestEntry, lease: int | None = None) -> Outcome:
+        """Run one job; ``lease``: the fencing token of this attempt (None: no fence, for direct calls)."""
+        out = self._execute(entry, lease)
+        out.node = os.environ.get(NODE_ENV) or socket.gethostname()
+        return out
+
+    def _holds(self, job_id: str, lease: int | None) -> bool:
+        return lease is None or lease_file_holds(self.dataset_dir, job_id, lease)
+
+    def _fenced(self, job_id: str, lease: int | None, t0: float) -> Outcome:
+        return Outcome(job_id, False, "fenced", time.perf_counter() - t0,
+                       error=f"lease {lease} of {job_id} was taken over by another run; nothing written")
+
+    def _execute(self, entry: ManifestEntry, lease: int | None) -> Outcome:
         t0 = time.perf_counter()
         job_id = entry.job_id
         try:
@@ -158,8 +181,13 @@ class JobContext:
             final = self.dataset_dir / job.output_dir
             check_inside_dataset(self.dataset_dir, final)
             self._note = None
-            if final.exists() and self._adopt(job, final):
-                return Outcome(job_id, True, "already", time.perf_counter() - t0)
+            if final.exists():
+                problems = verify_scene_dir(job, final)
+                if not problems:
+                    return Outcome(job_id, True, "already", time.perf_counter() - t0)
+                if not self._holds(job_id, lease):  # moving a bad folder aside is a write too
+                    return self._fenced(job_id, lease, t0)
+                self._move_aside(final, problems)
             if self.write_specs:
                 write_scene_spec(self.dataset_dir, job)
             tmp = self.dataset_dir / TMP_DIR / tmp_dir_name(job_id)
@@ -169,6 +197,8 @@ class JobContext:
                 problems = verify_scene_dir(job, tmp)
                 if problems:
                     raise RenderError("output failed verification: " + "; ".join(problems))
+                if not self._holds(job_id, lease):
+                    return self._fenced(job_id, lease, t0)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.rename(tmp, final)
@@ -194,12 +224,17 @@ class JobContext:
             return _crash(job_id, t0, exc)
 
     def _adopt(self, job: Any, final: Path) -> bool:
-        """A final folder exists: keep it if it verifies. An incomplete one holding only what a render writes is
-        moved aside (``DATASET/.damaged/``, kept, with a note) and False returned; one holding anything else (the user's
-        files) is left untouched and the job fails saying so."""
+        """A final folder exists: keep it if it verifies; otherwise move it aside and return False."""
         problems = verify_scene_dir(job, final)
         if not problems:
             return True
+        self._move_aside(final, problems)
+        return False
+
+    def _move_aside(self, final: Path, problems: list[str]) -> None:
+        """An incomplete scene folder in the way: one holding only what a render writes is moved to
+        ``DATASET/.damaged/`` (kept, with a note); one holding anything else (the user's files) is left untouched
+        and the job fails saying so."""
         foreign = sorted(p.name for p in final.iterdir() if p.name not in SCENE_ENTRIES) if final.is_dir() else []
         if foreign or not final.is_dir():
             what = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "") \
@@ -211,7 +246,6 @@ class JobContext:
         aside.parent.mkdir(exist_ok=True)
         os.replace(final, aside)
         self._note = f"{rel} was incomplete ({problems[0]}): moved to {aside} and rendered again"
-        return False
 
 
 #: Where incomplete scene folders found in the way of a job are moved (kept for the user, outside train/).

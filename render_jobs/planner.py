@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from render_jobs.schema import (
 from render_jobs.store import STORE_FILE, JobStore
 from scene_catalog.compose import compose_scenes, usage_spread
 from scene_catalog.models import Catalog
+from trajectory.profiles import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
 
 PLAN_VERSION = 1
 PLAN_DIR = "plan"
@@ -80,13 +81,14 @@ def plan_paths(dataset_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def _plan_key(
-    catalog: Catalog, n_scenes: int, seed: int, settings: RenderSettings, n_cameras: int
+    catalog: Catalog, n_scenes: int, seed: int, settings: RenderSettings, n_cameras: int, camera_profile: str
 ) -> dict[str, Any]:
     return {
         "version": PLAN_VERSION,
         "seed": int(seed),
         "scenes": int(n_scenes),
         "cameras": int(n_cameras),
+        "camera_profile": camera_profile,
         "settings": settings.model_dump(mode="json"),
         "catalog_sha256": hashlib.sha256(catalog.content_key().encode()).hexdigest(),
     }
@@ -102,7 +104,8 @@ def canonical_plan_key(key: dict[str, Any]) -> str:
 
 def plan_key_of(plan: dict[str, Any]) -> dict[str, Any]:
     """The arguments part of a plan.json header (what :func:`_plan_key` made)."""
-    return {k: plan.get(k) for k in ("version", "seed", "scenes", "cameras", "settings", "catalog_sha256")}
+    return {k: plan.get(k) for k in ("version", "seed", "scenes", "cameras", "camera_profile", "settings",
+                                     "catalog_sha256")}
 
 
 def plan_dataset(
@@ -113,8 +116,11 @@ def plan_dataset(
     settings: RenderSettings | None = None,
     *,
     n_cameras: int = 10,
+    camera_profile: str = DEFAULT_CAMERA_PROFILE,
 ) -> Path:
     """Write the plan of ``n_scenes`` render jobs into ``out_dir``; return the manifest path.
+
+    ``camera_profile``: the trajectory sampler's profile (``released`` or ``independent``, docs/trajectories.md).
 
     Idempotent: planning an existing dataset again with the same arguments does nothing; with different
     arguments it raises :class:`PlanError` naming what differs (a dataset has exactly one plan).
@@ -122,9 +128,11 @@ def plan_dataset(
     if n_scenes < 1:
         raise PlanError(f"--scenes must be >= 1, got {n_scenes}")
     settings = settings or RenderSettings.model_validate({})
+    if camera_profile not in CAMERA_PROFILES:
+        raise PlanError(f"--camera-profile: must be one of {', '.join(CAMERA_PROFILES)}, got {camera_profile!r}")
     out = Path(out_dir)
     with plan_lock(out):
-        return _plan_locked(catalog, n_scenes, seed, out, settings, n_cameras)
+        return _plan_locked(catalog, n_scenes, seed, out, settings, n_cameras, camera_profile)
 
 
 @contextmanager
@@ -146,9 +154,9 @@ def plan_lock(out: Path) -> Iterator[None]:
 
 
 def _plan_locked(catalog: Catalog, n_scenes: int, seed: int, out: Path, settings: RenderSettings,
-                 n_cameras: int) -> Path:
+                 n_cameras: int, camera_profile: str) -> Path:
     plan_file, manifest = plan_paths(out)
-    key = _plan_key(catalog, n_scenes, seed, settings, n_cameras)
+    key = _plan_key(catalog, n_scenes, seed, settings, n_cameras, camera_profile)
     if plan_file.exists():
         old = read_plan(out)
         diff = [k for k in key if old.get(k) != key[k]]
@@ -156,7 +164,8 @@ def _plan_locked(catalog: Catalog, n_scenes: int, seed: int, out: Path, settings
             # Same plan again: the entries are a pure function of the plan's arguments, so they are drawn again
             # and are the repair: a damaged or hand-edited manifest is restored, and every planned job the store
             # lacks is re-added (a deleted or replaced jobs.sqlite is rebuilt this way; rows keep their state).
-            entries, _ = plan_entries(catalog, n_scenes, seed, settings, n_cameras=n_cameras)
+            entries, _ = plan_entries(catalog, n_scenes, seed, settings, n_cameras=n_cameras,
+                                      camera_profile=camera_profile)
             kept = _existing_entries_if_same(out, entries)
             if kept is not None:
                 entries = kept  # the same plan (descriptions, caption text only, may differ: the plan's are kept)
@@ -179,7 +188,8 @@ def _plan_locked(catalog: Catalog, n_scenes: int, seed: int, out: Path, settings
         raise PlanError(f"{out} already holds a different plan ({details}); plan into a new folder")
 
     t0 = time.perf_counter()
-    entries, draws = plan_entries(catalog, n_scenes, seed, settings, n_cameras=n_cameras)
+    entries, draws = plan_entries(catalog, n_scenes, seed, settings, n_cameras=n_cameras,
+                                      camera_profile=camera_profile)
     per_folder: dict[str, int] = defaultdict(int)
     for e in entries:
         per_folder[e.output_dir.split("/")[1]] += 1
@@ -259,7 +269,8 @@ def _store_row(e: ManifestEntry) -> tuple[str, int, str, str, str]:
 
 
 def plan_entries(
-    catalog: Catalog, n_scenes: int, seed: int, settings: RenderSettings, *, n_cameras: int = 10
+    catalog: Catalog, n_scenes: int, seed: int, settings: RenderSettings, *, n_cameras: int = 10,
+    camera_profile: str = DEFAULT_CAMERA_PROFILE,
 ) -> tuple[list[ManifestEntry], list[Any]]:
     """The typed manifest entries of a plan (a pure function of its arguments) and the catalog draws."""
     from trajectory.sampler import sample_scenes
@@ -288,6 +299,8 @@ def plan_entries(
                     envs[draws[i].environment].anchors[draws[i].anchor].location_cm for i in part
                 ],
                 character_height_m=[chars[draws[i].character].height_m for i in part],
+                aim_height_m=[chars[draws[i].character].resolved_aim_height_m for i in part],
+                camera_profile=camera_profile,
             )
             for i, s in zip(part, batch.scenes, strict=True):
                 scene_level[i] = (s.radius_m, s.camera_set)
@@ -316,7 +329,8 @@ def plan_entries(
             placement=Placement(location_cm=tuple(anchor.location_cm), yaw_deg=d.yaw_deg),
             sampler=SamplerArgs(
                 allowed_radii_m=list(env.anchor_radii_m(d.anchor)), camera_set=cset, radius_m=radius,
-                focal_mm=focal, aperture=aperture,
+                focal_mm=focal, aperture=aperture, camera_profile=camera_profile,
+                aim_height_m=char.resolved_aim_height_m,
             ),
             layout_seed=layout_seed_for(seed, d.scene_index),
             # caption text only (not in the catalog hash); None when the catalog has none
@@ -401,44 +415,10 @@ def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int =
 
     The trajectory sampler draws the poses with the scene-level choices the planner made (radius, camera set)
     passed back to it; nothing is drawn twice."""
-    from trajectory.sampler import sample_scene
-
-    smp = entry.sampler
-    sample = sample_scene(
-        entry.seed,
-        entry.scene_index,
-        n_cameras=n_cameras,
-        frames=settings.frames,
-        allowed_radii_m=smp.allowed_radii_m,
-        radius_m=smp.radius_m,
-        camera_set=smp.camera_set,
-        character_location_cm=entry.placement.location_cm,
-        character_height_m=entry.character.height_m,
-    )
-    edict = entry.model_dump(mode="json")
+    sample = _sample_entry(entry, settings.frames, list(range(n_cameras)))
     record = sample.record()
-    scene = scene_spec(edict, record)
-    cams = record["cameras"]
-    # The sampler's poses are checked once with numpy; the tracks are then built without pydantic
-    # re-validating 16 floats per frame per camera (the hot path of materializing 13,600 jobs).
-    poses = np.asarray(sample.poses_ue, dtype=np.float64)
-    if poses.shape != (n_cameras, settings.frames, 4, 4) or not np.all(np.isfinite(poses)):
-        raise PlanError(f"{entry.job_id}: sampler returned poses of shape {poses.shape} (or non-finite)")
-    # Every camera aims and focuses at the character's aim point (the sampler's look-at target), at every frame.
-    focus = [list(map(float, record["character"]["aim_point_cm"]))] * settings.frames
-    tracks = [
-        CameraTrack.model_construct(
-            name=cam_name(i),
-            focal_mm=float(sample.focal_mm),
-            aperture=float(sample.aperture),
-            sensor_width_mm=SENSOR_WIDTH_MM,
-            sensor_height_mm=SENSOR_HEIGHT_MM,
-            poses_ue=poses[i].tolist(),
-            focus_points_cm=[list(p) for p in focus],
-            trajectory=cams[cam_name(i)],
-        )
-        for i in range(n_cameras)
-    ]
+    scene = scene_spec(entry.model_dump(mode="json"), record)
+    tracks = _tracks(entry, sample, record)
     return RenderJob(
         job_id=entry.job_id,
         scene_index=entry.scene_index,
@@ -454,6 +434,63 @@ def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int =
         output_dir=entry.output_dir,
         scene=scene,
     )
+
+
+def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int]) -> Any:
+    """The sampler's :class:`~trajectory.sampler.SceneSample` of a planned scene, for these 0-based cameras, with
+    the scene-level choices the planner made (radius, camera set, profile, aim height) passed back to it."""
+    from trajectory.sampler import sample_scene
+
+    smp = entry.sampler
+    return sample_scene(
+        entry.seed,
+        entry.scene_index,
+        frames=frames,
+        allowed_radii_m=smp.allowed_radii_m,
+        radius_m=smp.radius_m,
+        camera_set=smp.camera_set,
+        character_location_cm=entry.placement.location_cm,
+        character_height_m=entry.character.height_m,
+        camera_indices=camera_indices,
+        camera_profile=smp.camera_profile,
+        aim_height_m=smp.aim_height_m,
+    )
+
+
+def _tracks(entry: ManifestEntry, sample: Any, record: dict[str, Any]) -> list[CameraTrack]:
+    """The sample's cameras as :class:`CameraTrack`s. The poses are checked once with numpy; the tracks are then
+    built without pydantic re-validating 16 floats per frame per camera (the hot path of materializing 13,600
+    jobs). Every camera aims and focuses at the character's aim point (the sampler's look-at target)."""
+    poses = np.asarray(sample.poses_ue, dtype=np.float64)
+    n_cameras, frames = len(sample.camera_indices), sample.frames
+    if poses.shape != (n_cameras, frames, 4, 4) or not np.all(np.isfinite(poses)):
+        raise PlanError(f"{entry.job_id}: sampler returned poses of shape {poses.shape} (or non-finite)")
+    focus = [list(map(float, record["character"]["aim_point_cm"]))] * frames
+    cams = record["cameras"]
+    return [
+        CameraTrack.model_construct(
+            name=cam_name(c),
+            focal_mm=float(sample.focal_mm),
+            aperture=float(sample.aperture),
+            sensor_width_mm=SENSOR_WIDTH_MM,
+            sensor_height_mm=SENSOR_HEIGHT_MM,
+            poses_ue=poses[i].tolist(),
+            focus_points_cm=[list(p) for p in focus],
+            trajectory=cams[cam_name(c)],
+        )
+        for i, c in enumerate(sample.camera_indices)
+    ]
+
+
+def sample_entry_cameras(entry: ManifestEntry, frames: int, camera_indices: Sequence[int]) -> list[CameraTrack]:
+    """The camera tracks of a planned scene for the given 0-based camera indices (``[10, 11]`` = cam11, cam12),
+    as :func:`materialize` would make them: same start pose, same profile. Camera ``k``'s track depends only on
+    (seed, scene, k) and the scene-level draws, so extending a scene never changes its cam01..cam10."""
+    idx = [int(c) for c in camera_indices]
+    if not idx or min(idx) < 0 or len(set(idx)) != len(idx):
+        raise PlanError(f"{entry.job_id}: camera indices must be distinct and >= 0, got {idx}")
+    sample = _sample_entry(entry, frames, idx)
+    return _tracks(entry, sample, sample.record())
 
 
 def scene_spec(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

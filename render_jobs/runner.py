@@ -13,10 +13,17 @@ Executors
     replaced. Ctrl-C stops the workers, gives unfinished jobs back (pending) and returns.
 ``ray``
     One Ray task per job on ``ray.init(address)`` (or a local Ray when ``address`` is None), with
-    ``num_cpus``/``num_gpus`` from ``backend.resources()``. Ray places tasks and retries those whose
-    worker or node died (``max_retries``); the coordinator retries failed renders with exponential
-    backoff, cancels tasks past the time limit, and records every outcome. The dataset folder must be
-    on a file system that every node mounts at the same path.
+    ``num_cpus``/``num_gpus`` from ``backend.resources()`` plus any custom ``ray_resources``. Ray places
+    tasks and re-runs those whose worker or node died (``max_retries``); the coordinator retries failed
+    renders with exponential backoff on another node than the one that failed, cancels tasks past the time
+    limit, keeps as many tasks in flight as the cluster has job slots (nodes that join get work), and records
+    every outcome with the node it ran on. The dataset folder must be on a file system that every node mounts
+    at the same path: the coordinator writes ``DATASET/.multicam-share`` with a fresh token and every worker
+    checks it before its first job, so a node that does not see the folder stops the run with a clear error
+    instead of rendering into its local disk.
+
+Every task carries its job's lease (:mod:`render_jobs.store`); a task of a dead coordinator whose job another
+run has taken since ends ``fenced`` without writing, and counts nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -37,11 +45,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from exporters.metadata import MetadataSync
-from render_jobs.execute import JobContext, Outcome, cleanup_tmp
+from multicam.io import atomic_write_json
+from render_jobs.execute import NODE_ENV, JobContext, Outcome, cleanup_tmp
 from render_jobs.planner import PLAN_KEY_META, PlanError, iter_manifest, load_settings, plan_key_of, read_plan
 from render_jobs.repair import damaged_done, describe_damaged, requeue_damaged
 from render_jobs.schema import ManifestEntry, changed_fields
-from render_jobs.store import JobStore, check_writable
+from render_jobs.store import JobStore, check_writable, this_owner
 
 EXECUTORS = ("local", "ray")
 
@@ -60,6 +69,8 @@ class RunSummary:
     already: int = 0
     failed: int = 0
     retried: int = 0
+    #: Outcomes of tasks whose job had been taken over by another run (nothing written, nothing counted).
+    fenced: int = 0
     interrupted: bool = False
     #: What stopped an interrupted run: "Ctrl-C" (SIGINT) or "SIGTERM".
     interrupted_by: str = ""
@@ -94,7 +105,7 @@ class _Executor(Protocol):
 
     def busy(self) -> bool: ...
 
-    def submit(self, entry: ManifestEntry) -> None: ...
+    def submit(self, entry: ManifestEntry, lease: int) -> None: ...
 
     def poll(self, timeout: float) -> list[_Event]: ...
 
@@ -126,6 +137,8 @@ class _Books:
         self.queue: deque[str] = deque(j for j, _ in runnable)
         self.delayed: list[tuple[float, str]] = []  # (ready_at, job_id)
         self.claimed: set[str] = set()
+        #: job_id -> the lease of its current claim (handed to its task: the fence at the final rename).
+        self.leases: dict[str, int] = {}
         summary.to_run = len(runnable)
         self.bar = tqdm(
             total=len(runnable),
@@ -136,8 +149,8 @@ class _Books:
         )
         self.t0 = time.perf_counter()
         self.frames_per_job = frames_per_job
-        self._pending_done: list[tuple[str, float]] = []
-        self._pending_fail: list[tuple[str, str, bool]] = []
+        self._pending_done: list[tuple[str, float, str | None]] = []
+        self._pending_fail: list[tuple[str, str, bool, str | None]] = []
         self._pending_started: list[str] = []
         #: Rewrites ``metadata.csv`` as scenes complete (set by :func:`run_dataset`).
         self.metadata: MetadataSync | None = None
@@ -162,22 +175,31 @@ class _Books:
             want.append(self.queue.popleft())
         if not want:
             return []
-        got = self.store.claim(want, started=started)
-        for j in got:
+        leases = self.store.take(want, started=started)
+        for j in leases:
             self.attempts[j] = self.attempts.get(j, 0) + 1
-        self.claimed.update(got)
-        return got
+        self.claimed.update(leases)
+        self.leases.update(leases)
+        return list(leases)
 
     def record(self, out: Outcome) -> None:
         if out.kind == "fatal":  # the backend cannot start: not the job's fault, give it back untried
             self.flush()
             self.give_back([out.job_id])
             return
+        if out.kind == "fenced":  # another run took the job over; if this run still owns it, run it again
+            self.flush()
+            self.claimed.discard(out.job_id)
+            self.summary.fenced += 1
+            again = self.store.release([out.job_id], "its task was fenced")
+            self.queue.extendleft(again)
+            return
         self.claimed.discard(out.job_id)
+        node = out.node or None
         if out.note:
             self.bar.write(f"warning: {out.note}", file=sys.stderr)
         if out.ok:
-            self._pending_done.append((out.job_id, out.duration_s))
+            self._pending_done.append((out.job_id, out.duration_s, node))
             if out.kind == "already":
                 self.summary.already += 1
             else:
@@ -187,7 +209,7 @@ class _Books:
         else:
             err = out.error or out.kind
             retry = self.attempts.get(out.job_id, 1) < self.max_attempts
-            self._pending_fail.append((out.job_id, err, retry))
+            self._pending_fail.append((out.job_id, err, retry, node))
             if retry:
                 self.summary.retried += 1
                 delay = self.backoff_s * 2 ** (self.attempts.get(out.job_id, 1) - 1)
@@ -237,8 +259,8 @@ class _Books:
     def abandon(self, why: str) -> None:
         """The run failed (e.g. a full disk under the store): give every claimed job back without first recording
         the outcomes that could not be recorded (the next run adopts the scenes that were finished)."""
-        self.claimed.update(j for j, _ in self._pending_done)
-        self.claimed.update(j for j, _, _ in self._pending_fail)
+        self.claimed.update(p[0] for p in self._pending_done)
+        self.claimed.update(p[0] for p in self._pending_fail)
         self._pending_done, self._pending_fail, self._pending_started = [], [], []
         if self.claimed:
             self.store.release(sorted(self.claimed), why)
@@ -308,16 +330,20 @@ def run_dataset(
     *,
     max_attempts: int = 3,
     backoff_s: float = 1.0,
+    ray_resources: dict[str, float] | None = None,
 ) -> RunSummary:
     """Run every job of ``dataset_dir`` that is not ``done``; return a :class:`RunSummary`.
 
     Jobs are tried up to ``max_attempts`` times (backoff ``backoff_s * 2**(attempt-1)`` seconds between
-    tries); a job whose tries all fail is ``failed`` (see ``multicam retry``).
+    tries); a job whose tries all fail is ``failed`` (see ``multicam retry``). ``ray_resources``: custom Ray
+    resources every job asks for on top of the backend's CPUs/GPUs (``{"blender_node": 1}``; Ray executor only).
     """
     if executor not in EXECUTORS:
         raise RunError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     if workers < 1:
         raise RunError(f"workers must be >= 1, got {workers}")
+    if ray_resources and executor != "ray":
+        raise RunError("ray_resources apply to the ray executor only")
     from render_jobs.backends import BACKENDS
 
     if backend_name not in BACKENDS:
@@ -347,7 +373,8 @@ def run_dataset(
                 opts = backend_options or {}
                 ex: _Executor = (
                     _ProcessPool(dataset, backend_name, opts, workers, job_timeout_s) if executor == "local"
-                    else _RayTasks(dataset, backend_name, opts, workers, address, job_timeout_s)
+                    else _RayTasks(dataset, backend_name, opts, workers, address, job_timeout_s,
+                                   ray_resources=ray_resources)
                 )
                 _drive(books, ex)
         except KeyboardInterrupt:
@@ -422,7 +449,7 @@ def _worker_main(
                 break
             if entry is None:
                 break
-            conn.send(ctx.execute(entry))
+            conn.send(ctx.execute(*entry))
     finally:
         ctx.close()
 
@@ -441,11 +468,11 @@ class _Worker:
         #: When the first job of ``jobs`` started (when the job before it finished).
         self.started = 0.0
 
-    def send(self, entry: ManifestEntry) -> None:
+    def send(self, entry: ManifestEntry, lease: int) -> None:
         if not self.jobs:
             self.started = time.monotonic()
         self.jobs.append(entry.job_id)
-        self.conn.send(entry)
+        self.conn.send((entry, lease))
 
     def received(self) -> None:
         self.jobs.popleft()
@@ -488,9 +515,9 @@ class _ProcessPool:
     def busy(self) -> bool:
         return any(w.jobs for w in self.pool) or bool(self.events)
 
-    def submit(self, entry: ManifestEntry) -> None:
+    def submit(self, entry: ManifestEntry, lease: int) -> None:
         w = min(self.pool, key=lambda x: len(x.jobs))  # fill the emptiest workers first
-        w.send(entry)
+        w.send(entry, lease)
         if len(w.jobs) == 1:  # an idle worker starts it now; others wait in the pipe
             self.events.append(("started", entry.job_id))
 
@@ -552,26 +579,96 @@ def _dead(w: _Worker) -> Outcome:
 
 # -- ray executor ---------------------------------------------------------------------------------------
 
+#: The marker the Ray coordinator writes into the dataset folder; every worker reads it before its first job.
+SHARE_MARKER = ".multicam-share"
+
 _RAY_CONTEXTS: dict[tuple[str, str, str], JobContext] = {}
+_SHARE_SEEN: set[tuple[str, str]] = set()
 
 
-def _ray_execute(dataset_dir: str, backend_name: str, options_json: str, entry: ManifestEntry) -> Outcome:
-    """Body of the Ray task; the JobContext (and its backend) is cached per Ray worker process."""
+def write_share_marker(dataset: Path) -> str:
+    """Write ``DATASET/.multicam-share`` with a fresh random token (one per run); return the token."""
+    token = uuid.uuid4().hex
+    atomic_write_json(dataset / SHARE_MARKER, {"token": token, "dataset": str(dataset), "coordinator": this_owner()})
+    return token
+
+
+def share_problem(dataset_dir: str, token: str, node: str, tries: int = 6, wait_s: float = 0.5) -> str | None:
+    """None when this machine sees the coordinator's dataset folder (its marker holds ``token``), else the
+    message. A marker that is missing or older is looked at again a few times (an NFS client may serve a cached
+    directory for a moment); a missing dataset folder fails at once."""
+    marker = Path(dataset_dir) / SHARE_MARKER
+    seen = "missing"
+    for i in range(tries):
+        if not Path(dataset_dir).is_dir():
+            seen = "missing (the folder itself does not exist here)"
+            break
+        try:
+            got = json.loads(marker.read_text()).get("token")
+        except (OSError, ValueError, AttributeError):
+            got = None
+        if got == token:
+            return None
+        seen = "missing" if got is None else "from another run (a different folder at the same path)"
+        if i + 1 < tries:
+            with contextlib.suppress(OSError):
+                os.listdir(dataset_dir)  # revalidate the directory
+            time.sleep(wait_s)
+    import socket
+
+    return (f"node {node} (host {socket.gethostname()}) does not see the dataset folder {dataset_dir}: its marker "
+            f"{marker} is {seen}; every Ray node must mount the shared dataset folder at the same path "
+            "(see docs/scaling.md)")
+
+
+def _ray_execute(
+    dataset_dir: str, backend_name: str, options_json: str, token: str, entry: ManifestEntry, lease: int
+) -> Outcome:
+    """Body of the Ray task: check (once per worker and run) that this node sees the dataset folder, then run the
+    job; the JobContext (and its backend, e.g. an editor session) is cached per Ray worker process."""
+    import ray
+
+    node = os.environ.get(NODE_ENV)
+    if node is None:
+        node = os.environ[NODE_ENV] = ray.get_runtime_context().get_node_id()
+    if (dataset_dir, token) not in _SHARE_SEEN:
+        problem = share_problem(dataset_dir, token, node)
+        if problem is not None:
+            return Outcome(entry.job_id, False, "fatal", 0.0, error=problem, node=node)
+        _SHARE_SEEN.add((dataset_dir, token))
     key = (dataset_dir, backend_name, options_json)
     ctx = _RAY_CONTEXTS.get(key)
     if ctx is None:
         ctx = _RAY_CONTEXTS[key] = JobContext(dataset_dir, backend_name, json.loads(options_json))
-    return ctx.execute(entry)
+    return ctx.execute(entry, lease)
+
+
+def job_slots(nodes: list[dict[str, Any]], need: dict[str, float]) -> dict[str, int]:
+    """``node_id -> how many jobs needing ``need`` (Ray resource names) fit on it``, for alive nodes
+    (``ray.nodes()`` rows); nodes that fit none are left out."""
+    out = {}
+    for n in nodes:
+        if not n.get("Alive"):
+            continue
+        have = n.get("Resources") or {}
+        fits = min((int(have.get(k, 0.0) / v + 1e-9) for k, v in need.items() if v > 0), default=1)
+        if fits > 0:
+            out[str(n["NodeID"])] = fits
+    return out
 
 
 class _RayTasks:
-    """The Ray executor: one task per job with the backend's resources; Ray places them and re-runs tasks whose
-    worker or node died (``max_retries``); tasks past the time limit (from submission) are cancelled."""
+    """The Ray executor: one task per job with the backend's resources (plus ``ray_resources``); Ray places them
+    and re-runs tasks whose worker or node died (``max_retries``); a job that failed on a node is retried on
+    another one (soft node affinity: if that node dies it runs anywhere); as many tasks are in flight as the
+    alive nodes have job slots (at least ``workers``), re-read every second; tasks past the time limit (from
+    submission) are cancelled."""
 
     starts_on_submit = True
 
     def __init__(self, dataset: Path, backend_name: str, options: dict[str, Any], workers: int,
-                 address: str | None, job_timeout_s: float | None, *, ray_max_retries: int = 2) -> None:
+                 address: str | None, job_timeout_s: float | None, *,
+                 ray_resources: dict[str, float] | None = None, ray_max_retries: int = 2) -> None:
         import ray
 
         from render_jobs.backends import get_backend
@@ -582,31 +679,65 @@ class _RayTasks:
             res = dict(probe.resources())
         finally:
             probe.close()
+        num_cpus, num_gpus = float(res.get("num_cpus", 1)), float(res.get("num_gpus", 0))
+        custom = dict(ray_resources or {})
         self.started_ray = False
         if not ray.is_initialized():
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address is None:
-                kw["num_cpus"] = max(workers * float(res.get("num_cpus", 1)), 1)
+                kw["num_cpus"] = max(workers * num_cpus, 1)
+                if custom:
+                    kw["resources"] = {k: workers * v for k, v in custom.items()}
             ray.init(address=address, **kw)
             self.started_ray = True
-        self.remote = ray.remote(_ray_execute).options(
-            num_cpus=float(res.get("num_cpus", 1)),
-            num_gpus=float(res.get("num_gpus", 0)),
-            max_retries=ray_max_retries,
-            retry_exceptions=False,
-        )
-        self.args = (str(dataset), backend_name, json.dumps(options, sort_keys=True))
+        self.token = write_share_marker(dataset)
+        # max_calls=0: keep the worker (and its backend: an editor session, a loaded Blender) for the next job
+        # (Ray's default for GPU tasks is a fresh worker per task).
+        self.fn = ray.remote(max_calls=0)(_ray_execute)
+        self.opts: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": ray_max_retries,
+                                     "retry_exceptions": False}
+        if custom:
+            self.opts["resources"] = custom
+        self.need = {"CPU": num_cpus, "GPU": num_gpus, **custom}
+        self.args = (str(dataset), backend_name, json.dumps(options, sort_keys=True), self.token)
         self.workers, self.job_timeout_s = workers, job_timeout_s
         self.in_flight: dict[Any, tuple[str, float]] = {}
+        #: job_id -> the node its last attempt failed on (the retry goes elsewhere).
+        self.failed_on: dict[str, str] = {}
+        self._slots: dict[str, int] = {}
+        self._slots_at = -1.0
+        self._turn = 0
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._slots_at >= 1.0:
+            self._slots = job_slots(self.ray.nodes(), self.need)
+            self._slots_at = now
 
     def free_slots(self) -> int:
-        return max(0, self.workers - len(self.in_flight))
+        self._refresh()
+        return max(0, max(self.workers, sum(self._slots.values())) - len(self.in_flight))
 
     def busy(self) -> bool:
         return bool(self.in_flight)
 
-    def submit(self, entry: ManifestEntry) -> None:
-        self.in_flight[self.remote.remote(*self.args, entry)] = (entry.job_id, time.monotonic())
+    def _another_node(self, avoid: str) -> str | None:
+        others = sorted(n for n in self._slots if n != avoid)
+        if not others:
+            return None
+        self._turn += 1
+        return others[self._turn % len(others)]
+
+    def submit(self, entry: ManifestEntry, lease: int) -> None:
+        opts = self.opts
+        avoid = self.failed_on.pop(entry.job_id, None)
+        other = self._another_node(avoid) if avoid else None
+        if other is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            opts = {**opts, "scheduling_strategy": NodeAffinitySchedulingStrategy(other, soft=True)}
+        ref = self.fn.options(**opts).remote(*self.args, entry, lease)
+        self.in_flight[ref] = (entry.job_id, time.monotonic())
 
     def poll(self, timeout: float) -> list[_Event]:
         ray, events = self.ray, []
@@ -619,6 +750,8 @@ class _RayTasks:
                 out: Outcome = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - Ray task/worker failure after its retries
                 out = Outcome(j, False, "crash", time.monotonic() - t, error=f"ray task failed: {exc}")
+            if not out.ok and out.kind in ("error", "crash") and out.node:
+                self.failed_on[j] = out.node
             events.append(("outcome", out))
         if self.job_timeout_s is not None:
             now = time.monotonic()
@@ -649,7 +782,7 @@ def _drive(books: _Books, executor: _Executor) -> None:
             if fatal is None:
                 free = executor.free_slots()
                 for j in books.take(free, started=executor.starts_on_submit) if free else []:
-                    executor.submit(books.entries[j])
+                    executor.submit(books.entries[j], books.leases[j])
             if not executor.busy():
                 if fatal is not None or not books.has_work():
                     break

@@ -196,6 +196,10 @@ class ManifestEnvironment(EnvironmentRef):
     anchor_id: str
 
 
+#: The trajectory sampler's camera profiles (``trajectory/sampler.py``; docs/trajectories.md).
+CameraProfile = Literal["released", "independent"]
+
+
 class SamplerArgs(_Model):
     """The scene-level draws the planner made once (radius, camera set) and what the sampler needs besides."""
 
@@ -204,6 +208,12 @@ class SamplerArgs(_Model):
     radius_m: float = Field(gt=0, allow_inf_nan=False)
     focal_mm: float = Field(gt=0, allow_inf_nan=False)
     aperture: float = Field(gt=0, allow_inf_nan=False)
+    #: The plan's camera profile. The planner always writes it; a manifest without it predates profiles, when
+    #: every camera drew its own start (``independent``).
+    camera_profile: CameraProfile = "independent"
+    #: The character's aim point above its ground point (m): the catalog's ``aim_height_m`` or the default
+    #: fraction of its height (``multicam.conventions.default_aim_height_m``); None: that default.
+    aim_height_m: float | None = Field(None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> SamplerArgs:

@@ -5,6 +5,13 @@ with :meth:`JobStore.retry_failed`). Each row keeps its attempts, last error, ow
 of the coordinator that started it) and timings; the ``events`` table is an append-only history
 (one ``done`` event per job proves it completed exactly once).
 
+Fencing: every claim increments the job's ``lease`` (a fencing token) and hands it to the task; taking a job
+away from its holder (recovery, re-queueing, Ctrl-C) increments it again. The store publishes each job's lease
+in ``DATASET/.leases/<job_id>`` (written before the claim commits), which a worker on any node reads just
+before its final rename (:func:`lease_file_holds`): a task whose lease is no longer the job's (its coordinator
+died and a new run took the job) writes nothing. ``jobs.node`` / ``events.node`` record which node ran each
+attempt (a Ray node id, or the host name for the local executor).
+
 Durability: WAL journal with ``synchronous=NORMAL``: a committed change survives a killed process
 (after a power loss the last commits may be lost, never corrupted; finished folders are then
 re-adopted by the next run). A busy timeout makes concurrent processes wait instead of failing.
@@ -27,7 +34,11 @@ from multicam.errors import DatasetError
 
 STORE_FILE = "jobs.sqlite"
 STATES = ("pending", "running", "done", "failed")
+LEASE_DIR = ".leases"
 _EVENT_REQUEUED = "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'requeued', ?, ?, ?)"
+#: Columns added after the first release: (table, column, type) added to older stores when opened.
+_MIGRATIONS = (("jobs", "entry_sha256", "TEXT"), ("jobs", "entry_json", "TEXT"),
+               ("jobs", "lease", "INTEGER NOT NULL DEFAULT 0"), ("jobs", "node", "TEXT"), ("events", "node", "TEXT"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -42,7 +53,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     duration_s  REAL,
     entry_sha256 TEXT,
-    entry_json  TEXT
+    entry_json  TEXT,
+    lease       INTEGER NOT NULL DEFAULT 0,
+    node        TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, scene_index);
 CREATE TABLE IF NOT EXISTS events (
@@ -51,7 +64,8 @@ CREATE TABLE IF NOT EXISTS events (
     event   TEXT NOT NULL,
     at      REAL NOT NULL,
     owner   TEXT,
-    detail  TEXT
+    detail  TEXT,
+    node    TEXT
 );
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
 CREATE TABLE IF NOT EXISTS meta (
@@ -125,6 +139,7 @@ class JobStore:
     def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0, readonly: bool = False) -> None:
         self.path = Path(path)
         self.owner = this_owner()
+        self.lease_dir = self.path.parent / LEASE_DIR
         if readonly:
             self.conn = self._open_readonly(timeout_s)
             return
@@ -134,10 +149,9 @@ class JobStore:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.executescript(_SCHEMA)
-            cols = {r[1] for r in self.conn.execute("PRAGMA table_info(jobs)")}
-            for col in ("entry_sha256", "entry_json"):  # stores made before the content hash existed
-                if col not in cols:
-                    self.conn.execute(f"ALTER TABLE jobs ADD COLUMN {col} TEXT")
+            for table, col, kind in _MIGRATIONS:  # stores made before these columns existed
+                if col not in {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -272,7 +286,8 @@ class JobStore:
 
     def _set_pending(self, c: sqlite3.Connection, ids: list[str], why: str) -> None:
         now = time.time()
-        c.executemany("UPDATE jobs SET state='pending', owner=NULL WHERE job_id=?", [(i,) for i in ids])
+        c.executemany("UPDATE jobs SET state='pending', owner=NULL, lease=lease+1 WHERE job_id=?", [(i,) for i in ids])
+        self._publish_leases(c, ids)
         c.executemany(
             "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'requeued', ?, ?, ?)",
             [(i, now, self.owner, why) for i in ids],
@@ -288,38 +303,70 @@ class JobStore:
         ]
 
     def claim(self, job_ids: list[str], started: bool = False) -> list[str]:
-        """Mark pending jobs running (owned by this process); return those that were claimed.
+        """Mark pending jobs running (owned by this process); return those that were claimed (see :meth:`take`)."""
+        return list(self.take(job_ids, started))
+
+    def take(self, job_ids: list[str], started: bool = False) -> dict[str, int]:
+        """Mark pending jobs running (owned by this process); return ``job_id -> lease`` of those claimed: the
+        fencing token their task must still hold when it renames its result into place.
 
         A claimed job may wait in a worker's queue first: ``started_at`` stays NULL until :meth:`finish` records
         it in ``started`` (or ``started=True`` here, for executors that start what they claim at once)."""
         now = time.time()
-        got = []
+        got: dict[str, int] = {}
         with self.transaction() as c:
             for j in job_ids:
-                cur = c.execute(
+                row = c.execute(
                     "UPDATE jobs SET state='running', attempts=attempts+1, owner=?, started_at=?, "
-                    "finished_at=NULL WHERE job_id=? AND state='pending'",
+                    "finished_at=NULL, lease=lease+1 WHERE job_id=? AND state='pending' RETURNING lease",
                     (self.owner, now if started else None, j),
-                )
-                if cur.rowcount:
-                    got.append(j)
+                ).fetchone()
+                if row is not None:
+                    got[j] = int(row[0])
             c.executemany(
-                "INSERT INTO events(job_id, event, at, owner) VALUES (?, 'claimed', ?, ?)",
-                [(j, now, self.owner) for j in got],
+                "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'claimed', ?, ?, ?)",
+                [(j, now, self.owner, f"lease {n}") for j, n in got.items()],
             )
             if started:
                 c.executemany(
                     "INSERT INTO events(job_id, event, at, owner) VALUES (?, 'started', ?, ?)",
                     [(j, now, self.owner) for j in got],
                 )
+            self._write_lease_files(got)
         return got
 
+    def _publish_leases(self, c: sqlite3.Connection, ids: Iterable[str]) -> None:
+        """Write the current lease of ``ids`` to their lease files (inside the transaction that changed them)."""
+        ids = list(ids)
+        if ids:
+            marks = ",".join("?" * len(ids))
+            self._write_lease_files(dict(c.execute(f"SELECT job_id, lease FROM jobs WHERE job_id IN ({marks})", ids)))
+
+    def _write_lease_files(self, leases: dict[str, int]) -> None:
+        if not leases:
+            return
+        self.lease_dir.mkdir(exist_ok=True)
+        for j, n in leases.items():
+            # Rewritten in place (same inode: an NFS client that cached the name still reads the new value); a
+            # reader that catches it mid-write sees no number and counts the lease as lost (safe: nothing written).
+            with open(self.lease_dir / j, "w") as fh:
+                fh.write(f"{n}\n")
+
+    def lease_holds(self, job_id: str, lease: int) -> bool:
+        """Whether ``lease`` is still the lease of ``job_id``'s current attempt (the job is running under it)."""
+        row = self.conn.execute("SELECT state, lease FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return row is not None and row[0] == "running" and int(row[1]) == lease
+
     def finish(
-        self, done: list[tuple[str, float]], failed: list[tuple[str, str, bool]], started: Iterable[str] = ()
+        self,
+        done: Iterable[tuple[str, float] | tuple[str, float, str | None]],
+        failed: Iterable[tuple[str, str, bool] | tuple[str, str, bool, str | None]],
+        started: Iterable[str] = (),
     ) -> None:
-        """Record outcomes in one transaction: ``done`` = (job_id, duration_s);
-        ``failed`` = (job_id, error, retry) - retry puts it back to pending, else it is failed;
-        ``started``: claimed jobs that began rendering (recorded first: one may start and finish in one batch)."""
+        """Record outcomes in one transaction: ``done`` = (job_id, duration_s[, node]);
+        ``failed`` = (job_id, error, retry[, node]) - retry puts it back to pending, else it is failed;
+        ``started``: claimed jobs that began rendering (recorded first: one may start and finish in one batch).
+        Only jobs this process still owns change (a job taken over by another run is left to it)."""
         now = time.time()
         with self.transaction() as c:
             for j in started:
@@ -329,44 +376,48 @@ class JobStore:
                 if cur.rowcount:
                     c.execute("INSERT INTO events(job_id, event, at, owner) VALUES (?, 'started', ?, ?)",
                               (j, now, self.owner))
-            for j, dur in done:
+            for j, dur, *rest in done:
+                node = rest[0] if rest else None
                 cur = c.execute(
-                    "UPDATE jobs SET state='done', owner=NULL, finished_at=?, duration_s=?, last_error=NULL "
+                    "UPDATE jobs SET state='done', owner=NULL, finished_at=?, duration_s=?, last_error=NULL, node=? "
                     "WHERE job_id=? AND state='running' AND owner=?",
-                    (now, dur, j, self.owner),
+                    (now, dur, node, j, self.owner),
                 )
                 if cur.rowcount:
                     c.execute(
-                        "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'done', ?, ?, ?)",
-                        (j, now, self.owner, f"{dur:.3f}s"),
+                        "INSERT INTO events(job_id, event, at, owner, detail, node) VALUES (?, 'done', ?, ?, ?, ?)",
+                        (j, now, self.owner, f"{dur:.3f}s", node),
                     )
-            for j, err, retry in failed:
-                state = "pending" if retry else "failed"
-                c.execute(
-                    "UPDATE jobs SET state=?, owner=NULL, finished_at=?, last_error=? "
+            for j, err, retry, *rest in failed:
+                node = rest[0] if rest else None
+                cur = c.execute(
+                    "UPDATE jobs SET state=?, owner=NULL, finished_at=?, last_error=?, node=? "
                     "WHERE job_id=? AND state='running' AND owner=?",
-                    (state, now, err, j, self.owner),
+                    ("pending" if retry else "failed", now, err, node, j, self.owner),
                 )
-                c.execute(
-                    "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, ?, ?, ?, ?)",
-                    (j, "retry" if retry else "failed", now, self.owner, err),
-                )
+                if cur.rowcount:
+                    c.execute(
+                        "INSERT INTO events(job_id, event, at, owner, detail, node) VALUES (?, ?, ?, ?, ?, ?)",
+                        (j, "retry" if retry else "failed", now, self.owner, err, node),
+                    )
 
-    def release(self, job_ids: list[str], why: str = "interrupted") -> None:
-        """Give claimed jobs back (Ctrl-C): pending again, the attempt not counted."""
+    def release(self, job_ids: list[str], why: str = "interrupted") -> list[str]:
+        """Give claimed jobs back (Ctrl-C): pending again, the attempt not counted, the lease taken back (a task
+        still running for them writes nothing); return those this process still owned."""
         now = time.time()
+        out = []
         with self.transaction() as c:
             for j in job_ids:
                 cur = c.execute(
-                    "UPDATE jobs SET state='pending', owner=NULL, attempts=MAX(attempts-1, 0) "
+                    "UPDATE jobs SET state='pending', owner=NULL, attempts=MAX(attempts-1, 0), lease=lease+1 "
                     "WHERE job_id=? AND state='running' AND owner=?",
                     (j, self.owner),
                 )
                 if cur.rowcount:
-                    c.execute(
-                        _EVENT_REQUEUED,
-                        (j, now, self.owner, why),
-                    )
+                    out.append(j)
+                    c.execute(_EVENT_REQUEUED, (j, now, self.owner, why))
+            self._publish_leases(c, out)
+        return out
 
     def requeue_done(self, job_ids: list[str], why: str) -> None:
         """Put ``done`` jobs back to pending (their scene folder was damaged after they finished)."""
@@ -426,7 +477,23 @@ class JobStore:
             raise KeyError(job_id)
         return JobRow(*r)
 
+    def events(self, job_id: str | None = None) -> list[tuple[str, str, str | None, str | None]]:
+        """``(job_id, event, node, detail)`` in the order recorded (of one job, or all)."""
+        sql = "SELECT job_id, event, node, detail FROM events" + (" WHERE job_id=?" if job_id else "") + " ORDER BY id"
+        return list(self.conn.execute(sql, (job_id,) if job_id else ()))
+
     def event_counts(self, event: str) -> dict[str, int]:
         return dict(
             self.conn.execute("SELECT job_id, COUNT(*) FROM events WHERE event=? GROUP BY job_id", (event,))
         )
+
+
+def lease_file_holds(dataset_dir: str | os.PathLike[str], job_id: str, lease: int) -> bool:
+    """Whether ``lease`` is still ``job_id``'s lease as the store published it in ``DATASET/.leases/`` (what a
+    worker on any node checks just before renaming its result into place; it never opens the SQLite file, which
+    must not be shared across hosts)."""
+    try:
+        text = (Path(dataset_dir) / LEASE_DIR / job_id).read_text()
+    except OSError:
+        return False
+    return text.strip() == str(lease)

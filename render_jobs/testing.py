@@ -14,6 +14,10 @@ benchmarked without Blender or Unreal.
     - ``sleep_s``: seconds to sleep per job (before writing), to simulate render time.
     - ``no_space``: job ids whose render finds the disk full (``OSError`` ENOSPC, as a real full disk raises).
     - ``log_path``: append ``"<job_id> <pid>\\n"`` after each completed render (for tests).
+    - ``hold_dir``: a job whose ``<hold_dir>/<job_id>.hold`` exists stops in the middle of its render: the first
+      worker to get there renames the file to ``<job_id>.held.<pid>.<node>`` (so a test learns where it is held)
+      and waits until that file is deleted. Tests use it to act (kill a node, the coordinator) while a job is
+      certainly in flight, without timing.
 
 ``test-noop``
     Does no rendering work: it links one pre-encoded tiny video per camera and writes the camera
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -68,8 +73,10 @@ class SyntheticTestBackend:
         state_dir: str | os.PathLike[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         num_cpus: float = 1.0,
+        hold_dir: str | os.PathLike[str] | None = None,
         no_space: Iterable[str] | str | None = None,
     ) -> None:
+        self.hold_dir = Path(hold_dir) if hold_dir is not None else None
         self.fail_once = _ids(fail_once)
         self.no_space = _ids(no_space)
         self.fail_always = _ids(fail_always)
@@ -96,6 +103,18 @@ class SyntheticTestBackend:
         os.close(fd)
         return True
 
+    def _hold(self, job_id: str) -> None:
+        if self.hold_dir is None:
+            return
+        node = os.environ.get("MULTICAM_NODE") or socket.gethostname()
+        held = self.hold_dir / f"{job_id}.held.{os.getpid()}.{node}"
+        try:
+            os.rename(self.hold_dir / f"{job_id}.hold", held)
+        except FileNotFoundError:
+            return
+        while held.exists():
+            time.sleep(0.02)
+
     @staticmethod
     def _match(ids: frozenset[str], job_id: str) -> bool:
         return "*" in ids or job_id in ids
@@ -112,6 +131,7 @@ class SyntheticTestBackend:
         if self._match(self.no_space, job.job_id):
             path = Path(out_dir) / "videos" / f"{job.cameras[0].name}.mp4"
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        self._hold(job.job_id)
         s = job.settings
         h, w = s.height, s.width
         ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]

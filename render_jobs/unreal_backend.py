@@ -43,11 +43,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporters.camera_json import CAMERA_FILE, write_camera_json
 from exporters.video import Mp4Writer
-from multicam.conventions import ue_location_rotator_to_matrix, ue_matrix_to_location_rotator
+from multicam.conventions import (
+    CM_PER_M,
+    DEPTH_PNG_MM_PER_M,
+    planar_depth_m_to_png_mm,
+    ue_location_rotator_to_matrix,
+    ue_matrix_to_location_rotator,
+)
 from multicam.io import atomic_write_json
 from render_jobs.backend import RenderError
+from render_jobs.blender.exr import read_exr
 from render_jobs.schema import RenderJob
-from ue_scripts.job_file import CameraSpec, UeJob, job_to_dict
+from ue_scripts.job_file import (
+    ENGINE_DEPTH_MATERIAL,
+    CameraSpec,
+    UeJob,
+    has_passes,
+    job_to_dict,
+    material_name,
+    pass_frame_path,
+    rgb_frame_path,
+)
 
 SCRIPT = Path(__file__).resolve().parent.parent / "ue_scripts" / "render_job.py"
 CONFIG_ENV = "MULTICAM_UE_CONFIG"
@@ -79,6 +95,14 @@ class UnrealConfig(BaseModel):
     #: Key interpolation of camera transforms: no auto tangents (they overshoot).
     interpolation: Literal["linear", "constant"] = "linear"
     #: Focus point height above the character's anchor, as a fraction of its height.
+    #: Post-process material of the depth pass (``extra_passes: [depth]``): the engine's scene depth material.
+    depth_material: str = Field(ENGINE_DEPTH_MATERIAL, pattern=r"^/[A-Za-z0-9_/]+\.[A-Za-z0-9_]+$")
+    #: Post-process material of the mask pass (``extra_passes: [mask]``): a project asset that outputs the custom
+    #: stencil (one-time setup: docs/unreal.md, "Depth and mask passes").
+    mask_material: str = Field("/Game/MultiCam/PP_CustomStencil.PP_CustomStencil",
+                               pattern=r"^/[A-Za-z0-9_/]+\.[A-Za-z0-9_]+$")
+    #: The character's custom depth stencil value (1-255) that the mask pass keeps.
+    mask_stencil_value: int = Field(1, ge=1, le=255)
     #: Extra command-line arguments (e.g. ``-dx12``, ``-ResX=..``, ``-ini:...``).
     extra_args: list[str] = Field(default_factory=list)
     #: Where frames and logs of running jobs go (default: the system temp folder).
@@ -218,6 +242,9 @@ def ue_job(job: RenderJob, cfg: UnrealConfig, work_dir: Path) -> UeJob:
         markers_cm=[],
         marker_radius_cm=0.0,
         add_light=False,
+        depth_material=cfg.depth_material if "depth" in s.extra_passes else "",
+        mask_material=cfg.mask_material if "mask" in s.extra_passes else "",
+        mask_stencil_value=cfg.mask_stencil_value,
     )
 
 
@@ -385,16 +412,70 @@ def read_rgb_frame(path: Path, width: int, height: int) -> NDArray[np.uint8]:
     return np.ascontiguousarray(img)
 
 
-def frame_files(frames_dir: Path, cam: str, frames: int, ext: str) -> list[Path]:
-    files = sorted((frames_dir / cam).glob(f"*.{ext}"))
-    expected = [frames_dir / cam / f"{f:04d}.{ext}" for f in range(frames)]
+def frame_files(expected: list[Path], cam: str) -> list[Path]:
+    """``expected`` (one folder, one extension), checked against what the folder holds."""
+    folder, ext = expected[0].parent, expected[0].suffix
+    files = sorted(folder.glob(f"*{ext}"))
     if files != expected:
         missing = sorted(set(expected) - set(files))
         extra = sorted(set(files) - set(expected))
-        raise RenderError(f"{cam}: expected frames 0000..{frames - 1:04d}.{ext} in {frames_dir / cam}; "
+        raise RenderError(f"{cam}: expected frames {expected[0].name}..{expected[-1].name} in {folder}; "
                           f"missing {[p.name for p in missing[:3]]} ({len(missing)}), "
                           f"unexpected {[p.name for p in extra[:3]]} ({len(extra)})")
     return files
+
+
+def _pass_layer(channels: dict[str, NDArray[np.float32]], material: str, path: Path) -> NDArray[np.float32]:
+    """The red channel of a post-process material's layer in an MRQ multilayer EXR. The layer is named after its
+    pass: "FinalImage" + the material's name (MoviePipelineDeferredPasses.cpp, PassIdentifier.Name +
+    GetNameForPostProcessMaterial), so it is matched on the material's name at the end."""
+    name = material_name(material)
+    for key, value in channels.items():
+        if key.endswith(f"{name}.R"):
+            return value
+    raise RenderError(f"{path}: no layer of the {name} pass (channels {sorted(channels)[:8]})")
+
+
+def write_pass_frames(ue: UeJob, cam: str, out_dir: Path, width: int, height: int, fps: float, crf: int) -> None:
+    """One camera's depth PNGs and mask video from the passes in MRQ's EXRs, in the Blender backend's files and
+    encodings: ``depth/<cam>/00000.png`` (uint16 planar depth in mm, 0 = no surface or >= 65 m) and
+    ``masks/<cam>.mp4`` (255 on the character, 0 elsewhere)."""
+    mask_writer = (Mp4Writer(out_dir / "masks" / f"{cam}.mp4", width, height, fps, crf)
+                   if ue.mask_material else None)
+    try:
+        for f in range(ue.frames):
+            path = Path(pass_frame_path(ue, cam, f))
+            try:
+                channels = read_exr(path)
+            except (OSError, ValueError) as exc:
+                raise RenderError(f"cannot read the passes of {cam} frame {f}: {exc}") from None
+            if ue.depth_material:
+                # MovieRenderQueue_WorldDepth shows SceneDepth in cm: the engine's SceneDepth is the linear view-space
+                # depth along the camera's forward axis (Common.ush ConvertFromDeviceZ), i.e. planar already, the
+                # Blender backend's Z pass kind; only the unit changes (cm -> m -> mm).
+                depth_cm = _pass_layer(channels, ue.depth_material, path)
+                dst = out_dir / "depth" / cam / f"{f:05d}.png"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                _write_png16(dst, planar_depth_m_to_png_mm(depth_cm / CM_PER_M))
+            if mask_writer is not None:
+                stencil = _pass_layer(channels, ue.mask_material, path)
+                m = np.where(np.abs(stencil - ue.mask_stencil_value) < 0.5, 255, 0).astype(np.uint8)
+                mask_writer.write(np.repeat(m[..., None], 3, axis=2))
+    except BaseException:
+        if mask_writer is not None:
+            mask_writer.abort()
+        raise
+    if mask_writer is not None:
+        mask_writer.close()
+
+
+def _write_png16(dst: Path, mm: NDArray[np.uint16]) -> None:
+    import cv2
+
+    tmp = dst.with_name(f".{dst.name}.part.png")
+    if not cv2.imwrite(str(tmp), mm):
+        raise RenderError(f"cannot write {dst}")
+    os.replace(tmp, dst)
 
 
 def evaluated_poses(result: dict[str, Any], names: list[str], frames: int) -> NDArray[np.float64]:
@@ -590,27 +671,36 @@ class UnrealBackend:
         work = Path(tempfile.mkdtemp(prefix=f"multicam-ue-{asset_safe(job.job_id)}-", dir=cfg.work_root))
         ok = False
         try:
-            ue_job = ue_job_dict(job, cfg, work)
-            result = self.run_job_file(ue_job, work)
-            record = self._collect(job, result, Path(ue_job["frames_dir"]), out_dir)
+            ue = ue_job(job, cfg, work)
+            result = self.run_job_file(job_to_dict(ue), work)
+            record = self._collect(job, result, ue, out_dir)
             ok = True
         finally:
             if ok and not cfg.keep_work:
                 shutil.rmtree(work, ignore_errors=True)
         return record
 
-    def _collect(self, job: RenderJob, result: dict[str, Any], frames_dir: Path, out_dir: Path) -> dict[str, Any]:
+    def _collect(self, job: RenderJob, result: dict[str, Any], ue: UeJob, out_dir: Path) -> dict[str, Any]:
         s, cfg = job.settings, self.cfg
         poses = evaluated_poses(result, [c.name for c in job.cameras], s.frames)
         for cam in job.cameras:
-            files = frame_files(frames_dir, cam.name, s.frames, cfg.image_format)
+            files = frame_files([Path(rgb_frame_path(ue, cam.name, f)) for f in range(s.frames)], cam.name)
             with Mp4Writer(out_dir / "videos" / f"{cam.name}.mp4", s.width, s.height, s.fps, s.video_crf) as w:
                 for p in files:
                     w.write(read_rgb_frame(p, s.width, s.height))
+            if has_passes(ue):
+                write_pass_frames(ue, cam.name, out_dir, s.width, s.height, s.fps, s.video_crf)
         write_camera_json(out_dir / CAMERA_FILE, poses, [c.name for c in job.cameras])
         if s.keep_frames:
-            shutil.move(str(frames_dir), str(out_dir / "frames"))
+            shutil.move(ue.frames_dir, str(out_dir / "frames"))
         # Videos and poses against the job are checked once, by render_jobs.verify (run by execute).
-        return {"renderer": {"engine_version": result.get("engine_version"), "samples": s.samples,
-                             "warmup_frames": s.warmup_frames, "interpolation": cfg.interpolation,
-                             "resolution": [s.width, s.height]}}
+        renderer: dict[str, Any] = {"engine_version": result.get("engine_version"), "samples": s.samples,
+                                    "warmup_frames": s.warmup_frames, "interpolation": cfg.interpolation,
+                                    "resolution": [s.width, s.height], "extra_passes": list(s.extra_passes)}
+        if ue.depth_material:
+            renderer["depth"] = {"format": "png16", "unit": "mm", "scale": DEPTH_PNG_MM_PER_M,
+                                 "kind": "planar (distance along the optical axis)", "invalid": 0,
+                                 "material": ue.depth_material}
+        if ue.mask_material:
+            renderer["mask"] = {"material": ue.mask_material, "stencil_value": ue.mask_stencil_value}
+        return {"renderer": renderer}

@@ -42,7 +42,7 @@ from render_jobs.unreal_backend import (
     frame_files,
     read_rgb_frame,
 )
-from ue_scripts.job_file import CameraSpec, UeJob, job_to_dict
+from ue_scripts.job_file import CameraSpec, UeJob, job_to_dict, rgb_frame_path
 
 #: The engine's empty map (Engine/Content/Maps/Entry.umap), present in every install.
 EMPTY_MAP = "/Engine/Maps/Entry"
@@ -116,6 +116,7 @@ def check_job(spec: CheckSpec, work_dir: Path, job_id: str = "multicam_check") -
         content_folder=f"/Game/MultiCamTemp/{asset_safe(job_id)}", frames_dir=str(work_dir / "frames"),
         result_path=str(work_dir / "result.json"), cameras=cams,
         markers_cm=[list(p) for p in MARKERS_CM], marker_radius_cm=MARKER_RADIUS_CM, add_light=True,
+        depth_material="", mask_material="", mask_stencil_value=1,
     )
 
 
@@ -220,7 +221,8 @@ def run_check(backend: UnrealBackend, spec: CheckSpec, keep_dir: Path | None = N
         if read_names != names:
             raise RenderError(f"{work / CAMERA_FILE}: cameras {read_names}, expected {names}")
         size = spec.size_px
-        frames = [[read_rgb_frame(p, size, size) for p in frame_files(Path(job.frames_dir), n, spec.frames, "png")]
+        frames = [[read_rgb_frame(p, size, size)
+                   for p in frame_files([Path(rgb_frame_path(job, n, f)) for f in range(spec.frames)], n)]
                   for n in names]
         return CheckReport(spec, compare_markers(exported, frames, names, spec), result.get("engine_version"))
     finally:

@@ -34,7 +34,7 @@ def load_or_exit(files: list[Path], check_assets: bool = True, asset_roots: list
         raise typer.Exit(2) from None
 
 
-@catalog_app.command("validate")
+@catalog_app.command("validate", epilog="Example: multicam catalog validate my_catalog.yaml --no-check-assets")
 def validate(
     files: list[Path] = typer.Argument(..., help="Catalog files (.yaml, .yml, .toml, .json); merged in order."),
     check_assets: bool = typer.Option(True, "--check-assets/--no-check-assets",
@@ -51,7 +51,7 @@ def validate(
                f"{len(cat.animations)} animations")
 
 
-@catalog_app.command("stats")
+@catalog_app.command("stats", epilog="Example: multicam catalog stats scene_catalog/demo_catalog.yaml --scenes 1000")
 def stats(
     files: list[Path] = typer.Argument(..., help="Catalog files; merged in order."),
     scenes: int = typer.Option(0, "--scenes", help="Also draw N scenes and report how evenly items are used."),

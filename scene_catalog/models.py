@@ -34,6 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from multicam.conventions import default_aim_height_m
+
 #: The hemisphere radii (metres) of MultiCamVideo.
 ALLOWED_RADII_M: tuple[float, ...] = (3.0, 5.0, 7.0, 10.0)
 
@@ -165,8 +167,23 @@ class Character(_Model):
     asset: str = Field(min_length=1)
     height_m: float = Field(1.8, gt=0.2, le=5.0)
     skeleton: str = Field("mannequin", min_length=1)
+    #: Where cameras aim, metres above the ground point (default: ``multicam.conventions.default_aim_height_m``
+    #: of the height, the body's centre); at most the height.
+    aim_height_m: float | None = Field(None, gt=0.0, le=5.0)
     #: Caption noun phrase, the subject (e.g. "a slim mannequin in a blue shirt").
     description: str | None = _description()
+
+    @model_validator(mode="after")
+    def _aim_within_body(self) -> Character:
+        if self.aim_height_m is not None and self.aim_height_m > self.height_m:
+            raise ValueError(f"aim_height_m {self.aim_height_m:g} is above the character's height_m "
+                             f"{self.height_m:g}")
+        return self
+
+    @property
+    def resolved_aim_height_m(self) -> float:
+        """``aim_height_m``, else the default fraction of the height."""
+        return float(self.aim_height_m) if self.aim_height_m is not None else float(default_aim_height_m(self.height_m))
 
 
 class Animation(_Model):

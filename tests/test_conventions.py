@@ -125,3 +125,35 @@ def test_recammaster_convention() -> None:
     np.testing.assert_allclose(r[:3, 2], t[:3, 0])
     np.testing.assert_allclose(r[:3, 3], [1, 2, 3])
     assert np.isclose(np.linalg.det(r[:3, :3]), -1.0)  # UE world axes kept, as in ReCamMaster's loader
+
+
+def test_quaternions_match_scipy_including_half_turns() -> None:
+    from scipy.spatial.transform import Rotation
+
+    r = Rotation.random(500, random_state=3).as_matrix()
+    half_turns = np.array([np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1])])
+    r = np.concatenate([r, half_turns, [np.eye(3)]])
+    q = cv.rotation_to_quaternion_wxyz(r)
+    ref = Rotation.from_matrix(r).as_quat()[:, [3, 0, 1, 2]]  # scipy: (x, y, z, w)
+    ref *= np.where(ref[:, :1] < 0, -1.0, 1.0)
+    same = np.minimum(np.abs(q - ref).max(-1), np.abs(q + ref).max(-1))  # w = 0: both signs are the rotation
+    assert same.max() < 1e-12 and np.all(q[:, 0] >= 0)
+    np.testing.assert_allclose(cv.quaternion_wxyz_to_rotation(q), r, atol=1e-12)
+
+
+def test_nearest_rotation_cleans_six_digit_rotations_and_refuses_reflections() -> None:
+    r = cv.ue_rotator_to_axes([[10.0, 33.0, 0.0], [-44.0, 170.0, 5.0]])
+    printed = np.round(r, 6)
+    clean = cv.nearest_rotation(printed)
+    np.testing.assert_allclose(np.linalg.det(clean), 1.0, atol=1e-14)
+    np.testing.assert_allclose(clean @ np.swapaxes(clean, -1, -2), np.broadcast_to(np.eye(3), clean.shape), atol=1e-14)
+    assert np.abs(clean - r).max() < 2e-6
+    with pytest.raises(ValueError, match="reflection"):
+        cv.nearest_rotation(np.diag([-1.0, 1.0, 1.0]))
+
+
+def test_pixel_conventions_of_other_tools() -> None:
+    k = cv.intrinsics_matrix(24.0, 640, 480)
+    k_int = cv.k_to_integer_pixel_centres(k)
+    assert (k_int[0, 2], k_int[1, 2]) == (319.5, 239.5) and k_int[0, 0] == k[0, 0]
+    np.testing.assert_allclose(cv.normalized_intrinsics(k, 640, 480), [24 / 23.76, 24 / 23.76 * 640 / 480, 0.5, 0.5])

@@ -22,7 +22,7 @@ def _scene_dirs(out: Path) -> list[Path]:
 def test_generate_rejects_bad_input_with_exit_code_2(tmp_path: Path) -> None:
     for args, word in ((["--resolution", "33"], "--resolution"), (["--scenes", "0"], "--scenes"),
                        (["--pass", "normals"], "--pass"), (["--device", "tpu"], "--device"),
-                       (["--executor", "slurm"], "--executor"),
+                       (["--executor", "slurm"], "--executor"), (["--quality", "best"], "--quality"),
                        (["--catalog", str(tmp_path / "missing.yaml")], "missing.yaml")):
         res = runner.invoke(app, ["generate", "--out", str(tmp_path / "d"), *args])
         assert res.exit_code == 2, res.output
@@ -43,6 +43,28 @@ def test_generate_with_a_test_backend_is_resumable(tmp_path: Path) -> None:
     assert stamp == {p: (p / "videos" / "cam01.mp4").stat().st_mtime_ns for p in _scene_dirs(out)}
     res = runner.invoke(app, [*args, "--seed", "9"])  # another plan into the same folder
     assert res.exit_code == 2 and "different plan" in res.output
+
+
+def test_generate_quality_presets_and_the_closing_lines(tmp_path: Path) -> None:
+    from render_jobs.cli_generate import QUALITY
+    from render_jobs.planner import load_settings
+
+    out = tmp_path / "demo"
+    base = ["generate", "--frames", "2", "--cameras", "2", "--backend", "test-synthetic", "--no-progress"]
+    res = runner.invoke(app, [*base, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    st, _ = load_settings(out)
+    assert (st.width, st.samples, st.denoise) == QUALITY["demo"]
+    [scene] = _scene_dirs(out)
+    assert probe_video(scene / "videos" / "cam01.mp4").width == QUALITY["demo"][0]
+    assert "--quality full" in res.output  # how to get full quality, in one line
+    assert f"outputs: {scene}/videos/ (2 synchronized mp4s)" in res.output
+    assert f"look at it: ffplay -loop 0 {scene / 'videos' / 'cam01.mp4'}" in res.output
+    # explicit options override the preset's values, the rest comes from it
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "full"), "--quality", "full", "--resolution", "32"])
+    assert res.exit_code == 0, res.output
+    st, _ = load_settings(tmp_path / "full")
+    assert (st.width, st.samples, st.denoise) == (32, *QUALITY["full"][1:])
 
 
 @pytest.mark.blender

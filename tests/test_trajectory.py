@@ -1,4 +1,5 @@
-"""The paper's trajectory rules, checked on the sampled poses for any seed (hypothesis)."""
+"""The paper's trajectory rules of the ``independent`` camera profile, checked on the sampled poses for any seed
+(hypothesis). The ``released`` profile (the default) has its own rules: tests/test_camera_profiles.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from exporters.camera_json import read_camera_json
 from multicam.conventions import CAMERA_SETS, ue_matrix_to_location_rotator
 from trajectory.sampler import (
     ALLOWED_RADII_M,
+    BODY_RADIUS_M,
     MAX_PITCH_DEG,
     MIN_DISTANCE_M,
     TRAJECTORY_TYPES,
@@ -25,7 +27,7 @@ from trajectory.sampler import (
     sample_scene,
     sample_scenes,
 )
-from trajectory.speed import progress
+from trajectory.speed import A_RANGE, progress
 
 FRAMES = 81
 
@@ -40,8 +42,18 @@ def _expected_progress(speed: dict[str, Any], frames: int) -> np.ndarray:
         assert speed["a"] is None
         return i
     a = speed["a"]
-    assert 0.5 <= abs(a) <= 3.0
+    assert A_RANGE[0] <= abs(a) <= A_RANGE[1] == 3.0
     return (1 - np.exp(-a * i)) / (1 - np.exp(-a))
+
+
+def body_distance_brute(rel_m: np.ndarray, height_m: float, per_segment: int = 24) -> float:
+    """Smallest distance of a path ``(F, 3)`` (relative to the ground point) to the segment (0,0,0)-(0,0,h),
+    sampled densely along every segment between frames (an independent check of trajectory/clearance.py)."""
+    t = np.linspace(0.0, 1.0, per_segment + 1)
+    pts = rel_m[:-1, None, :] + t[None, :, None] * np.diff(rel_m, axis=0)[:, None, :] if len(rel_m) > 1 else rel_m
+    pts = pts.reshape(-1, 3)
+    dz = pts[:, 2] - np.clip(pts[:, 2], 0.0, height_m)
+    return float(np.sqrt(pts[:, 0] ** 2 + pts[:, 1] ** 2 + dz**2).min())
 
 
 def check_scene(sc: SceneSample) -> None:
@@ -50,8 +62,10 @@ def check_scene(sc: SceneSample) -> None:
     json.dumps(rec)  # serialisable
     assert sc.radius_m in ALLOWED_RADII_M
     assert (sc.focal_mm, sc.aperture) in CAMERA_SETS
+    assert rec["camera_profile"] == sc.camera_profile == "independent"
     g = sc.character_location_cm / 100.0
-    aim = g + [0, 0, 0.55 * sc.character_height_m]
+    aim = g + [0, 0, sc.aim_height_m]
+    assert np.allclose(np.asarray(rec["character"]["aim_point_cm"]) / 100.0, aim)
     loc, rot = ue_matrix_to_location_rotator(sc.poses_ue)
     loc = loc / 100.0
     fwd = sc.poses_ue[..., 0, :3]
@@ -67,8 +81,9 @@ def check_scene(sc: SceneSample) -> None:
         assert rel[0, 2] >= 0.2 - 1e-9
         to_aim = (aim - p[0]) / np.linalg.norm(aim - p[0])
         assert np.dot(fwd[c, 0], to_aim) > 1 - 1e-9
-        # whole trajectory: distance and pitch rules, no roll
+        # whole trajectory: body clearance (capsule ground -> head, at and between frames), pitch rules, no roll
         assert dist.min() > MIN_DISTANCE_M
+        assert body_distance_brute(rel, sc.character_height_m) > BODY_RADIUS_M
         assert np.abs(r[:, 0]).max() <= MAX_PITCH_DEG + 1e-9
         assert np.abs(r[:, 2]).max() < 1e-6
         assert rel[:, 2].min() >= 0.2 - 1e-6
@@ -134,7 +149,7 @@ def check_scene(sc: SceneSample) -> None:
 def test_rules_hold_for_any_seed(seed: int, scene: int, radius: float | None,
                                  ground: tuple[float, float, float], height: float, frames: int) -> None:
     sc = sample_scene(seed, scene, radius_m=radius, character_location_cm=ground,
-                      character_height_m=height, frames=frames)
+                      character_height_m=height, frames=frames, camera_profile="independent")
     assert sc.poses_ue.shape == (10, frames, 4, 4)
     if radius is not None:
         assert sc.radius_m == radius
@@ -142,7 +157,7 @@ def test_rules_hold_for_any_seed(seed: int, scene: int, radius: float | None,
 
 
 def test_rules_on_many_scenes_and_type_mix() -> None:
-    batch = sample_scenes(7, range(1, 401))
+    batch = sample_scenes(7, range(1, 401), camera_profile="independent")
     kinds: dict[str, int] = {}
     speeds = {"constant": 0, "variable": 0}
     for sc in batch.scenes:
@@ -163,20 +178,21 @@ def test_rules_on_many_scenes_and_type_mix() -> None:
         assert pair in directions
 
 
-def test_scene_independent_of_batch_and_camera_extension() -> None:
-    a = sample_scenes(3, [5]).scenes[0]
-    b = sample_scenes(3, range(1, 9)).scenes[4]
+@pytest.mark.parametrize("profile", ["independent", "released"])
+def test_scene_independent_of_batch_and_camera_extension(profile: str) -> None:
+    a = sample_scenes(3, [5], camera_profile=profile).scenes[0]
+    b = sample_scenes(3, range(1, 9), camera_profile=profile).scenes[4]
     assert a.scene_index == b.scene_index == 5
     np.testing.assert_array_equal(a.poses_ue, b.poses_ue)
     assert a.record() == b.record()
     # adding cam11, cam12 leaves cam01..cam10 untouched
-    ext = sample_scene(3, 5, camera_indices=[10, 11])
-    full = sample_scene(3, 5, n_cameras=12)
+    ext = sample_scene(3, 5, camera_indices=[10, 11], camera_profile=profile)
+    full = sample_scene(3, 5, n_cameras=12, camera_profile=profile)
     np.testing.assert_array_equal(full.poses_ue[:10], a.poses_ue)
     np.testing.assert_array_equal(full.poses_ue[10:], ext.poses_ue)
     assert list(ext.record()["cameras"]) == ["cam11", "cam12"]
     # a different seed changes the scene
-    assert not np.array_equal(sample_scene(4, 5).poses_ue, a.poses_ue)
+    assert not np.array_equal(sample_scene(4, 5, camera_profile=profile).poses_ue, a.poses_ue)
 
 
 def test_speed_profile_formula() -> None:
@@ -221,6 +237,7 @@ def test_sample_cameras_cli_files_are_deterministic(tmp_path: Path) -> None:
     assert poses.shape == (21, 10, 4, 4) and names == [f"cam{i:02d}" for i in range(1, 11)]
     rec = json.loads((tmp_path / "a/scene2/scene.json").read_text())
     assert isinstance(rec["radius_m"], float) and rec["character"]["location_cm"] == [0.0, 0.0, 0.0]
+    assert rec["camera_profile"] == "released"  # the default
     for _name, cam in rec["cameras"].items():
         assert cam["trajectory"] in TRAJECTORY_TYPES and cam["focal_mm"] in (18, 24, 35, 50)
         assert cam["speed"]["mode"] in ("constant", "variable") and cam["seed"][:2] == [11, 2]
@@ -239,6 +256,8 @@ def test_sample_cameras_cli_files_are_deterministic(tmp_path: Path) -> None:
         (["--scenes", "0", "--seed", "1"], "--scenes: must be > 0"),
         (["--scenes", "2", "--seed", "1", "--radius-m", "4"], "--radius-m: must be one of 3, 5, 7, 10"),
         (["--scenes", "2", "--seed", "1", "--frames", "1"], "--frames: must be >= 2"),
+        (["--scenes", "2", "--seed", "1", "--camera-profile", "wide"],
+         "--camera-profile: must be one of released, independent, got 'wide'"),
     ],
 )
 def test_sample_cameras_cli_errors(tmp_path: Path, args: list[str], message: str) -> None:

@@ -44,8 +44,9 @@ def _check(install: tuple[Path, Path], *args: str) -> tuple[int, str]:
 
 def _kept(keep: Path, spec: CheckSpec) -> tuple[np.ndarray, list[list[np.ndarray]], list[str]]:
     poses, names = read_camera_json(keep / CAMERA_FILE)
-    frames = [[read_rgb_frame(p, spec.size_px, spec.size_px) for p in frame_files(keep / "frames", n, spec.frames,
-                                                                                  "png")] for n in names]
+    frames = [[read_rgb_frame(p, spec.size_px, spec.size_px)
+               for p in frame_files([keep / "frames" / n / f"{f:04d}.png" for f in range(spec.frames)], n)]
+              for n in names]
     return poses, frames, names
 
 

@@ -95,6 +95,35 @@ def test_keys_sequences_and_mrq_settings(fake: ModuleType, tmp_path: Path) -> No
         assert all(Path(f).parent == tmp_path / "frames" / cam.name for f in files)
 
 
+def test_passes_configure_post_process_materials_exr_and_stencil(fake: ModuleType, tmp_path: Path) -> None:
+    mask = "/Game/MultiCam/PP_CustomStencil.PP_CustomStencil"
+    fake._add_asset(mask, fake.Material("CustomStencil"))
+    job = make_job(n_cameras=2, frames=3, size=32, extra_passes=["depth", "mask"])
+    cfg = CFG.model_copy(update={"mask_stencil_value": 7})
+    ue_job, result = run_script(job, tmp_path, cfg)
+    assert result["status"] == "ok", result["error"]
+    st = fake._STATE
+    character = next(a for a in st.actors if isinstance(a, fake.SkeletalMeshActor))
+    assert character._component._render_custom_depth and character._component._stencil == 7
+    assert st.cvars == {"r.CustomDepth": "3"}  # custom depth with stencil
+    for cam, mrq in zip(job.cameras, st.queue.get_jobs(), strict=True):
+        cfg_ = mrq.get_configuration()._settings
+        deferred = next(s for s in cfg_ if isinstance(s, fake.MoviePipelineDeferredPassBase))
+        assert [(p.enabled, p.material.get_path_name()) for p in deferred.additional_post_process_materials] == [
+            (True, fake._WORLD_DEPTH_MATERIAL), (True, mask)]
+        assert deferred.use32_bit_post_process_materials is True
+        exr = next(s for s in cfg_ if isinstance(s, fake.MoviePipelineImageSequenceOutput_EXR))
+        assert exr.multilayer and exr.compression is fake.EXRCompressionFormat.NONE
+        assert any(isinstance(s, fake.MoviePipelineImageSequenceOutput_PNG) for s in cfg_)
+        out = next(s for s in cfg_ if isinstance(s, fake.MoviePipelineOutputSetting))
+        assert out.file_name_format == f"{cam.name}{{render_pass}}/{{frame_number}}"
+        rendered = sorted(str(Path(f).relative_to(tmp_path / "frames")) for f in st.rendered[cam.name])
+        assert rendered == sorted(
+            [f"{cam.name}/{f:04d}.exr" for f in range(3)]
+            + [f"{cam.name}FinalImage{p}/{f:04d}.png" for f in range(3)
+               for p in ("", "MovieRenderQueue_WorldDepth", "PP_CustomStencil")])
+
+
 def test_keyed_transforms_equal_job_poses_every_frame(fake: ModuleType, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     job = make_job(n_cameras=3, frames=7, size=16)

@@ -68,6 +68,9 @@ def test_mypy_catches_a_misspelled_api_name(stub_dir: Path, tmp_path: Path) -> N
         "set_skinned_asset_and_update": "set_skinned_asset_and_updte",  # engine method
         "spatial_sample_count = ": "spatial_samples_count = ",  # MRQ property (our MRQ stub)
         "unreal.MovieSceneCameraCutTrack": "unreal.MovieSceneCameraCutsTrack",  # engine class
+        "exr.compression = ": "exr.compresion = ",  # MRQ EXR output property (depth/mask passes)
+        "unreal.EXRCompressionFormat.NONE": "unreal.EXRCompressionFormat.NO_COMPRESSION",  # MRQ enum value
+        "comp.set_custom_depth_stencil_value": "comp.set_custom_stencil_value",  # engine method (mask pass)
     }
     files = []
     for i, (good, bad) in enumerate(cases.items()):

@@ -1,24 +1,39 @@
-"""The MultiCamVideo camera trajectory sampler (ReCamMaster paper, Sec. 3 / App.).
+"""The MultiCamVideo camera trajectory sampler (ReCamMaster paper, Sec. 3 / App.), two camera profiles.
 
-Rules
------
+Shared rules
+------------
 * Start: on the upper hemisphere centred on the character's ground point, radius ``R`` from
   {3, 5, 7, 10} m by scene size; the start distance is uniform in ``[START_FRACTION * R, R]``, the
-  camera at least ``MIN_HEIGHT_M`` above the ground, its pitch within +-45 deg, aimed at the
-  character's centre (``AIM_HEIGHT_FRACTION * height`` above the ground point, ~1 m for 1.8 m).
-* Types (uniform): pan 5-45 deg (yaw about the world vertical); tilt 5-30 deg (pitch about the
-  camera's right axis); translation along the camera's own +-x/+-y/+-z by [1/4, 1] x distance,
-  orientation fixed; arc 15-75 deg about the vertical through the character, facing it; random
-  1-3 points, spline-smoothed polyline of total length [1/4, 1] x distance, facing the character;
-  static.
-* Every camera keeps: nearest distance to the character's ground point > 0.5 m, pitch within
-  +-45 deg, height >= ``MIN_HEIGHT_M`` (directions that would break a rule are not drawn).
+  camera at least ``MIN_HEIGHT_M`` above the ground, its pitch within +-45 deg (40 deg at the start),
+  aimed at the character's aim point (``aim_height_m`` above the ground point: the catalog's, else
+  ``multicam.conventions.default_aim_height_m``, ~1 m for 1.8 m).
+* Body clearance (:mod:`trajectory.clearance`): no position, at a frame or between frames, within
+  ``BODY_RADIUS_M`` (0.5 m) of the vertical capsule ground point -> head height (the character's height).
+* Every camera keeps its pitch within +-45 deg, height >= ``MIN_HEIGHT_M``, no roll (directions that
+  would break a rule are not drawn; a path that breaks one is replaced deterministically).
 * Speed: constant or variable (equal odds), see :mod:`trajectory.speed`.
 
-Randomness: scene-level draws (radius, camera set) come from ``default_rng([seed, scene])``; each
-camera's draws come from ``default_rng([seed, scene, camera])`` as one fixed block of uniforms, so a
-camera never changes when cameras are added (extending scenes), and scene ``k`` never depends on
-how many scenes are drawn. All geometry is vectorised over every camera of every scene at once.
+``released`` (default): the structure of the released MultiCamVideo scenes
+--------------------------------------------------------------------------
+* One start pose per scene, drawn from ``(seed, scene)``, shared by every camera.
+* Roles by camera index: cam01 pans 5-45 deg, cam02 tilts 5-30 deg, cam10 is static; cam03-cam09 and
+  extra cameras (cam11, ...) draw one of: a translation along a **world** axis (+-X, +-Y, +-Z) by
+  [1/4, 1] x the start distance; a chord arc (the straight chord from the start to the point 15-75 deg
+  around the character at the same height and distance, as validation presets 9/10); a smoothed
+  path through 1-3 random points of length [1/4, 1] x distance. Chord arcs always aim at the aim point
+  at every frame; translations and paths do too except ``KEEP_ORIENTATION_P`` of them, which keep the
+  start orientation. Variable speed: ``|a|`` in ``A_RANGE_RELEASED`` (the measured 0.38..3.98), both signs.
+
+``independent``: every camera its own start (wide baselines, e.g. for 4D reconstruction)
+------------------------------------------------------------------------------------------
+* Types (uniform): pan; tilt; translation along the camera's own +-x/+-y/+-z by [1/4, 1] x distance,
+  orientation fixed; arc 15-75 deg on the circle about the vertical through the character, facing it;
+  random 1-3 points path facing the character; static. ``|a|`` in ``A_RANGE``.
+
+Randomness: scene-level draws (radius, camera set, the released start) come from
+``default_rng([seed, scene])``; each camera's draws from ``default_rng([seed, scene, camera])`` as one fixed
+block of uniforms, so a camera never changes when cameras are added (extending scenes), and scene ``k``
+never depends on how many scenes are drawn. All geometry is vectorised over every camera of every scene.
 
 Units: metres and degrees inside, UE centimetres in the output poses (see ``multicam.conventions``).
 """
@@ -35,30 +50,61 @@ from numpy.typing import NDArray
 from scipy.interpolate import make_interp_spline
 
 from multicam import detmath as dm
-from multicam.conventions import CAMERA_SETS, CM_PER_M, ue_location_forward_to_matrix
+from multicam.conventions import (
+    AIM_HEIGHT_FRACTION,
+    CAMERA_SETS,
+    CM_PER_M,
+    default_aim_height_m,
+    ue_location_forward_to_matrix,
+    ue_look_at_pitch_yaw,
+    ue_look_direction,
+    ue_pitch_yaw_to_axes,
+    ue_pitch_yaw_to_forward,
+)
+from trajectory.clearance import BODY_RADIUS_M, clear_of_body, point_body_distance, segment_body_distance
+from trajectory.profiles import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
 from trajectory.rng import camera_uniforms
 from trajectory.speed import A_RANGE, progress
 
 FloatArray = NDArray[np.float64]
 
+__all__ = ["AIM_HEIGHT_FRACTION", "BODY_RADIUS_M", "CAMERA_PROFILES", "DEFAULT_CAMERA_PROFILE"]  # re-exported
+
 TRAJECTORY_TYPES: tuple[str, ...] = ("pan", "tilt", "translation", "arc", "random", "static")
+#: Types a moving camera of the released profile draws from (cam03-cam09, cam11, ...), equal odds.
+RELEASED_MOVING_TYPES: tuple[str, ...] = ("translation", "arc", "random")
+#: Released roles by 0-based camera index; every other index is a moving camera.
+RELEASED_ROLES: dict[int, str] = {0: "pan", 1: "tilt", 9: "static"}
+#: Share of released translations / random paths that keep their start orientation (the rest aim at the
+#: character at every frame; the released scenes: 1 of 14 moving cameras).
+KEEP_ORIENTATION_P = 0.1
+#: Variable-speed exponent magnitudes of the released profile (measured: 0.38 .. 3.98, both signs).
+A_RANGE_RELEASED = (0.25, 4.0)
 ALLOWED_RADII_M: tuple[float, ...] = (3.0, 5.0, 7.0, 10.0)
 PAN_RANGE_DEG = (5.0, 45.0)
 TILT_RANGE_DEG = (5.0, 30.0)
 ARC_RANGE_DEG = (15.0, 75.0)
 LENGTH_FRACTION = (0.25, 1.0)
 MAX_PITCH_DEG = 45.0
-MIN_DISTANCE_M = 0.5
+MIN_DISTANCE_M = BODY_RADIUS_M
 MIN_HEIGHT_M = 0.2
 START_FRACTION = 0.5
-AIM_HEIGHT_FRACTION = 0.55
 RANDOM_CANDIDATES = 4
 TRANSLATION_DIRECTIONS: tuple[str, ...] = ("forward", "backward", "right", "left", "up", "down")
+#: Released translations: the world axes in TRANSLATION_DIRECTIONS' order (+X forward, +Y right, +Z up).
+WORLD_AXES: tuple[str, ...] = ("+x", "-x", "+y", "-y", "+z", "-z")
+_WORLD_DIRS = np.array([[1.0, 0, 0], [-1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0], [0, 0, 1.0], [0, 0, -1.0]])
+_CLEAR_MARGIN_M = 0.05  # start / dense-sample margin beyond BODY_RADIUS_M
+_TAN_MAX = float(np.tan(np.radians(MAX_PITCH_DEG - 0.5)))
 
-# Layout of each camera's block of uniforms.
+# Layout of each camera's block of uniforms (the released profile reads _U_DIST as the keep-orientation draw:
+# its start is the scene's).
 _U_TYPE, _U_DIST, _U_AZ, _U_ELEV, _U_SPEED, _U_A, _U_ASIGN, _U_MAG, _U_DIR, _U_NPTS = range(10)
+_U_KEEP = _U_DIST
 _U_RANDOM = 10  # RANDOM_CANDIDATES x (3 points x (azimuth, elevation, weight))
 N_UNIFORMS = _U_RANDOM + RANDOM_CANDIDATES * 9
+#: Scene-level uniforms: radius, camera set, then the released start's distance, azimuth, elevation.
+N_SCENE_UNIFORMS = 5
 _DENSE = 65  # samples per spline when measuring arc length
 
 
@@ -87,6 +133,13 @@ class SceneSample:
     _block: CameraBlockResult | None = field(default=None, repr=False)
     _rows: range = field(default=range(0), repr=False)
     _cameras: list[dict[str, Any]] | None = field(default=None, repr=False)
+    camera_profile: str = DEFAULT_CAMERA_PROFILE
+    #: Height of the aim point above the ground point (m).
+    aim_height_m: float = float("nan")
+
+    def __post_init__(self) -> None:
+        if np.isnan(self.aim_height_m):
+            self.aim_height_m = float(default_aim_height_m(self.character_height_m))
 
     @property
     def cameras(self) -> list[dict[str, Any]]:
@@ -114,6 +167,11 @@ class SceneSample:
     def frames(self) -> int:
         return int(self.poses_ue.shape[1])
 
+    @property
+    def aim_point_cm(self) -> list[float]:
+        g = self.character_location_cm
+        return [float(g[0]), float(g[1]), float(g[2] + self.aim_height_m * CM_PER_M)]
+
     def poses_frame_major(self) -> FloatArray:
         """``(F, C, 4, 4)``, the camera file's order."""
         return np.ascontiguousarray(np.swapaxes(self.poses_ue, 0, 1))
@@ -123,17 +181,15 @@ class SceneSample:
         return {
             "scene_index": self.scene_index,
             "seed": self.seed,
+            "camera_profile": self.camera_profile,
             "radius_m": self.radius_m,
             "frames": self.frames,
             "camera_set": {"focal_mm": self.focal_mm, "aperture": self.aperture},
             "character": {
                 "location_cm": [float(v) for v in self.character_location_cm],
                 "height_m": self.character_height_m,
-                "aim_point_cm": [
-                    float(self.character_location_cm[0]),
-                    float(self.character_location_cm[1]),
-                    float(self.character_location_cm[2] + AIM_HEIGHT_FRACTION * self.character_height_m * CM_PER_M),
-                ],
+                "aim_height_m": self.aim_height_m,
+                "aim_point_cm": self.aim_point_cm,
             },
             "cameras": {f"cam{c + 1:02d}": cam for c, cam in zip(self.camera_indices, self.cameras, strict=True)},
         }
@@ -150,7 +206,8 @@ class SceneBatch:
         return np.stack([s.poses_ue for s in self.scenes])
 
 
-def _check_args(n_cameras: int, frames: int, radius_m: float | None, allowed: Sequence[float]) -> None:
+def _check_args(n_cameras: int, frames: int, radius_m: float | None, allowed: Sequence[float],
+                camera_profile: str) -> None:
     if n_cameras < 1:
         raise ValueError(f"n_cameras must be >= 1, got {n_cameras}")
     if frames < 2:
@@ -160,6 +217,8 @@ def _check_args(n_cameras: int, frames: int, radius_m: float | None, allowed: Se
         raise ValueError(f"allowed radii must be a non-empty subset of {list(ALLOWED_RADII_M)}, got {list(allowed)}")
     if radius_m is not None and float(radius_m) not in ALLOWED_RADII_M:
         raise ValueError(f"radius_m must be one of {list(ALLOWED_RADII_M)}, got {radius_m}")
+    if camera_profile not in CAMERA_PROFILES:
+        raise ValueError(f"camera_profile must be one of {', '.join(CAMERA_PROFILES)}, got {camera_profile!r}")
 
 
 def sample_scenes(
@@ -174,28 +233,37 @@ def sample_scenes(
     character_height_m: float | Sequence[float] = 1.8,
     camera_set: int | None = None,
     camera_indices: Sequence[int] | None = None,
+    camera_profile: str = DEFAULT_CAMERA_PROFILE,
+    aim_height_m: float | Sequence[float] | None = None,
 ) -> SceneBatch:
     """Sample scenes ``scene_indices`` (1-based ids) with ``n_cameras`` cameras each, vectorised.
 
-    ``character_location_cm`` is one point or one per scene; ``camera_indices`` (0-based) selects
-    which cameras to draw (default ``range(n_cameras)``), e.g. ``[10, 11]`` to extend a scene with
-    cam11 and cam12 without touching cam01..cam10.
+    ``character_location_cm``, ``character_height_m`` and ``aim_height_m`` are one value or one per scene
+    (``aim_height_m`` None: :func:`multicam.conventions.default_aim_height_m` of the height);
+    ``camera_indices`` (0-based) selects which cameras to draw (default ``range(n_cameras)``), e.g.
+    ``[10, 11]`` to extend a scene with cam11 and cam12 without touching cam01..cam10.
     """
-    _check_args(n_cameras, frames, radius_m, allowed_radii_m)
+    _check_args(n_cameras, frames, radius_m, allowed_radii_m, camera_profile)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if camera_set is not None and not 0 <= camera_set < len(CAMERA_SETS):
         raise ValueError(f"camera_set must be in 0..{len(CAMERA_SETS) - 1}, got {camera_set}")
     scenes = [int(s) for s in scene_indices]
     cams = list(range(n_cameras)) if camera_indices is None else [int(c) for c in camera_indices]
+    if any(c < 0 for c in cams):
+        raise ValueError(f"camera indices must be >= 0, got {cams}")
     n_s, n_c = len(scenes), len(cams)
     loc = np.broadcast_to(np.asarray(character_location_cm, dtype=np.float64), (n_s, 3))
     height = np.broadcast_to(np.asarray(character_height_m, dtype=np.float64), (n_s,))
+    aim_hs = np.broadcast_to(default_aim_height_m(height) if aim_height_m is None
+                             else np.asarray(aim_height_m, dtype=np.float64), (n_s,))
+    if np.any(~(aim_hs > 0)) or np.any(aim_hs > height):
+        raise ValueError(f"aim_height_m must be in (0, character height], got {aim_height_m}")
     allowed = np.asarray(sorted(float(r) for r in allowed_radii_m))
 
     # Scene-level draws: default_rng([seed, scene]); camera draws: default_rng([seed, scene, camera]),
     # computed for all cameras at once (trajectory.rng reproduces NumPy's streams bit for bit).
-    u_scene = camera_uniforms([[seed, s] for s in scenes], 2)
+    u_scene = camera_uniforms([[seed, s] for s in scenes], N_SCENE_UNIFORMS)
     if radius_m is not None:
         radii = np.full(n_s, float(radius_m))
     else:
@@ -206,15 +274,23 @@ def sample_scenes(
         sets = np.minimum((u_scene[:, 1] * len(CAMERA_SETS)).astype(np.int64), len(CAMERA_SETS) - 1)
     u = camera_uniforms([[seed, s, c] for s in scenes for c in cams], N_UNIFORMS)
 
-    aim_h = np.repeat(AIM_HEIGHT_FRACTION * height, n_c)
-    result = sample_camera_block(u, np.repeat(radii, n_c), aim_h, frames)
+    aim_h = np.repeat(aim_hs, n_c)
+    body_h = np.repeat(height, n_c)
+    if camera_profile == "independent":
+        result = sample_camera_block(u, np.repeat(radii, n_c), aim_h, frames, body_h)
+    else:
+        start = hemisphere_start(u_scene[:, 2], u_scene[:, 3], u_scene[:, 4], radii, aim_hs, height)
+        rep = {k: np.repeat(v, n_c, axis=0) for k, v in start.items()}
+        role = np.tile(np.asarray([RELEASED_ROLES.get(c, "moving") for c in cams], dtype=object), n_s)
+        result = sample_released_block(u, rep, role, aim_h, body_h, frames)
     loc_rep = np.repeat(loc, n_c, axis=0)
     poses = result.poses_m_to_ue(loc_rep)
 
     poses = poses.reshape(n_s, n_c, frames, 4, 4)
     out = [
         SceneSample(int(seed), s, float(radii[i]), int(sets[i]), loc[i].copy(), float(height[i]), poses[i],
-                    cams, result, range(i * n_c, (i + 1) * n_c))
+                    cams, result, range(i * n_c, (i + 1) * n_c), camera_profile=camera_profile,
+                    aim_height_m=float(aim_hs[i]))
         for i, s in enumerate(scenes)
     ]
     return SceneBatch(out)
@@ -232,12 +308,15 @@ def sample_scene(
     character_height_m: float = 1.8,
     camera_set: int | None = None,
     camera_indices: Sequence[int] | None = None,
+    camera_profile: str = DEFAULT_CAMERA_PROFILE,
+    aim_height_m: float | None = None,
 ) -> SceneSample:
     """One scene (see :func:`sample_scenes`)."""
     return sample_scenes(
         seed, [scene_index], n_cameras=n_cameras, frames=frames, radius_m=radius_m,
         allowed_radii_m=allowed_radii_m, character_location_cm=character_location_cm,
         character_height_m=character_height_m, camera_set=camera_set, camera_indices=camera_indices,
+        camera_profile=camera_profile, aim_height_m=aim_height_m,
     ).scenes[0]
 
 
@@ -250,40 +329,21 @@ def _lerp(lo_hi: tuple[float, float], u: FloatArray) -> FloatArray:
     return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * u
 
 
-def _look_at(pos: FloatArray, target: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """(pitch, yaw) in degrees of cameras at ``pos`` looking at ``target`` (UE axes, metres)."""
-    d = target - pos
-    yaw = np.degrees(dm.arctan2(d[..., 1], d[..., 0]))
-    pitch = np.degrees(dm.arctan2(d[..., 2], dm.hypot(d[..., 0], d[..., 1])))
-    return pitch, yaw
-
-
-def _look_dir(pos: FloatArray, target: FloatArray) -> FloatArray:
-    """Unit view directions from ``pos`` to ``target`` (no trigonometry: exact IEEE arithmetic)."""
-    d = target - pos
-    return d / dm.norm3(d)[..., None]
-
-
-def _forward_from_angles(pitch_deg: FloatArray, yaw_deg: FloatArray) -> FloatArray:
-    pitch_deg, yaw_deg = np.broadcast_arrays(pitch_deg, yaw_deg)
-    (sp, cp), (sy, cy) = dm.sincos(np.radians(pitch_deg)), dm.sincos(np.radians(yaw_deg))
-    return np.stack([cp * cy, cp * sy, sp], -1)
-
-
-def _camera_axes(pitch_deg: FloatArray, yaw_deg: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Forward, right, up unit vectors (UE axes) for roll 0."""
-    p, y = np.radians(pitch_deg), np.radians(yaw_deg)
-    fwd = np.stack([dm.cos(p) * dm.cos(y), dm.cos(p) * dm.sin(y), dm.sin(p)], -1)
-    right = np.stack([-dm.sin(y), dm.cos(y), np.zeros_like(y)], -1)
-    up = np.stack([-dm.sin(p) * dm.cos(y), -dm.sin(p) * dm.sin(y), dm.cos(p)], -1)
-    return fwd, right, up
-
-
 def _segment_min_distance(p0: FloatArray, v: FloatArray) -> FloatArray:
     """Minimum |p0 + t v| over t in [0, 1] (distance of a segment to the origin)."""
     vv = np.sum(v * v, -1)
     t = np.clip(-np.sum(p0 * v, -1) / np.where(vv > 0, vv, 1.0), 0.0, 1.0)
     return dm.norm3(p0 + t[..., None] * v)
+
+
+def _pitch_ok_on_segment(rel0: FloatArray, disp: FloatArray) -> NDArray[np.bool_]:
+    """A camera moving in a straight line ``rel0 -> rel0 + disp`` (relative to the aim point) and aiming at it
+    keeps ``|pitch| <= MAX_PITCH_DEG - 0.5`` (sufficient test: the largest height difference of the two ends
+    against the nearest horizontal approach; exact for horizontal and for vertical moves)."""
+    flat0 = rel0 * np.array([1.0, 1.0, 0.0])
+    hor_min = _segment_min_distance(flat0, disp * np.array([1.0, 1.0, 0.0]))
+    dz = np.maximum(np.abs(rel0[..., 2]), np.abs(rel0[..., 2] + disp[..., 2]))
+    return np.asarray(dz <= _TAN_MAX * hor_min)
 
 
 def _pick(feasible: NDArray[np.bool_], u: FloatArray) -> NDArray[np.int64]:
@@ -292,6 +352,35 @@ def _pick(feasible: NDArray[np.bool_], u: FloatArray) -> NDArray[np.int64]:
     k = np.minimum((u * counts).astype(np.int64), np.maximum(counts - 1, 0))
     csum = np.cumsum(feasible, -1)
     return np.argmax(csum > k[:, None], axis=-1)
+
+
+def hemisphere_start(
+    u_dist: FloatArray, u_az: FloatArray, u_elev: FloatArray, radius_m: FloatArray, aim_height_m: FloatArray,
+    body_height_m: FloatArray,
+) -> dict[str, FloatArray]:
+    """Start positions on the hemisphere (relative to the ground point, m) from three uniforms each.
+
+    Distance uniform in [START_FRACTION R, R], azimuth uniform, elevation uniform over the range where the
+    camera is >= MIN_HEIGHT_M high, its pitch to the aim point within MAX_PITCH_DEG - 5 and it is clear of
+    the body capsule by a margin. Returns ``pos`` (N, 3), ``distance``, ``azimuth`` (deg), ``elevation`` (rad).
+    """
+    dist = radius_m * (START_FRACTION + (1.0 - START_FRACTION) * u_dist)
+    az = 360.0 * u_az
+    grid = np.radians(np.linspace(0.0, MAX_PITCH_DEG, 91))
+    z = dist[:, None] * dm.sin(grid)
+    hor = dist[:, None] * dm.cos(grid)
+    # |pitch| <= MAX_PITCH_DEG - 5 without trigonometry per grid point: |dz| <= tan(limit) * horizontal
+    ok = (z >= MIN_HEIGHT_M) & (np.abs(aim_height_m[:, None] - z) <= np.tan(np.radians(MAX_PITCH_DEG - 5.0)) * hor)
+    ok &= point_body_distance(np.stack([hor, np.zeros_like(hor), z], -1),
+                              body_height_m[:, None]) > BODY_RADIUS_M + _CLEAR_MARGIN_M
+    ok[:, -1] |= ~ok.any(-1)  # guarantee a non-empty range (never hit with the supported radii)
+    lo = grid[np.argmax(ok, -1)]
+    hi = grid[ok.shape[1] - 1 - np.argmax(ok[:, ::-1], -1)]
+    elev = lo + (hi - lo) * u_elev
+    p0 = np.stack([dist * dm.cos(elev) * dm.cos(np.radians(az)),
+                   dist * dm.cos(elev) * dm.sin(np.radians(az)),
+                   dist * dm.sin(elev)], -1)
+    return {"pos": p0, "distance": dist, "azimuth": az, "elevation": elev}
 
 
 @dataclass
@@ -305,6 +394,7 @@ class CameraBlockResult:
     a: FloatArray  # (N,), NaN = constant
     start: dict[str, FloatArray]
     params: dict[str, Any]
+    profile: str = "independent"
 
     def poses_m_to_ue(self, ground_cm: FloatArray) -> FloatArray:
         loc_cm = self.pos_m * CM_PER_M + ground_cm[:, None, :]
@@ -333,8 +423,8 @@ class CameraBlockResult:
         elif kind == "translation":
             rec["distance_m"] = float(p["length"][n])
             rec["direction"] = str(p["direction"][n])
-            rec["axis"] = {"forward": "+x", "backward": "-x", "right": "+y", "left": "-y",
-                           "up": "+z", "down": "-z"}[str(p["direction"][n])]
+            k = TRANSLATION_DIRECTIONS.index(str(p["direction"][n]))
+            rec["axis"] = ("+x", "-x", "+y", "-y", "+z", "-z")[k]
         elif kind == "random":
             rec["length_m"] = float(p["length"][n])
             rec["n_points"] = int(p["n_points"][n])
@@ -342,119 +432,247 @@ class CameraBlockResult:
             rec["waypoints_cm"] = [[float(x) for x in w * CM_PER_M + ground_cm] for w in wp]
             rec["candidate"] = int(p["candidate"][n])
             rec["fallback"] = bool(p["fallback"][n])
+        if self.profile == "released":
+            if kind == "translation":
+                rec["axes"] = "world"  # axis +x = UE world +X (direction names: +X forward, +Y right, +Z up)
+            if kind == "arc":
+                rec["path"] = "chord"
+            if kind in ("translation", "arc", "random"):
+                rec["aimed"] = bool(p["aimed"][n])  # aims at the character's aim point at every frame
+            if p["replaces"][n]:
+                rec["replaces"] = str(p["replaces"][n])  # the drawn type had no path keeping every rule
         return rec
 
 
+def _speed(moving: NDArray[np.bool_], u: FloatArray, a_range: tuple[float, float], frames: int
+           ) -> tuple[FloatArray, FloatArray]:
+    variable = moving & (u[:, _U_SPEED] < 0.5)
+    a = np.where(variable, _lerp(a_range, u[:, _U_A]) * np.where(u[:, _U_ASIGN] < 0.5, -1.0, 1.0), np.nan)
+    return a, progress(frames, a)
+
+
+def _pan(m: NDArray[np.bool_], u: FloatArray, pitch0: FloatArray, yaw0: FloatArray, s: FloatArray,
+         out: dict[str, Any]) -> None:
+    """Pan: yaw about the world vertical, + = right."""
+    out["angle"][m] = _lerp(PAN_RANGE_DEG, u[m, _U_MAG])
+    sign = np.where(u[m, _U_DIR] < 0.5, 1.0, -1.0)
+    out["direction"][m] = np.where(sign > 0, "right", "left")
+    out["fwd"][m] = ue_pitch_yaw_to_forward(pitch0[m, None], yaw0[m, None] + (sign * out["angle"][m])[:, None] * s[m])
+
+
+def _tilt(m: NDArray[np.bool_], u: FloatArray, pitch0: FloatArray, yaw0: FloatArray, s: FloatArray,
+          out: dict[str, Any]) -> None:
+    """Tilt: pitch about the camera's right axis, + = up; only directions that stay within +-45 deg."""
+    angle = _lerp(TILT_RANGE_DEG, u[m, _U_MAG])
+    out["angle"][m] = angle
+    feas = np.stack([pitch0[m] + angle <= MAX_PITCH_DEG, pitch0[m] - angle >= -MAX_PITCH_DEG], -1)
+    sign = np.where(_pick(feas, u[m, _U_DIR]) == 0, 1.0, -1.0)
+    out["direction"][m] = np.where(sign > 0, "up", "down")
+    out["fwd"][m] = ue_pitch_yaw_to_forward(pitch0[m, None] + (sign * angle)[:, None] * s[m], yaw0[m, None])
+
+
+def _new_params(n: int, frames: int, p0: FloatArray, fwd0: FloatArray) -> dict[str, Any]:
+    return {
+        "pos": np.repeat(p0[:, None, :], frames, axis=1), "fwd": np.repeat(fwd0[:, None, :], frames, axis=1),
+        "angle": np.full(n, np.nan), "length": np.full(n, np.nan),
+        "direction": np.array([""] * n, dtype=object), "n_points": np.zeros(n, dtype=np.int64),
+        "waypoints": [np.zeros((0, 3))] * n, "candidate": np.full(n, -1, dtype=np.int64),
+        "fallback": np.zeros(n, dtype=bool),
+    }
+
+
+def _result(kind: NDArray[np.int64], out: dict[str, Any], p0: FloatArray, pitch0: FloatArray, yaw0: FloatArray,
+            a: FloatArray, start: dict[str, FloatArray], profile: str) -> CameraBlockResult:
+    pos, fwd = out.pop("pos"), out.pop("fwd")
+    return CameraBlockResult(
+        kind=kind, pos_m=pos, fwd=fwd, rotator0=np.stack([pitch0, yaw0, np.zeros_like(yaw0)], -1), a=a,
+        start={"distance": start["distance"], "azimuth": start["azimuth"],
+               "elevation": np.degrees(start["elevation"])},
+        params=out, profile=profile,
+    )
+
+
+def _random_kind(idx: NDArray[np.int64], u: FloatArray, p0: FloatArray, aim: FloatArray, dist: FloatArray,
+                 body_h: FloatArray, s: FloatArray, out: dict[str, Any], aimed: NDArray[np.bool_] | None = None
+                 ) -> NDArray[np.bool_]:
+    """Random-path cameras ``idx``: fills ``out``; returns which of them found a path keeping every rule."""
+    out["length"][idx] = dist[idx] * _lerp(LENGTH_FRACTION, u[idx, _U_MAG])
+    out["n_points"][idx] = 1 + np.minimum((u[idx, _U_NPTS] * 3).astype(np.int64), 2)
+    aim_each = np.ones(len(idx), dtype=bool) if aimed is None else aimed[idx]
+    rp, rwp, rcand, ok, fb = _random_paths(u[idx], p0[idx], aim[idx], out["length"][idx], out["n_points"][idx],
+                                           s[idx], body_h[idx], aim_each, aimed is None)
+    out["fallback"][idx] = fb
+    out["pos"][idx] = rp
+    out["fwd"][idx] = np.where(aim_each[:, None, None], ue_look_direction(rp, aim[idx, None, :]), out["fwd"][idx])
+    out["candidate"][idx] = rcand
+    for j, i in enumerate(idx):
+        out["waypoints"][i] = rwp[j]
+    return ok
+
+
 def sample_camera_block(
-    u: FloatArray, radius_m: FloatArray, aim_height_m: FloatArray, frames: int
+    u: FloatArray, radius_m: FloatArray, aim_height_m: FloatArray, frames: int,
+    body_height_m: FloatArray | None = None,
 ) -> CameraBlockResult:
-    """Sample N cameras from ``u`` ``(N, N_UNIFORMS)``; radii and aim heights ``(N,)``."""
+    """The ``independent`` profile: N cameras from ``u`` ``(N, N_UNIFORMS)``; radii, aim and body heights ``(N,)``
+    (body height default: aim height / AIM_HEIGHT_FRACTION)."""
     n = u.shape[0]
+    body_h = aim_height_m / AIM_HEIGHT_FRACTION if body_height_m is None else body_height_m
     kind = np.minimum((u[:, _U_TYPE] * len(TRAJECTORY_TYPES)).astype(np.int64), len(TRAJECTORY_TYPES) - 1)
     aim = np.zeros((n, 3))
     aim[:, 2] = aim_height_m
-
-    # --- start on the hemisphere ----------------------------------------------------------------
-    dist = radius_m * (START_FRACTION + (1.0 - START_FRACTION) * u[:, _U_DIST])
-    az = 360.0 * u[:, _U_AZ]
-    # Elevation range: height >= MIN_HEIGHT_M and |pitch to the aim point| <= MAX_PITCH_DEG - 5 margin.
-    grid = np.radians(np.linspace(0.0, MAX_PITCH_DEG, 91))
-    z = dist[:, None] * dm.sin(grid)
-    hor = dist[:, None] * dm.cos(grid)
-    # |pitch| <= MAX_PITCH_DEG - 5 without trigonometry per grid point: |dz| <= tan(limit) * horizontal
-    ok = (z >= MIN_HEIGHT_M) & (np.abs(aim_height_m[:, None] - z) <= np.tan(np.radians(MAX_PITCH_DEG - 5.0)) * hor)
-    ok[:, -1] |= ~ok.any(-1)  # guarantee a non-empty range (never hit with the supported radii)
-    lo = grid[np.argmax(ok, -1)]
-    hi = grid[ok.shape[1] - 1 - np.argmax(ok[:, ::-1], -1)]
-    elev = lo + (hi - lo) * u[:, _U_ELEV]
-    p0 = np.stack([dist * dm.cos(elev) * dm.cos(np.radians(az)),
-                   dist * dm.cos(elev) * dm.sin(np.radians(az)),
-                   dist * dm.sin(elev)], -1)
-    pitch0, yaw0 = _look_at(p0, aim)
-
-    # --- speed -----------------------------------------------------------------------------------
-    moving = kind != TRAJECTORY_TYPES.index("static")
-    variable = moving & (u[:, _U_SPEED] < 0.5)
-    a = np.where(variable, _lerp(A_RANGE, u[:, _U_A]) * np.where(u[:, _U_ASIGN] < 0.5, -1.0, 1.0), np.nan)
-    s = progress(frames, a)  # (N, F)
-
-    pos = np.repeat(p0[:, None, :], frames, axis=1)
-    fwd0 = _look_dir(p0, aim)
-    fwd = np.repeat(fwd0[:, None, :], frames, axis=1)
-    angle = np.full(n, np.nan)
-    length = np.full(n, np.nan)
-    direction = np.array([""] * n, dtype=object)
+    start = hemisphere_start(u[:, _U_DIST], u[:, _U_AZ], u[:, _U_ELEV], radius_m, aim_height_m, body_h)
+    p0, dist, az = start["pos"], start["distance"], start["azimuth"]
+    pitch0, yaw0 = ue_look_at_pitch_yaw(p0, aim)
+    a, s = _speed(kind != TRAJECTORY_TYPES.index("static"), u, A_RANGE, frames)
+    out = _new_params(n, frames, p0, ue_look_direction(p0, aim))
     mag = u[:, _U_MAG]
 
-    # pan: yaw about the world vertical, + = right
     m = kind == TRAJECTORY_TYPES.index("pan")
     if m.any():
-        angle[m] = _lerp(PAN_RANGE_DEG, mag[m])
-        sign = np.where(u[m, _U_DIR] < 0.5, 1.0, -1.0)
-        direction[m] = np.where(sign > 0, "right", "left")
-        fwd[m] = _forward_from_angles(pitch0[m, None], yaw0[m, None] + (sign * angle[m])[:, None] * s[m])
-
-    # tilt: pitch about the camera's right axis, + = up; only directions that stay within +-45 deg
+        _pan(m, u, pitch0, yaw0, s, out)
     m = kind == TRAJECTORY_TYPES.index("tilt")
     if m.any():
-        angle[m] = _lerp(TILT_RANGE_DEG, mag[m])
-        feas = np.stack([pitch0[m] + angle[m] <= MAX_PITCH_DEG, pitch0[m] - angle[m] >= -MAX_PITCH_DEG], -1)
-        sign = np.where(_pick(feas, u[m, _U_DIR]) == 0, 1.0, -1.0)
-        direction[m] = np.where(sign > 0, "up", "down")
-        fwd[m] = _forward_from_angles(pitch0[m, None] + (sign * angle[m])[:, None] * s[m], yaw0[m, None])
+        _tilt(m, u, pitch0, yaw0, s, out)
 
     # translation along the camera's own axes
     m = kind == TRAJECTORY_TYPES.index("translation")
     if m.any():
-        length[m] = dist[m] * _lerp(LENGTH_FRACTION, mag[m])
-        ax_f, ax_r, ax_u = _camera_axes(pitch0[m], yaw0[m])
+        out["length"][m] = dist[m] * _lerp(LENGTH_FRACTION, mag[m])
+        ax_f, ax_r, ax_u = ue_pitch_yaw_to_axes(pitch0[m], yaw0[m])
         dirs = np.stack([ax_f, -ax_f, ax_r, -ax_r, ax_u, -ax_u], 1)  # (M, 6, 3)
-        disp = dirs * length[m][:, None, None]
-        start = p0[m][:, None, :]
-        end_z = start[..., 2] + disp[..., 2]
-        feas = (_segment_min_distance(np.broadcast_to(start, disp.shape), disp) > MIN_DISTANCE_M + 1e-6) & (
-            end_z >= MIN_HEIGHT_M
-        )
-        k = _pick(feas, u[m, _U_DIR])
-        direction[m] = np.asarray(TRANSLATION_DIRECTIONS, dtype=object)[k]
+        disp = dirs * out["length"][m][:, None, None]
+        start_m = np.broadcast_to(p0[m][:, None, :], disp.shape)
+        high = start_m[..., 2] + disp[..., 2] >= MIN_HEIGHT_M
+        # The direction drawn among those clear of the ground point (the rule before the body capsule) is kept
+        # when it also clears the capsule, so that cameras that were right stay byte-identical; else redrawn.
+        k = _pick(high & (_segment_min_distance(start_m, disp) > MIN_DISTANCE_M + 1e-6), u[m, _U_DIR])
+        clear = high & (segment_body_distance(start_m, start_m + disp, body_h[m][:, None]) > BODY_RADIUS_M + 1e-6)
+        rows = np.arange(len(k))
+        k = np.where(clear[rows, k], k, _pick(clear, u[m, _U_DIR]))
+        out["direction"][m] = np.asarray(TRANSLATION_DIRECTIONS, dtype=object)[k]
         d = disp[np.arange(len(k)), k]
-        pos[m] = p0[m, None, :] + d[:, None, :] * s[m][..., None]
+        out["pos"][m] = p0[m, None, :] + d[:, None, :] * s[m][..., None]
 
     # arc about the vertical axis through the character, facing it; + = camera moves left
     m = kind == TRAJECTORY_TYPES.index("arc")
     if m.any():
-        angle[m] = _lerp(ARC_RANGE_DEG, mag[m])
+        out["angle"][m] = _lerp(ARC_RANGE_DEG, mag[m])
         sign = np.where(u[m, _U_DIR] < 0.5, 1.0, -1.0)
-        direction[m] = np.where(sign > 0, "left", "right")
-        phi = np.radians(az[m, None] + (sign * angle[m])[:, None] * s[m])
+        out["direction"][m] = np.where(sign > 0, "left", "right")
+        phi = np.radians(az[m, None] + (sign * out["angle"][m])[:, None] * s[m])
         r_h = dm.hypot(p0[m, 0], p0[m, 1])[:, None]
-        pos[m] = np.stack([r_h * dm.cos(phi), r_h * dm.sin(phi), np.broadcast_to(p0[m, None, 2], phi.shape)], -1)
-        fwd[m] = _look_dir(pos[m], aim[m, None, :])
+        pos = np.stack([r_h * dm.cos(phi), r_h * dm.sin(phi), np.broadcast_to(p0[m, None, 2], phi.shape)], -1)
+        out["pos"][m] = pos
+        out["fwd"][m] = ue_look_direction(pos, aim[m, None, :])
 
     # random: smoothed polyline through 1-3 sampled points, facing the character
-    m = kind == TRAJECTORY_TYPES.index("random")
-    n_pts = np.zeros(n, dtype=np.int64)
-    waypoints: list[FloatArray] = [np.zeros((0, 3))] * n
-    cand = np.full(n, -1, dtype=np.int64)
-    fallback = np.zeros(n, dtype=bool)
-    if m.any():
-        idx = np.flatnonzero(m)
-        length[idx] = dist[idx] * _lerp(LENGTH_FRACTION, mag[idx])
-        n_pts[idx] = 1 + np.minimum((u[idx, _U_NPTS] * 3).astype(np.int64), 2)
-        rp, rfwd, rwp, rcand, rfb = _random_paths(
-            u[idx], p0[idx], aim[idx], length[idx], n_pts[idx], s[idx]
-        )
-        pos[idx], fwd[idx] = rp, rfwd
-        cand[idx], fallback[idx] = rcand, rfb
-        for j, i in enumerate(idx):
-            waypoints[i] = rwp[j]
+    idx = np.flatnonzero(kind == TRAJECTORY_TYPES.index("random"))
+    if len(idx):
+        ok = _random_kind(idx, u, p0, aim, dist, body_h, s, out)
+        fb = idx[~ok]
+        if len(fb):
+            # A path whose frames cut a corner of the body (rare): the straight move along the right axis.
+            out["fallback"][fb] = True
+            out["candidate"][fb] = -1
+            _, right, _ = ue_pitch_yaw_to_axes(np.zeros(len(fb)), yaw0[fb])
+            length = out["length"][fb]
+            out["pos"][fb] = p0[fb, None, :] + right[:, None, :] * (length[:, None] * s[fb])[..., None]
+            out["fwd"][fb] = ue_look_direction(out["pos"][fb], aim[fb, None, :])
+            for j, i in enumerate(fb):
+                out["waypoints"][i] = np.repeat((p0[i] + right[j] * length[j])[None], out["n_points"][i], 0)
+    return _result(kind, out, p0, pitch0, yaw0, a, start, "independent")
 
-    return CameraBlockResult(
-        kind=kind, pos_m=pos, fwd=fwd, rotator0=np.stack([pitch0, yaw0, np.zeros(n)], -1), a=a,
-        start={"distance": dist, "azimuth": az, "elevation": np.degrees(elev)},
-        params={"angle": angle, "length": length, "direction": direction, "n_points": n_pts,
-                "waypoints": waypoints, "candidate": cand, "fallback": fallback},
-    )
+
+def sample_released_block(
+    u: FloatArray, start: dict[str, FloatArray], role: NDArray[Any], aim_height_m: FloatArray,
+    body_height_m: FloatArray, frames: int,
+) -> CameraBlockResult:
+    """The ``released`` profile: N cameras from ``u`` ``(N, N_UNIFORMS)`` sharing their scene's ``start`` (rows
+    of :func:`hemisphere_start`); ``role`` ``(N,)`` is ``pan``, ``tilt``, ``static`` or ``moving``."""
+    n = u.shape[0]
+    body_h = body_height_m
+    aim = np.zeros((n, 3))
+    aim[:, 2] = aim_height_m
+    p0, dist, az = start["pos"], start["distance"], start["azimuth"]
+    pitch0, yaw0 = ue_look_at_pitch_yaw(p0, aim)
+    fwd0 = ue_look_direction(p0, aim)
+    moving_kind = np.asarray([TRAJECTORY_TYPES.index(t) for t in RELEASED_MOVING_TYPES])[
+        np.minimum((u[:, _U_TYPE] * len(RELEASED_MOVING_TYPES)).astype(np.int64), len(RELEASED_MOVING_TYPES) - 1)]
+    kind = np.where(role == "pan", TRAJECTORY_TYPES.index("pan"),
+                    np.where(role == "tilt", TRAJECTORY_TYPES.index("tilt"),
+                             np.where(role == "static", TRAJECTORY_TYPES.index("static"), moving_kind)))
+    kind = kind.astype(np.int64)
+    a, s = _speed(kind != TRAJECTORY_TYPES.index("static"), u, A_RANGE_RELEASED, frames)
+    out = _new_params(n, frames, p0, fwd0)
+    out["aimed"] = u[:, _U_KEEP] >= KEEP_ORIENTATION_P
+    out["replaces"] = np.array([""] * n, dtype=object)
+    mag = u[:, _U_MAG]
+
+    m = kind == TRAJECTORY_TYPES.index("pan")
+    if m.any():
+        _pan(m, u, pitch0, yaw0, s, out)
+    m = kind == TRAJECTORY_TYPES.index("tilt")
+    if m.any():
+        _tilt(m, u, pitch0, yaw0, s, out)
+
+    # chord arcs: the straight chord to the point `angle` around the character (same height and distance),
+    # aimed at the character at every frame (validation presets 9/10); + = camera moves left
+    idx = np.flatnonzero(kind == TRAJECTORY_TYPES.index("arc"))
+    if len(idx):
+        out["aimed"][idx] = True
+        angle = _lerp(ARC_RANGE_DEG, mag[idx])
+        sign = np.where(u[idx, _U_DIR] < 0.5, 1.0, -1.0)
+        phi = np.radians(az[idx] + sign * angle)
+        r_h = dm.hypot(p0[idx, 0], p0[idx, 1])
+        end = np.stack([r_h * dm.cos(phi), r_h * dm.sin(phi), p0[idx, 2]], -1)
+        disp = end - p0[idx]
+        ok = (segment_body_distance(p0[idx], end, body_h[idx]) > BODY_RADIUS_M + 1e-6) & _pitch_ok_on_segment(
+            p0[idx] - aim[idx], disp)
+        good = idx[ok]
+        out["angle"][good] = angle[ok]
+        out["direction"][good] = np.where(sign[ok] > 0, "left", "right")
+        pos = p0[good, None, :] + disp[ok][:, None, :] * s[good][..., None]
+        out["pos"][good] = pos
+        out["fwd"][good] = ue_look_direction(pos, aim[good, None, :])
+        bad = idx[~ok]
+        out["replaces"][bad] = "arc"
+        kind[bad] = TRAJECTORY_TYPES.index("translation")
+
+    # random: smoothed path through 1-3 sampled points, aimed or keeping the start orientation
+    idx = np.flatnonzero(kind == TRAJECTORY_TYPES.index("random"))
+    if len(idx):
+        ok = _random_kind(idx, u, p0, aim, dist, body_h, s, out, out["aimed"])
+        bad = idx[~ok]
+        out["replaces"][bad] = "random"
+        out["n_points"][bad] = 0
+        out["candidate"][bad] = -1
+        for i in bad:
+            out["waypoints"][i] = np.zeros((0, 3))
+        kind[bad] = TRAJECTORY_TYPES.index("translation")
+
+    # translation along a world axis (with or without rotation toward the character)
+    m = kind == TRAJECTORY_TYPES.index("translation")
+    if m.any():
+        length = dist[m] * _lerp(LENGTH_FRACTION, mag[m])
+        out["length"][m] = length
+        disp = _WORLD_DIRS[None, :, :] * length[:, None, None]  # (M, 6, 3)
+        start_m = np.broadcast_to(p0[m][:, None, :], disp.shape)
+        feas = (segment_body_distance(start_m, start_m + disp, body_h[m][:, None]) > BODY_RADIUS_M + 1e-6) & (
+            start_m[..., 2] + disp[..., 2] >= MIN_HEIGHT_M
+        ) & (_pitch_ok_on_segment(start_m - aim[m][:, None, :], disp) | ~out["aimed"][m][:, None])
+        # moving straight away from the body horizontally keeps every rule, so a direction always exists
+        k = _pick(feas, u[m, _U_DIR])
+        out["direction"][m] = np.asarray(TRANSLATION_DIRECTIONS, dtype=object)[k]
+        d = disp[np.arange(len(k)), k]
+        pos = p0[m, None, :] + d[:, None, :] * s[m][..., None]
+        out["pos"][m] = pos
+        out["fwd"][m] = np.where(out["aimed"][m][:, None, None], ue_look_direction(pos, aim[m, None, :]),
+                                 fwd0[m, None, :])
+    # frame 0 is the scene's start pose bit for bit (pan/tilt directions come from angles, the others from p0)
+    out["pos"][:, 0] = p0
+    out["fwd"][:, 0] = fwd0
+    return _result(kind, out, p0, pitch0, yaw0, a, start, "released")
 
 
 @functools.cache
@@ -468,61 +686,53 @@ def _spline_weights(k: int) -> FloatArray:
 
 
 def _random_paths(
-    u: FloatArray, p0: FloatArray, aim: FloatArray, length: FloatArray, n_pts: NDArray[np.int64], s: FloatArray
-) -> tuple[FloatArray, FloatArray, list[FloatArray], NDArray[np.int64], NDArray[np.bool_]]:
-    """Random-type cameras: try RANDOM_CANDIDATES candidate paths each, keep the first feasible one."""
+    u: FloatArray, p0: FloatArray, aim: FloatArray, length: FloatArray, n_pts: NDArray[np.int64], s: FloatArray,
+    body_h: FloatArray, check_pitch: NDArray[np.bool_], fallback_right: bool,
+) -> tuple[FloatArray, list[FloatArray], NDArray[np.int64], NDArray[np.bool_], NDArray[np.bool_]]:
+    """Random-type cameras: try RANDOM_CANDIDATES candidate paths each, keep the first feasible one.
+
+    Returns positions ``(m, F, 3)``, waypoints, the candidate used (-1: none) and whether the path keeps every
+    rule, clearance checked exactly at and between the frames (rows that do not are for the caller to replace).
+    ``check_pitch``: the camera aims at ``aim`` (its pitch must stay within the limit). ``fallback_right``: a
+    camera without a feasible candidate moves along its right axis instead (flagged in the last array)."""
     m, frames = u.shape[0], s.shape[1]
-    dense_t = np.linspace(0.0, 1.0, _DENSE)
-    # (m, cand, dense, 3) dense curve samples and (m, cand, 4, 3) control points
-    dense = np.zeros((m, RANDOM_CANDIDATES, _DENSE, 3))
-    ctrl = np.zeros((m, RANDOM_CANDIDATES, 4, 3))
-    for c in range(RANDOM_CANDIDATES):
-        block = u[:, _U_RANDOM + 9 * c: _U_RANDOM + 9 * (c + 1)].reshape(m, 3, 3)
-        seg_az = 2 * np.pi * block[..., 0]
-        seg_el = np.radians(_lerp((-35.0, 35.0), block[..., 1]))
-        w = 0.2 + 0.8 * block[..., 2]
-        w = np.where(np.arange(3)[None, :] < n_pts[:, None], w, 0.0)
-        w = w / w.sum(-1, keepdims=True)
-        seg = np.stack([dm.cos(seg_el) * dm.cos(seg_az), dm.cos(seg_el) * dm.sin(seg_az), dm.sin(seg_el)], -1)
-        seg = seg * (w * length[:, None])[..., None]
-        ctrl[:, c, 0] = p0
-        ctrl[:, c, 1:] = p0[:, None, :] + np.cumsum(seg, axis=1)
-    for k in (1, 2, 3):
-        sel = n_pts == k
-        if sel.any():
-            # dense = W_k @ control points, element by element (einsum, no BLAS): bit-stable whatever the batch
-            dense[sel] = np.einsum("dj,mcjx->mcdx", _spline_weights(k), ctrl[sel][:, :, : k + 1])
-    # scale about the start so that the curve's arc length is exactly `length`
-    seglen = dm.norm3(np.diff(dense, axis=2))
-    arclen = np.concatenate([np.zeros(seglen.shape[:2] + (1,)), np.cumsum(seglen, -1)], -1)
-    total = arclen[..., -1]
-    scale = length[:, None] / np.where(total > 0, total, 1.0)
-    dense = p0[:, None, None, :] + (dense - p0[:, None, None, :]) * scale[..., None, None]
-    ctrl = p0[:, None, None, :] + (ctrl - p0[:, None, None, :]) * scale[..., None, None]
-    arclen = arclen * scale[..., None]
-    # feasibility over the dense samples
-    rel = dense - aim[:, None, None, :]
+    # The candidates in turn, each only for the cameras still without a feasible one (every number of a row is
+    # computed element by element, so a row does not depend on which others are in the batch).
+    curve = np.zeros((m, _DENSE, 3))  # dense samples of the chosen curve
+    arc = np.zeros((m, _DENSE))  # arc length at the dense samples
+    wps = np.zeros((m, 4, 3))  # control points
+    choice = np.full(m, -1, dtype=np.int64)
     tan_max = np.tan(np.radians(MAX_PITCH_DEG - 1.0))
-    feas = (
-        (dm.norm3(dense).min(-1) > MIN_DISTANCE_M + 0.05)
-        & (dense[..., 2].min(-1) >= MIN_HEIGHT_M)
-        & np.all(np.abs(rel[..., 2]) <= tan_max * dm.hypot(rel[..., 0], rel[..., 1]), axis=-1)
-    )
-    any_ok = feas.any(-1)
-    choice = np.where(any_ok, np.argmax(feas, -1), 0)
-    rows = np.arange(m)
-    curve = dense[rows, choice]  # (m, DENSE, 3)
-    arc = arclen[rows, choice]  # (m, DENSE)
-    wps = ctrl[rows, choice]
-    # Fallback (no feasible candidate): a straight horizontal move along the camera's right axis,
-    # which only ever increases the distance to the character and keeps height and pitch.
-    fb = ~any_ok
-    if fb.any():
-        _, yaw0 = _look_at(p0[fb], aim[fb])
-        right = np.stack([-dm.sin(np.radians(yaw0)), dm.cos(np.radians(yaw0)), np.zeros_like(yaw0)], -1)
-        curve[fb] = p0[fb, None, :] + right[:, None, :] * (length[fb, None, None] * dense_t[None, :, None])
-        arc[fb] = length[fb, None] * dense_t[None, :]
-        wps[fb] = p0[fb, None, :] + right[:, None, :] * length[fb, None, None] * np.array([0, 1, 1, 1.0])[None, :, None]
+    for c in range(RANDOM_CANDIDATES):
+        rows = np.flatnonzero(choice < 0)
+        if not len(rows):
+            break
+        dense, arclen, ctrl = _candidate_curves(u[rows, _U_RANDOM + 9 * c: _U_RANDOM + 9 * (c + 1)], p0[rows],
+                                                length[rows], n_pts[rows])
+        rel = dense - aim[rows, None, :]
+        feas = (
+            (dm.norm3(dense).min(-1) > MIN_DISTANCE_M + _CLEAR_MARGIN_M)  # margin from the ground point
+            & (point_body_distance(dense, body_h[rows, None]).min(-1) > BODY_RADIUS_M)  # clear of the body
+            & (dense[..., 2].min(-1) >= MIN_HEIGHT_M)
+            & (np.all(np.abs(rel[..., 2]) <= tan_max * dm.hypot(rel[..., 0], rel[..., 1]), axis=-1)
+               | ~check_pitch[rows])
+        )
+        take = feas | (c == 0)  # candidate 0 stands in until a later one is feasible
+        curve[rows[take]], arc[rows[take]], wps[rows[take]] = dense[take], arclen[take], ctrl[take]
+        choice[rows[feas]] = c
+    any_ok = choice >= 0
+    if fallback_right:
+        # No feasible candidate: a straight horizontal move along the camera's right axis, which only ever
+        # increases the distance to the body axis and keeps height and pitch.
+        fb = ~any_ok
+        if fb.any():
+            _, yaw0 = ue_look_at_pitch_yaw(p0[fb], aim[fb])
+            _, right, _ = ue_pitch_yaw_to_axes(np.zeros_like(yaw0), yaw0)
+            dense_t = np.linspace(0.0, 1.0, _DENSE)
+            curve[fb] = p0[fb, None, :] + right[:, None, :] * (length[fb, None, None] * dense_t[None, :, None])
+            arc[fb] = length[fb, None] * dense_t[None, :]
+            wps[fb] = p0[fb, None, :] + right[:, None, :] * length[fb, None, None] * np.array([0, 1, 1, 1.0])[
+                None, :, None]
     # positions at the frames' arc lengths: batched linear interpolation (one global searchsorted)
     target = s * length[:, None]
     offs = (np.arange(m) * (length.max() * 4.0 + 1.0))[:, None]
@@ -536,6 +746,46 @@ def _random_paths(
     c1 = np.take_along_axis(curve, j[..., None] + 1, 1)
     pos = c0 + (c1 - c0) * t[..., None]
     pos[:, 0] = p0
-    fwd = _look_dir(pos, aim[:, None, :])
+    # the frames cut the curve's corners: clearance is checked again on the segments between them
+    fb = ~any_ok if fallback_right else np.zeros(m, dtype=bool)
+    ok = (any_ok | fb) & clear_of_body(pos, body_h)
     wp_list = [wps[i, 1: int(n_pts[i]) + 1] for i in range(m)]
-    return pos, fwd, wp_list, np.where(any_ok, choice, -1), fb
+    return pos, wp_list, choice, ok, fb
+
+
+def _candidate_curves(block_u: FloatArray, p0: FloatArray, length: FloatArray, n_pts: NDArray[np.int64]
+                      ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """One candidate path per row from its 9 uniforms: dense samples ``(m, _DENSE, 3)`` of the spline through
+    the start and 1-3 points, scaled about the start to arc length ``length``; arc lengths ``(m, _DENSE)``;
+    control points ``(m, 4, 3)``."""
+    m = block_u.shape[0]
+    block = block_u.reshape(m, 3, 3)
+    seg_az = 2 * np.pi * block[..., 0]
+    seg_el = np.radians(_lerp((-35.0, 35.0), block[..., 1]))
+    w = 0.2 + 0.8 * block[..., 2]
+    w = np.where(np.arange(3)[None, :] < n_pts[:, None], w, 0.0)
+    w = w / w.sum(-1, keepdims=True)
+    seg = np.stack([dm.cos(seg_el) * dm.cos(seg_az), dm.cos(seg_el) * dm.sin(seg_az), dm.sin(seg_el)], -1)
+    seg = seg * (w * length[:, None])[..., None]
+    ctrl = np.zeros((m, 4, 3))
+    ctrl[:, 0] = p0
+    ctrl[:, 1:] = p0[:, None, :] + np.cumsum(seg, axis=1)
+    dense = np.zeros((m, _DENSE, 3))
+    for k in (1, 2, 3):
+        sel = n_pts == k
+        if sel.any():
+            # dense = W_k @ control points as explicit products and sums in j order (no BLAS, no SIMD reduction):
+            # bit-stable whatever the batch
+            wk, ck = _spline_weights(k), ctrl[sel]
+            acc = wk[None, :, 0, None] * ck[:, None, 0, :]
+            for j in range(1, k + 1):
+                acc = acc + wk[None, :, j, None] * ck[:, None, j, :]
+            dense[sel] = acc
+    # scale about the start so that the curve's arc length is exactly `length`
+    seglen = dm.norm3(np.diff(dense, axis=1))
+    arclen = np.concatenate([np.zeros((m, 1)), np.cumsum(seglen, -1)], -1)
+    total = arclen[:, -1]
+    scale = length / np.where(total > 0, total, 1.0)
+    dense = p0[:, None, :] + (dense - p0[:, None, :]) * scale[:, None, None]
+    ctrl = p0[:, None, :] + (ctrl - p0[:, None, :]) * scale[:, None, None]
+    return dense, arclen * scale[:, None], ctrl

@@ -11,6 +11,7 @@ Standard library only: the editor's Python has no numpy and none of the project'
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -65,6 +66,56 @@ class UeJob:
     marker_radius_cm: float
     #: spawn one directional light (the install check renders in an empty map, which has none)
     add_light: bool
+    #: Extra passes (the Blender backend's ``extra_passes``) as Movie Render Queue post-process material passes,
+    #: written with the RGB frames into one multilayer EXR per frame (:func:`pass_frame_path`). The scene depth
+    #: material's object path, "" for no depth pass (normally the engine's, :data:`ENGINE_DEPTH_MATERIAL`)
+    depth_material: str
+    #: the post-process material that outputs the custom stencil buffer, "" for no mask pass (a project asset:
+    #: docs/unreal.md, "Depth and mask passes")
+    mask_material: str
+    #: the character's custom depth stencil value (what the mask material's output is compared with)
+    mask_stencil_value: int
+
+
+#: MoviePipelineDeferredPasses.cpp, ``UMoviePipelineDeferredPassBase::DefaultDepthAsset``: the engine's scene depth
+#: post-process material (MovieRenderPipeline plugin content), offered (disabled) in every deferred pass.
+ENGINE_DEPTH_MATERIAL = "/MovieRenderPipeline/Materials/MovieRenderQueue_WorldDepth.MovieRenderQueue_WorldDepth"
+#: The main render pass' name (MoviePipelineDeferredPasses.cpp: ``PassIdentifier = FMoviePipelinePassIdentifier(
+#: "FinalImage")``); Movie Render Queue's ``{render_pass}`` file name token resolves to it for the RGB frames.
+FINAL_IMAGE_PASS = "FinalImage"
+
+
+def has_passes(job: UeJob) -> bool:
+    return bool(job.depth_material or job.mask_material)
+
+
+def frame_file_format(job: UeJob, cam_name: str) -> str:
+    """Movie Render Queue ``file_name_format`` of one camera (MRQ appends ``.{ext}``).
+
+    Without passes: ``cam01/{frame_number}`` -> ``cam01/0000.png``. With passes MRQ writes several images per frame
+    and the name must hold ``{render_pass}`` (MoviePipelineImageSequenceOutput.cpp: ValidateOutputFormatString adds
+    it otherwise). The PNG output writes each pass to its own file, ``{render_pass}`` = the pass name; the multilayer
+    EXR output writes every pass into one file with ``{render_pass}`` = "" (MoviePipelineEXROutput.cpp,
+    ``FormatOverrides.Add("render_pass", "")``). ``cam01{render_pass}/{frame_number}`` therefore puts the RGB PNGs in
+    ``cam01FinalImage/0000.png`` and the EXRs in ``cam01/0000.exr``."""
+    if not has_passes(job):
+        return f"{cam_name}/{{frame_number}}"
+    return f"{cam_name}{{render_pass}}/{{frame_number}}"
+
+
+def rgb_frame_path(job: UeJob, cam_name: str, frame: int) -> str:
+    folder = f"{cam_name}{FINAL_IMAGE_PASS}" if has_passes(job) else cam_name
+    return os.path.join(job.frames_dir, folder, f"{frame:04d}.{job.image_format}")
+
+
+def pass_frame_path(job: UeJob, cam_name: str, frame: int) -> str:
+    """The multilayer EXR holding the job's passes (and the RGB again) for one camera and frame."""
+    return os.path.join(job.frames_dir, cam_name, f"{frame:04d}.exr")
+
+
+def material_name(object_path: str) -> str:
+    """``/Game/MultiCam/PP_Mask.PP_Mask`` -> ``PP_Mask`` (the name MRQ builds the pass name from)."""
+    return object_path.rsplit("/", 1)[-1].split(".")[-1]
 
 
 _SCALARS: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool}
@@ -132,6 +183,10 @@ def parse_job(data: dict[str, Any], where: str = "job") -> UeJob:
         raise JobError(f"{where}: character_mesh and animation must both be set or both be empty")
     if values["depth_of_field"] and not values["character_mesh"]:
         raise JobError(f"{where}: depth_of_field focuses on the character; a job without one must turn it off")
+    if values["mask_material"] and not values["character_mesh"]:
+        raise JobError(f"{where}: the mask pass masks the character; a job without one must not ask for it")
+    if (values["depth_material"] or values["mask_material"]) and values["image_format"] != "png":
+        raise JobError(f"{where}: depth/mask passes need image_format png (the passes come in EXR files)")
     if values["markers_cm"] and values["marker_radius_cm"] <= 0:
         raise JobError(f"{where}: marker_radius_cm must be > 0 when markers_cm is set")
     return UeJob(cameras=cams, **values)

@@ -63,7 +63,17 @@ import unreal
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _PACKAGE_ROOT not in sys.path:
     sys.path.insert(0, _PACKAGE_ROOT)
-from ue_scripts.job_file import CameraSpec, JobError, UeJob, load_job, parse_job  # noqa: E402
+from ue_scripts.job_file import (  # noqa: E402
+    CameraSpec,
+    JobError,
+    UeJob,
+    frame_file_format,
+    has_passes,
+    load_job,
+    parse_job,
+    pass_frame_path,
+    rgb_frame_path,
+)
 
 _S = TypeVar("_S", bound=unreal.EditorSubsystem)
 _A = TypeVar("_A", bound=unreal.Object)
@@ -164,7 +174,14 @@ def spawn_character(job: UeJob, actors: unreal.EditorActorSubsystem) -> unreal.S
     if not isinstance(actor, unreal.SkeletalMeshActor):
         raise JobError("could not spawn the character SkeletalMeshActor")
     actor.set_actor_label(f"multicam_{job.job_id}_character")
-    actor.skeletal_mesh_component.set_skinned_asset_and_update(mesh)
+    comp = actor.skeletal_mesh_component
+    comp.set_skinned_asset_and_update(mesh)
+    if job.mask_material:
+        # The mask pass: the character writes its stencil value into the custom depth/stencil buffer, which the
+        # mask material reads (SceneTexture:CustomStencil). Stencil writes need r.CustomDepth=3 ("Enabled with
+        # Stencil"; SceneRendering / the renderer's r.CustomDepth help text), set in configure_passes.
+        comp.set_render_custom_depth(True)
+        comp.set_custom_depth_stencil_value(job.mask_stencil_value)
     return actor
 
 
@@ -366,9 +383,36 @@ def evaluated_poses(job: UeJob, built: Built) -> dict[str, dict[str, list[Any]]]
 # ------------------------------------------------------------------------------------------------
 
 
-def frame_file_format(cam_name: str) -> str:
-    """MRQ ``file_name_format`` for one camera: ``cam01/{frame_number}`` -> ``cam01/0000.png``."""
-    return f"{cam_name}/{{frame_number}}"
+#: ``r.CustomDepth`` value that enables the custom depth buffer with stencil (the engine's help text: 0 off,
+#: 1 on, 2 on demand, 3 on with stencil); MoviePipelineDeferredPasses.cpp sets the same for its stencil layers.
+CUSTOM_DEPTH_WITH_STENCIL = 3
+
+
+def configure_passes(job: UeJob, config: unreal.MoviePipelinePrimaryConfig) -> None:
+    """Depth and mask as post-process material passes of the deferred pass, written as 32-bit float layers of one
+    uncompressed multilayer EXR per frame (next to the PNG output of the RGB frames)."""
+    deferred = unreal.MoviePipelineDeferredPassBase.cast(
+        config.find_or_add_setting_by_class(unreal.MoviePipelineDeferredPassBase.static_class()))
+    passes: list[unreal.MoviePipelinePostProcessPass] = []
+    for path, what in ((job.depth_material, "depth pass material"), (job.mask_material, "mask pass material")):
+        if path:
+            pp = unreal.MoviePipelinePostProcessPass()
+            pp.enabled = True
+            pp.material = _load(path, unreal.MaterialInterface, what)
+            passes.append(pp)
+    # Replaces the constructor's list (WorldDepth and MotionVectors, both disabled). Struct arrays come back as
+    # copies from Python, so the whole array is assigned.
+    deferred.additional_post_process_materials = passes
+    # 16-bit half would keep depth to ~0.5 cm at 10 m only; 32-bit float layers (UE 5.3-5.6 property; 5.7+ has
+    # a per-pass flag instead).
+    deferred.use32_bit_post_process_materials = True
+    exr = unreal.MoviePipelineImageSequenceOutput_EXR.cast(
+        config.find_or_add_setting_by_class(unreal.MoviePipelineImageSequenceOutput_EXR.static_class()))
+    exr.multilayer = True  # every pass in one file per frame (MoviePipelineEXROutput.cpp)
+    exr.compression = unreal.EXRCompressionFormat.NONE  # default PIZ; the launcher's reader takes uncompressed
+    if job.mask_material:
+        world = _editor_subsystem(unreal.UnrealEditorSubsystem).get_editor_world()
+        unreal.SystemLibrary.execute_console_command(world, f"r.CustomDepth {CUSTOM_DEPTH_WITH_STENCIL}")
 
 
 def configure_queue(job: UeJob, built: Built,
@@ -386,7 +430,7 @@ def configure_queue(job: UeJob, built: Built,
         out = unreal.MoviePipelineOutputSetting.cast(
             config.find_or_add_setting_by_class(unreal.MoviePipelineOutputSetting.static_class()))
         out.output_directory = unreal.DirectoryPath(job.frames_dir)
-        out.file_name_format = frame_file_format(cam.name)
+        out.file_name_format = frame_file_format(job, cam.name)
         out.output_resolution = unreal.IntPoint(x=job.width, y=job.height)
         out.use_custom_playback_range = True
         out.custom_start_frame = 0
@@ -402,6 +446,8 @@ def configure_queue(job: UeJob, built: Built,
         image_cls = (unreal.MoviePipelineImageSequenceOutput_PNG if job.image_format == "png"
                      else unreal.MoviePipelineImageSequenceOutput_EXR)
         config.find_or_add_setting_by_class(image_cls.static_class())
+        if has_passes(job):
+            configure_passes(job, config)
 
         aa = unreal.MoviePipelineAntiAliasingSetting.cast(
             config.find_or_add_setting_by_class(unreal.MoviePipelineAntiAliasingSetting.static_class()))
@@ -423,9 +469,14 @@ def configure_queue(job: UeJob, built: Built,
 
 
 def expected_frame_files(job: UeJob) -> dict[str, list[str]]:
-    ext = job.image_format
-    return {c.name: [os.path.join(job.frames_dir, c.name, f"{f:04d}.{ext}") for f in range(job.frames)]
-            for c in job.cameras}
+    """Every file the launcher reads: the RGB frames and, with passes, the EXR of each frame."""
+    out = {}
+    for c in job.cameras:
+        files = [rgb_frame_path(job, c.name, f) for f in range(job.frames)]
+        if has_passes(job):
+            files += [pass_frame_path(job, c.name, f) for f in range(job.frames)]
+        out[c.name] = files
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

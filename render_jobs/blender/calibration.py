@@ -72,11 +72,10 @@ def job_from_poses(poses_ue: NDArray[np.float64], *, focal_mm: float | list[floa
     poses = np.asarray(poses_ue, dtype=np.float64)
     n_cams, n_frames = poses.shape[:2]
     focals = [float(f) for f in np.broadcast_to(np.asarray(focal_mm, dtype=np.float64), (n_cams,))]
-    from multicam.conventions import CM_PER_M
-    from trajectory.sampler import AIM_HEIGHT_FRACTION
+    from multicam.conventions import CM_PER_M, default_aim_height_m
 
     aim = [float(location_cm[0]), float(location_cm[1]),
-           float(location_cm[2]) + AIM_HEIGHT_FRACTION * height_m * CM_PER_M]
+           float(location_cm[2]) + float(default_aim_height_m(height_m)) * CM_PER_M]
     tracks = [CameraTrack(name=cam_name(i), focal_mm=focals[i], aperture=aperture, poses_ue=poses[i].tolist(),
                           focus_points_cm=[list(aim) for _ in range(n_frames)])
               for i in range(n_cams)]

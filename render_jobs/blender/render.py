@@ -27,7 +27,13 @@ from numpy.typing import NDArray
 
 from exporters.camera_json import CAMERA_FILE, write_camera_json
 from exporters.video import Mp4Writer
-from multicam.conventions import opengl_c2w_to_ue, ue_to_opengl_c2w, ue_to_rh_points
+from multicam.conventions import (
+    DEPTH_PNG_MM_PER_M,
+    opengl_c2w_to_ue,
+    planar_depth_m_to_png_mm,
+    ue_to_opengl_c2w,
+    ue_to_rh_points,
+)
 from render_jobs.blender.characters import build_character
 from render_jobs.blender.environments import EnvContext, build_environment
 from render_jobs.blender.exr import read_exr
@@ -37,8 +43,8 @@ from render_jobs.schema import RenderJob, RenderSettings
 
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")
 MASK_PASS_INDEX = 1
-#: Depth PNGs store millimetres in uint16; 0 = no surface (sky) or beyond 65.5 m.
-DEPTH_PNG_SCALE = 1000.0
+#: Depth PNGs store millimetres in uint16; 0 = no surface (sky) or beyond 65 m (multicam.conventions).
+DEPTH_PNG_SCALE = DEPTH_PNG_MM_PER_M
 
 
 @dataclass
@@ -338,7 +344,7 @@ def _write_passes(ch: dict[str, NDArray[np.float32]], out_dir: Path, cam: str, f
                   mask_writer: Mp4Writer | None) -> None:
     if depth:
         z = _find(ch, "Depth.Z")
-        mm = np.where(np.isfinite(z) & (z < 65.0), np.round(z * DEPTH_PNG_SCALE), 0).astype(np.uint16)
+        mm = planar_depth_m_to_png_mm(z)
         dst = out_dir / "depth" / cam / f"{frame:05d}.png"
         dst.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(dst), mm)

@@ -6,7 +6,8 @@ Movie Render Queue work) until the script asks the editor to quit, like the real
 asks it to quit it keeps ticking forever, as the real editor would.
 
 The ``.uproject`` is a JSON file; its ``FakeAssets`` key maps object paths to asset classes
-(``World``, ``SkeletalMesh``, ``AnimSequence``): the project's content.
+(``World``, ``SkeletalMesh``, ``AnimSequence``, ``Material:CustomStencil`` for a post-process material showing that
+scene texture): the project's content.
 
 With ``MULTICAM_UE_INBOX`` set it serves a session (several jobs, one process) like the real editor
 running the script in session mode.
@@ -102,7 +103,9 @@ def main(argv: list[str]) -> int:
     state = fake_unreal._reset()
     fake_unreal._install()
     for path, kind in json.loads(project.read_text())["FakeAssets"].items():
-        fake_unreal._add_asset(path, getattr(fake_unreal, kind)())
+        # "Material:CustomStencil": a post-process material whose graph outputs that scene texture
+        cls, _, output = kind.partition(":")
+        fake_unreal._add_asset(path, getattr(fake_unreal, cls)(*([output] if output else [])))
     state.log_sink = lambda level, msg: log(f"LogPython: {'' if level == 'Display' else level + ': '}{msg}")
     def crash() -> None:
         log("LogWindows: Error: Fatal error: [File:D3D12Util.cpp] Unhandled Exception: EXCEPTION_ACCESS_VIOLATION")

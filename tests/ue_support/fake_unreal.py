@@ -61,6 +61,8 @@ class _State:
     crash_after_frames: int | None = None
     crash: Callable[[], None] | None = None
     engine_version: str = "5.6.0-fake+++UE5+Release-5.6"
+    #: console variables set with SystemLibrary.execute_console_command (name -> value text)
+    cvars: dict[str, str] = field(default_factory=dict)
 
 
 _STATE = _State()
@@ -68,6 +70,7 @@ _STATE = _State()
 
 #: Engine content of every install: an empty map (Engine/Content/Maps/Entry.umap)
 _EMPTY_MAP = "/Engine/Maps/Entry.Entry"
+_WORLD_DEPTH_MATERIAL = "/MovieRenderPipeline/Materials/MovieRenderQueue_WorldDepth.MovieRenderQueue_WorldDepth"
 
 
 def _reset() -> _State:
@@ -77,6 +80,10 @@ def _reset() -> _State:
     # Engine content every install has (what the install check uses): an empty map and the basic sphere.
     _add_asset(_EMPTY_MAP, World())
     _add_asset("/Engine/BasicShapes/Sphere.Sphere", StaticMesh())
+    # MovieRenderPipeline plugin content (MoviePipelineDeferredPasses.cpp DefaultDepthAsset / DefaultMotionVectorsAsset)
+    _add_asset(_WORLD_DEPTH_MATERIAL, Material(_output="SceneDepth"))
+    _add_asset("/MovieRenderPipeline/Materials/MovieRenderQueue_MotionVectors.MovieRenderQueue_MotionVectors",
+               Material(_output="MotionVectors"))
     return _STATE
 
 
@@ -422,6 +429,13 @@ class SystemLibrary(Object):
     def quit_editor(cls) -> None:
         _STATE.quit_requested = True
 
+    @classmethod
+    def execute_console_command(cls, world_context_object: Any, command: str, specific_player: Any = None) -> None:
+        name, _, value = command.strip().partition(" ")
+        if not value:
+            raise AssertionError(f"the fake models setting console variables only, got {command!r}")
+        _STATE.cvars[name] = value.strip()
+
 
 # ------------------------------------------------------------------------------------------------
 # assets, actors, subsystems
@@ -487,9 +501,33 @@ class SkeletalMeshComponent(Object):
     def __init__(self) -> None:
         super().__init__()
         self._mesh: SkeletalMesh | None = None
+        # PrimitiveComponent.h: bRenderCustomDepth = false, CustomDepthStencilValue = 0 by default
+        self._render_custom_depth = False
+        self._stencil = 0
 
     def set_skinned_asset_and_update(self, new_mesh: Any, reinit_pose: bool = True) -> None:
         self._mesh = new_mesh
+
+    def set_render_custom_depth(self, value: bool) -> None:
+        self._render_custom_depth = bool(value)
+
+    def set_custom_depth_stencil_value(self, value: int) -> None:
+        # PrimitiveComponent.cpp SetCustomDepthStencilValue: FMath::Clamp(Value, 0, 255)
+        self._stencil = min(max(int(value), 0), 255)
+
+
+class MaterialInterface(Object):
+    pass
+
+
+class Material(MaterialInterface):
+    """A post-process material; ``_output`` is what its emissive colour shows (the fake's model of the graph):
+    ``SceneDepth`` or ``CustomStencil`` (a SceneTexture node of that id, as the engine's WorldDepth material and the
+    project's mask material of docs/unreal.md hold), or anything else (rendered as 0)."""
+
+    def __init__(self, _output: str = "") -> None:
+        super().__init__()
+        self._output = _output
 
 
 class SkeletalMeshActor(Actor):
@@ -928,8 +966,27 @@ class MoviePipelineImagePassBase(MoviePipelineRenderPass):
     pass
 
 
+class MoviePipelinePostProcessPass(StructBase):
+    enabled: bool
+    material: Any
+
+    def __init__(self, enabled: bool = False, material: Any = None) -> None:
+        self.enabled, self.material = enabled, material
+
+
 class MoviePipelineDeferredPassBase(MoviePipelineImagePassBase):
-    pass
+    additional_post_process_materials: list[MoviePipelinePostProcessPass]
+    use32_bit_post_process_materials: bool = False
+    render_main_pass: bool = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        # MoviePipelineDeferredPasses.cpp, the constructor: pre-seeded with the engine's WorldDepth and MotionVectors
+        # materials, both disabled
+        self.additional_post_process_materials = [
+            MoviePipelinePostProcessPass(False, _STATE.assets.get(_WORLD_DEPTH_MATERIAL)),
+            MoviePipelinePostProcessPass(False, _STATE.assets.get(
+                "/MovieRenderPipeline/Materials/MovieRenderQueue_MotionVectors.MovieRenderQueue_MotionVectors"))]
 
 
 class MoviePipelineOutputBase(MoviePipelineSetting):
@@ -944,8 +1001,17 @@ class MoviePipelineImageSequenceOutput_PNG(MoviePipelineImageSequenceOutputBase)
     pass
 
 
-class MoviePipelineImageSequenceOutput_EXR(MoviePipelineImageSequenceOutputBase):
+class EXRCompressionFormat(EnumBase):
     pass
+
+
+_enum(EXRCompressionFormat, "NONE", "PIZ", "ZIP")
+
+
+class MoviePipelineImageSequenceOutput_EXR(MoviePipelineImageSequenceOutputBase):
+    # MoviePipelineEXROutput.h, the constructor: Compression = PIZ, bMultilayer = true
+    compression: EXRCompressionFormat = EXRCompressionFormat.PIZ  # type: ignore[attr-defined]
+    multilayer: bool = True
 
 
 class MoviePipelineAntiAliasingSetting(MoviePipelineSetting):
@@ -1086,6 +1152,112 @@ def _frame_image(cam_index: int, frame: int, width: int, height: int) -> np.ndar
 _SPHERE_RADIUS_CM = 50.0
 
 
+def _view(camera: Any, loc: list[float], pyr: list[float],
+          width: int) -> tuple[list[tuple[float, float, float]], float]:
+    """The camera's view axes (rows of its rotation matrix: forward, right, up) and focal length in pixels."""
+    comp = camera.get_cine_camera_component()
+    fov = 2.0 * math.atan(comp.filmback.sensor_width / (2.0 * comp.current_focal_length))
+    f_px = (width / 2.0) / math.tan(fov / 2.0)
+    m = Transform(location=Vector(*loc), rotation=Rotator(roll=pyr[2], pitch=pyr[0], yaw=pyr[1])).to_matrix()
+    return [(p.x, p.y, p.z) for p in (m.x_plane, m.y_plane, m.z_plane)], f_px
+
+
+#: What a non-empty map holds in the fake's depth/stencil model: a ground plane at world z = 0, and the character
+#: (a SkeletalMeshActor) as an upright capsule of this radius and height standing on its location.
+_CHARACTER_RADIUS_CM = 30.0
+_CHARACTER_HEIGHT_CM = 180.0
+#: SceneDepth where no surface is hit (the sky): the engine's reversed, infinite far plane makes it huge.
+_SKY_DEPTH_CM = 1.0e9
+
+
+def _scene_buffers(camera: Any, loc: list[float], pyr: list[float], width: int,
+                   height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(SceneDepth, CustomStencil) per pixel: SceneDepth is the view-space depth along the camera's forward axis in cm
+    (Common.ush ConvertFromDeviceZ: the linear view-space Z, i.e. planar depth, not the distance along the ray);
+    CustomStencil is the character's stencil where it is the nearest surface, if it renders custom depth and
+    r.CustomDepth is 3 (stencil buffer enabled), else 0. Pixel centres as in :func:`_draw_spheres`."""
+    axes, f_px = _view(camera, loc, pyr, width)
+    fwd, right, up = (np.asarray(a) for a in axes)
+    a = (np.arange(width) - (width / 2.0 - 0.5)) / f_px
+    b = -(np.arange(height) - (height / 2.0 - 0.5)) / f_px
+    d = fwd[None, None, :] + a[None, :, None] * right[None, None, :] + b[:, None, None] * up[None, None, :]  # (H, W, 3)
+    o = np.asarray(loc, dtype=np.float64)
+    # ray o + t d with the forward component of d equal to 1: t is the planar depth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_ground = np.where(d[..., 2] < 0, -o[2] / d[..., 2], np.inf)
+    t_ground = np.where(t_ground > 0, t_ground, np.inf)
+    t_char = np.full((height, width), np.inf)
+    stencil_value = 0
+    if _STATE.loaded_map == _EMPTY_MAP:
+        t_ground[:] = np.inf
+    for actor in _STATE.actors:
+        if not isinstance(actor, SkeletalMeshActor) or actor in _STATE.destroyed or actor._location is None:
+            continue
+        c = np.array([actor._location.x, actor._location.y, actor._location.z])
+        # the ray against the infinite vertical cylinder around the character's axis (xy plane), then its height
+        px, py = o[0] - c[0], o[1] - c[1]
+        qa = d[..., 0] ** 2 + d[..., 1] ** 2
+        qb = 2.0 * (px * d[..., 0] + py * d[..., 1])
+        qc = px * px + py * py - _CHARACTER_RADIUS_CM ** 2
+        disc = qb * qb - 4.0 * qa * qc
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = (-qb - np.sqrt(disc)) / (2.0 * qa)
+        z = o[2] + t * d[..., 2]
+        hit = (disc >= 0) & (t > 0) & (z >= c[2]) & (z <= c[2] + _CHARACTER_HEIGHT_CM)
+        t_char = np.where(hit & (t < t_char), t, t_char)
+        comp = actor._component
+        if comp._render_custom_depth and _STATE.cvars.get("r.CustomDepth") == "3":
+            stencil_value = comp._stencil
+    depth = np.minimum(t_ground, t_char)
+    stencil = np.where(np.isfinite(t_char) & (t_char <= t_ground), float(stencil_value), 0.0)
+    return np.where(np.isfinite(depth), depth, _SKY_DEPTH_CM), stencil
+
+
+_EXR_COMPRESSION = {"NONE": 0, "ZIP": 3, "PIZ": 4}  # OpenEXR's Compression enum (ImfCompression.h)
+
+
+def _write_exr(path: str, layers: list[tuple[str, np.ndarray, bool]], compression: str) -> None:
+    """A scanline OpenEXR file as Imf::OutputFile writes it (the OpenEXR file layout: magic, version 2, header
+    attributes, a line offset table, one chunk per scanline with the channels in name order). ``layers`` are
+    (name, (H, W, 4) RGBA, 32-bit) like MoviePipelineEXROutput.cpp's task: the first layer is unnamed, the others are
+    "<layer>.R" etc.; 8/16-bit data is HALF, 32-bit FLOAT. Only uncompressed data is modelled byte for byte: for PIZ
+    or ZIP the header says so and each line is zlib-deflated (no reader that refuses compressed files reads it)."""
+    import struct
+    import zlib
+
+    h, w = layers[0][1].shape[:2]
+    chans: list[tuple[str, np.ndarray]] = []
+    for name, rgba, full in layers:
+        for i, ch in enumerate("RGBA"):
+            chans.append((f"{name}.{ch}" if name else ch, rgba[..., i].astype("<f4" if full else "<f2")))
+    chans.sort(key=lambda c: c[0])
+
+    def attr(name: str, kind: str, data: bytes) -> bytes:
+        return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(data)) + data
+
+    chlist = b"".join(n.encode() + b"\0" + struct.pack("<iB3xii", 2 if a.dtype.itemsize == 4 else 1, 0, 1, 1)
+                      for n, a in chans) + b"\0"
+    box = struct.pack("<iiii", 0, 0, w - 1, h - 1)
+    header = (struct.pack("<ii", 20000630, 2) + attr("channels", "chlist", chlist)
+              + attr("compression", "compression", bytes([_EXR_COMPRESSION[compression]]))
+              + attr("dataWindow", "box2i", box) + attr("displayWindow", "box2i", box)
+              + attr("lineOrder", "lineOrder", b"\0") + attr("pixelAspectRatio", "float", struct.pack("<f", 1.0))
+              + attr("screenWindowCenter", "v2f", struct.pack("<ff", 0.0, 0.0))
+              + attr("screenWindowWidth", "float", struct.pack("<f", 1.0)) + b"\0")
+    chunks = []
+    for y in range(h):
+        data = b"".join(a[y].tobytes() for _, a in chans)
+        if compression != "NONE":
+            data = zlib.compress(data)
+        chunks.append(struct.pack("<ii", y, len(data)) + data)
+    offsets, pos = [], len(header) + 8 * h
+    for c in chunks:
+        offsets.append(pos)
+        pos += len(c)
+    with open(path, "wb") as fh:
+        fh.write(header + struct.pack(f"<{h}Q", *offsets) + b"".join(chunks))
+
+
 def _draw_spheres(img: np.ndarray, camera: Any, loc: list[float], pyr: list[float]) -> None:
     """Draw every spawned, not destroyed sphere StaticMeshActor as a white disc where the engine's camera sees it.
 
@@ -1095,12 +1267,8 @@ def _draw_spheres(img: np.ndarray, camera: Any, loc: list[float], pyr: list[floa
     output width with square pixels; image y grows downwards."""
     import cv2
 
-    comp = camera.get_cine_camera_component()
     h, w = img.shape[:2]
-    fov = 2.0 * math.atan(comp.filmback.sensor_width / (2.0 * comp.current_focal_length))
-    f_px = (w / 2.0) / math.tan(fov / 2.0)
-    m = Transform(location=Vector(*loc), rotation=Rotator(roll=pyr[2], pitch=pyr[0], yaw=pyr[1])).to_matrix()
-    axes = [(p.x, p.y, p.z) for p in (m.x_plane, m.y_plane, m.z_plane)]
+    axes, f_px = _view(camera, loc, pyr, w)
     for actor in _STATE.actors:
         if not isinstance(actor, StaticMeshActor) or actor in _STATE.destroyed or actor._location is None:
             continue
@@ -1121,8 +1289,6 @@ def _draw_spheres(img: np.ndarray, camera: Any, loc: list[float], pyr: list[floa
 
 
 def _render_job(job: MoviePipelineExecutorJob, executor: MoviePipelineExecutorBase, cam_index: int) -> bool:
-    import cv2
-
     seq = _STATE.sequences.get(job.sequence._p)
     if seq is None:
         executor.on_executor_errored_delegate.broadcast(executor, MoviePipeline(), True,
@@ -1132,10 +1298,14 @@ def _render_job(job: MoviePipelineExecutorJob, executor: MoviePipelineExecutorBa
         raise AssertionError(f"job map {job.map._p} is not the loaded map {_STATE.loaded_map}")
     cfg = job.get_configuration()._settings
     out = next(s for s in cfg if isinstance(s, MoviePipelineOutputSetting))
-    exts = [e for s, e in ((MoviePipelineImageSequenceOutput_PNG, "png"), (MoviePipelineImageSequenceOutput_EXR, "exr"))
-            if any(type(c) is s for c in cfg)]
-    if not any(isinstance(s, MoviePipelineDeferredPassBase) for s in cfg) or len(exts) != 1:
-        raise AssertionError("job needs one deferred render pass and one image output")
+    outputs = [c for c in cfg
+               if type(c) in (MoviePipelineImageSequenceOutput_PNG, MoviePipelineImageSequenceOutput_EXR)]
+    deferred = [c for c in cfg if isinstance(c, MoviePipelineDeferredPassBase)]
+    if len(deferred) != 1 or not outputs:
+        raise AssertionError("job needs one deferred render pass and an image output")
+    # MoviePipelineDeferredPasses.cpp SetupImpl: the enabled passes whose material loads become active
+    materials = [p.material for p in deferred[0].additional_post_process_materials
+                 if p.enabled and isinstance(p.material, MaterialInterface)]
     if job.job_name in _STATE.fail_jobs:
         executor.on_executor_errored_delegate.broadcast(
             executor, MoviePipeline(), True, Text(f"LogMovieRenderPipeline: Error: injected failure in {job.job_name}"))
@@ -1149,9 +1319,7 @@ def _render_job(job: MoviePipelineExecutorJob, executor: MoviePipelineExecutorBa
     for f in range(start, end):
         seq._camera_pose(cam, f)  # evaluates like the engine; raises on auto tangents
         number = f"{f + out.frame_number_offset:0{out.zero_pad_frame_numbers}d}"
-        name = out.file_name_format.replace("{frame_number}", number)
-        path = os.path.join(out.output_directory.path, f"{name}.{exts[0]}")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        w, h = out.output_resolution.x, out.output_resolution.y
         if _STATE.loaded_map == _EMPTY_MAP:
             # the engine's Entry map holds nothing: no sky, no light; only what the job spawned can show
             img = np.zeros((out.output_resolution.y, out.output_resolution.x, 3), np.uint8)
@@ -1159,17 +1327,64 @@ def _render_job(job: MoviePipelineExecutorJob, executor: MoviePipelineExecutorBa
             img = _frame_image(cam_index, f, out.output_resolution.x, out.output_resolution.y)
         if any(isinstance(a, DirectionalLight) and a not in _STATE.destroyed for a in _STATE.actors):
             _draw_spheres(img, cam._object, *seq._camera_pose(cam, f))
-        if exts[0] == "png":
-            cv2.imwrite(path, img[:, :, ::-1])
-        else:
-            cv2.imwrite(path, img[:, :, ::-1].astype(np.float32) / 255.0)
-        files.append(path)
+        # The passes of this frame, named as MoviePipelineDeferredPasses.cpp names them: the main pass "FinalImage"
+        # (RGBA, 8-bit here), then each post-process material "FinalImage" + its name (RGBA = the material's emissive
+        # colour; 32-bit float with bUse32BitPostProcessMaterials, else 16-bit).
+        passes: list[tuple[str, np.ndarray, bool]] = [
+            ("FinalImage", np.concatenate([img.astype(np.float32) / 255.0, np.ones((h, w, 1), np.float32)], 2), False)]
+        if materials:
+            depth, stencil = _scene_buffers(cam._object, *seq._camera_pose(cam, f), w, h)
+            for m in materials:
+                value = {"SceneDepth": depth, "CustomStencil": stencil}.get(m._output, np.zeros((h, w)))
+                rgba = np.stack([value, value, value, np.ones((h, w))], axis=-1).astype(np.float32)
+                passes.append((f"FinalImage{m.get_name()}", rgba, deferred[0].use32_bit_post_process_materials))
+        for output in outputs:
+            files += _write_outputs(output, out, number, passes)
         _STATE.frames_written += 1
         if _STATE.crash_after_frames is not None and _STATE.frames_written >= _STATE.crash_after_frames:
             assert _STATE.crash is not None
             _STATE.crash()
     _STATE.rendered[job.job_name] = files
     return True
+
+
+def _file_name(out: MoviePipelineOutputSetting, number: str, render_pass: str, ext: str, several: bool) -> str:
+    """MoviePipelineImageSequenceOutput.cpp: the format with {frame_number} and {render_pass} resolved; when several
+    files are written per frame and the format lacks {render_pass}, ValidateOutputFormatString adds it (MRQ
+    inserts it next to the frame number; the fake appends it, which differs from what a script expects just the
+    same). The extension is always appended."""
+    fmt = out.file_name_format
+    if several and "{render_pass}" not in fmt.lower():
+        fmt += "{render_pass}"
+    name = fmt.replace("{frame_number}", number).replace("{render_pass}", render_pass)
+    return os.path.join(out.output_directory.path, f"{name}.{ext}")
+
+
+def _write_outputs(output: MoviePipelineSetting, out: MoviePipelineOutputSetting, number: str,
+                   passes: list[tuple[str, np.ndarray, bool]]) -> list[str]:
+    import cv2
+
+    written = []
+    if isinstance(output, MoviePipelineImageSequenceOutput_EXR) and output.multilayer:
+        # MoviePipelineEXROutput.cpp OnReceiveImageDataImpl: one file per frame, {render_pass} = "", the first
+        # pass unnamed and the others as layers named after their pass
+        path = _file_name(out, number, "", "exr", False)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        layers = [("" if i == 0 else name, rgba, full) for i, (name, rgba, full) in enumerate(passes)]
+        _write_exr(path, layers, output.compression._n)
+        return [path]
+    for name, rgba, full in passes:
+        if isinstance(output, MoviePipelineImageSequenceOutput_PNG):
+            path = _file_name(out, number, name, "png", len(passes) > 1)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # 8-bit quantisation (MoviePipelineImageQuantization.cpp), RGB without alpha
+            cv2.imwrite(path, np.round(np.clip(rgba[..., 2::-1], 0.0, 1.0) * 255.0).astype(np.uint8))
+        else:
+            path = _file_name(out, number, name, "exr", len(passes) > 1)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _write_exr(path, [("", rgba, full)], output.compression._n)  # type: ignore[attr-defined]
+        written.append(path)
+    return written
 
 
 def register_slate_post_tick_callback(callable: Callable[[float], None]) -> object:

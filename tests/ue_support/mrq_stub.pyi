@@ -39,6 +39,15 @@
 #   class/OnMoviePipelineExecutorErrored     (pipeline_executor, pipeline_with_error, is_fatal, error_text)
 #   class/MoviePipelineWorkFinished, class/MoviePipelineOutputData (pipeline, job, success)
 #   class/MoviePipelineShutterTiming, class/AntiAliasingMethod (5.0 page; not exported in the 5.6 stub)
+# The depth and mask passes (UE 5.3-5.6 pages, checked against the engine headers the properties come from,
+# MoviePipelineDeferredPasses.h and MoviePipelineEXROutput.h of the MovieRenderPipelineRenderPasses module):
+#   class/MoviePipelineDeferredPassBase      (additional_post_process_materials: Array[MoviePipelinePostProcessPass],
+#                                              use32_bit_post_process_materials [bUse32BitPostProcessMaterials,
+#                                              5.3-5.6; deprecated for a per-pass bHighPrecisionOutput later],
+#                                              render_main_pass)
+#   struct/MoviePipelinePostProcessPass      (enabled [bEnabled], material [TSoftObjectPtr<UMaterialInterface>])
+#   class/MoviePipelineImageSequenceOutput_EXR (compression: EXRCompressionFormat, multilayer [bMultilayer])
+#   class/EXRCompressionFormat               (EEXRCompressionFormat: None, PIZ, ZIP -> NONE, PIZ, ZIP)
 #
 # Editor properties are declared as plain attributes: they are read/write properties in the engine
 # (the generated stub spells them as @property pairs, which mypy treats the same way).
@@ -53,6 +62,7 @@ from unreal import (
     EnumBase,
     FrameRate,
     IntPoint,
+    MaterialInterface,
     MulticastDelegateBase,
     Object,
     SoftObjectPath,
@@ -95,16 +105,31 @@ class MoviePipelineOutputSetting(MoviePipelineSetting):
 class MoviePipelineRenderPass(MoviePipelineSetting): ...
 class MoviePipelineImagePassBase(MoviePipelineRenderPass): ...
 
+class MoviePipelinePostProcessPass(StructBase):
+    enabled: bool
+    material: MaterialInterface
+    def __init__(self, enabled: bool = ..., material: MaterialInterface = ...) -> None: ...
+
 class MoviePipelineDeferredPassBase(MoviePipelineImagePassBase):
     disable_multisample_effects: bool
     accumulator_includes_alpha: bool
+    use32_bit_post_process_materials: bool
+    render_main_pass: bool
+    # read back as an unreal.Array; assigning takes any Python list of the struct (the editor converts sequences)
+    additional_post_process_materials: Array[MoviePipelinePostProcessPass] | list[MoviePipelinePostProcessPass]
 
 class MoviePipelineDeferredPass_Unlit(MoviePipelineDeferredPassBase): ...
 class MoviePipelineOutputBase(MoviePipelineSetting): ...
 class MoviePipelineImageSequenceOutputBase(MoviePipelineOutputBase): ...
 class MoviePipelineImageSequenceOutput_PNG(MoviePipelineImageSequenceOutputBase):
     write_alpha: bool
+class EXRCompressionFormat(EnumBase):
+    NONE: EXRCompressionFormat
+    PIZ: EXRCompressionFormat
+    ZIP: EXRCompressionFormat
+
 class MoviePipelineImageSequenceOutput_EXR(MoviePipelineImageSequenceOutputBase):
+    compression: EXRCompressionFormat
     multilayer: bool
 
 class MoviePipelineAntiAliasingSetting(MoviePipelineSetting):

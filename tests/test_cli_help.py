@@ -1,0 +1,52 @@
+"""Every command of both apps documents itself with an example that names only its real options (issue 18)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import click
+import pytest
+import typer.main
+
+import multicam_app
+import recam.cli
+
+
+def _leaves(cmd: click.Command, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], click.Command]]:
+    subs = getattr(cmd, "commands", None)
+    if not subs:
+        return [(path, cmd)]
+    out: list[tuple[tuple[str, ...], click.Command]] = []
+    for name, sub in sorted(subs.items()):
+        out += _leaves(sub, path + (name,))
+    return out
+
+
+COMMANDS = (_leaves(typer.main.get_command(multicam_app.app), ("multicam",))
+            + _leaves(typer.main.get_command(recam.cli.app), ("recam",)))
+
+
+def test_both_apps_have_commands() -> None:
+    names = {" ".join(p) for p, _ in COMMANDS}
+    assert {"multicam generate", "multicam render", "multicam validate", "recam train"} <= names
+
+
+@pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_help_has_an_example_with_real_options(path: tuple[str, ...], cmd: click.Command) -> None:
+    text = " ".join(filter(None, [cmd.help, cmd.epilog]))
+    m = re.search(r"Example:\s*(.+?)(?:\n\n|$)", text, re.S)
+    assert m, f"{' '.join(path)}: --help has no 'Example:' line"
+    example = shlex.split(" ".join(m.group(1).split()).split("(")[0])
+    assert tuple(example[: len(path)]) == path, f"example does not start with {' '.join(path)}: {example}"
+    known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    used = [t.split("=")[0] for t in example if t.startswith("--")]
+    unknown = [t for t in used if t not in known]
+    assert not unknown, f"{' '.join(path)}: example uses options the command lacks: {unknown}"
+
+
+@pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_progress_flags_can_be_turned_off(path: tuple[str, ...], cmd: click.Command) -> None:
+    opts = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    if "--progress" in opts:
+        assert "--no-progress" in opts, f"{' '.join(path)} has --progress without --no-progress"
