@@ -34,6 +34,19 @@ def check_seed(seed: int, option: str = "--seed") -> None:
         fail(f"{option}: must be an integer in 0..2**64-1, got {seed}")
 
 
+#: Upper bounds of counts on the command line: far beyond any dataset (MultiCamVideo: 13,600 scenes, 10 cameras,
+#: 81 frames), low enough that a typo fails at once instead of planning for hours or exhausting memory.
+MAX_SCENES = 1_000_000
+MAX_CAMERAS = 1_000
+MAX_FRAMES = 100_000
+
+
+def check_count(value: int, option: str, low: int, high: int) -> None:
+    """Fail with a one-line error unless ``low <= value <= high``."""
+    if not low <= value <= high:
+        fail(f"{option}: must be an integer in {low}..{high}, got {value}")
+
+
 def check_number(value: float, option: str, *, low: float, high: float = float("inf"),
                  low_open: bool = False) -> None:
     """Fail unless ``value`` is finite and in ``[low, high]`` (``(low, high]`` with ``low_open``)."""

@@ -9,7 +9,16 @@ from typing import Any
 
 import typer
 
-from multicam.errors import DatasetError, check_out_folder, check_seed, fail
+from multicam.errors import (
+    MAX_CAMERAS,
+    MAX_FRAMES,
+    MAX_SCENES,
+    DatasetError,
+    check_count,
+    check_out_folder,
+    check_seed,
+    fail,
+)
 from scene_catalog.cli import asset_root_option
 from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
@@ -81,10 +90,9 @@ def plan(
     from scene_catalog.cli import _load
 
     check_seed(seed)
-    if scenes < 1:
-        fail(f"--scenes: must be >= 1, got {scenes}")
-    if cameras < 1:
-        fail(f"--cameras: must be >= 1, got {cameras}")
+    check_count(scenes, "--scenes", 1, MAX_SCENES)
+    check_count(cameras, "--cameras", 1, MAX_CAMERAS)
+    check_count(frames, "--frames", 2, MAX_FRAMES)
     if (err := profile_error(camera_profile)) is not None:
         fail(err)
     check_out_folder(out)

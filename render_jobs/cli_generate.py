@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from multicam.errors import DatasetError, check_out_folder, check_seed, fail
+from multicam.errors import (
+    MAX_CAMERAS,
+    MAX_FRAMES,
+    MAX_SCENES,
+    DatasetError,
+    check_count,
+    check_out_folder,
+    check_seed,
+    fail,
+)
 from scene_catalog.cli import asset_root_option
 from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
@@ -72,12 +81,11 @@ def generate(
     resolution = preset[0] if resolution is None else resolution
     samples = preset[1] if samples is None else samples
     denoise = preset[2] if denoise is None else denoise
-    if scenes < 1:
-        fail(f"--scenes: must be >= 1, got {scenes}")
+    check_count(scenes, "--scenes", 1, MAX_SCENES)
+    check_count(frames, "--frames", 2, MAX_FRAMES)
     if resolution < 16 or resolution % 2:
         fail(f"--resolution: must be an even number >= 16, got {resolution}")
-    if cameras < 1:
-        fail(f"--cameras: must be >= 1, got {cameras}")
+    check_count(cameras, "--cameras", 1, MAX_CAMERAS)
     if (err := profile_error(camera_profile)) is not None:
         fail(err)
     if samples < 1:

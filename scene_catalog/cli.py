@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from multicam.errors import fail
+from multicam.errors import MAX_SCENES, check_count, check_seed, fail
 from scene_catalog.models import Catalog
 
 catalog_app = typer.Typer(help="Check and summarise scene catalogs (environments, characters, animations).",
@@ -64,8 +64,8 @@ def stats(
 
     from scene_catalog.compose import compose_scenes, usage_spread
 
-    if scenes < 0:
-        fail(f"--scenes: must be >= 0, got {scenes}")
+    check_count(scenes, "--scenes", 0, MAX_SCENES)
+    check_seed(seed)
     cat = load_or_exit(files, check_assets, asset_roots)
     typer.echo(f"environments: {len(cat.environments)}  characters: {len(cat.characters)}  "
                f"animations: {len(cat.animations)}")

@@ -196,3 +196,31 @@ def test_errors_name_the_real_option(tmp_path: Path) -> None:
     res = runner.invoke(app, ["generate", "--out", str(tmp_path / "ds"), "--backend", "test-synthetic",
                               "--resolution", "16384"])
     assert res.exit_code == 2 and res.output.startswith("error: --resolution: "), res.output
+
+
+@pytest.mark.parametrize(("command", "option", "value", "allowed"), [
+    ("plan", "--scenes", "99999999999", "1..1000000"),
+    ("plan", "--cameras", "1000000000", "1..1000"),
+    ("plan", "--frames", "1000000000", "2..100000"),
+    ("generate", "--scenes", "0", "1..1000000"),
+    ("generate", "--frames", "1000000000", "2..100000"),
+    ("sample-cameras", "--cameras", "0", "1..1000"),
+    ("presets", "--frames", "1000000000", "2..100000"),
+    ("catalog-stats", "--scenes", "99999999999", "0..1000000"),
+])
+def test_counts_have_an_upper_bound(tmp_path: Path, command: str, option: str, value: str, allowed: str) -> None:
+    """A typo'd count fails at once (instead of planning for hours or exhausting memory)."""
+    base = {"plan": ["plan", "--catalog", str(DEMO_CATALOG), "--scenes", "1", "--seed", "0"],
+            "generate": ["generate", "--backend", "test-synthetic"],
+            "sample-cameras": ["sample-cameras", "--scenes", "1", "--seed", "0"], "presets": ["presets"],
+            "catalog-stats": ["catalog", "stats", str(DEMO_CATALOG)]}[command]
+    out = [] if command == "catalog-stats" else ["--out", str(tmp_path / "ds")]
+    res = runner.invoke(app, [*base, *out, option, value])
+    assert res.exit_code == 2, res.output
+    assert res.output == f"error: {option}: must be an integer in {allowed}, got {value}\n"
+    assert not (tmp_path / "ds").exists()
+
+
+def test_catalog_stats_seed_is_checked() -> None:
+    res = runner.invoke(app, ["catalog", "stats", str(DEMO_CATALOG), "--scenes", "3", "--seed", "-1"])
+    assert res.exit_code == 2 and res.output == "error: --seed: must be an integer in 0..2**64-1, got -1\n"
