@@ -161,13 +161,14 @@ class JobStore:
                                  + READ_ONLY_HINT) from exc
             raise StoreError(
                 f"{self.path}: damaged job store ({exc}); move it aside and run the same `multicam plan` "
-                "command again to rebuild it from the plan (finished scenes are found and kept)"
+                f"command again (or `multicam repair {self.path.parent}`) to rebuild it from the plan (finished "
+                "scenes are found and kept)"
             ) from exc
 
     def _open_readonly(self, timeout_s: float) -> sqlite3.Connection:
         if not self.path.exists():
-            raise StoreError(f"{self.path}: missing; run the same `multicam plan` command again to rebuild it from "
-                             "the plan (finished scenes are found and kept)")
+            raise StoreError(f"{self.path}: missing; run the same `multicam plan` command again (or `multicam repair "
+                             f"{self.path.parent}`) to rebuild it from the plan (finished scenes are found and kept)")
         uri = self.path.resolve().as_uri()
         last: sqlite3.DatabaseError | None = None
         for query in ("mode=ro", "immutable=1"):
@@ -187,7 +188,8 @@ class JobStore:
                                  "hashes); open it once with a writable `multicam render` or plan again")
             return conn
         raise StoreError(f"{self.path}: damaged job store ({last}); move it aside and run the same `multicam plan` "
-                         "command again to rebuild it from the plan (finished scenes are found and kept)")
+                         f"command again (or `multicam repair {self.path.parent}`) to rebuild it from the plan "
+                         "(finished scenes are found and kept)")
 
     @classmethod
     def for_dataset(cls, dataset_dir: str | os.PathLike[str], readonly: bool = False) -> JobStore:
