@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recam.attn_kernels import ATTENTION_BACKENDS, attention, fa4_available  # noqa: E402
 from recam.model import (  # noqa: E402
     ReCamMasterTransformer,
     flops_per_forward,
@@ -168,46 +170,55 @@ def bench_attention(
     q, k, v = make(s), make(kv), make(kv)
     # output gradient in the layout the model's processors produce ((B, S, H, D) memory): see BENCHMARKS.md on the
     # cuDNN backward plan reuse, which a different layout at the same shape here would poison for the model
-    dout = torch.randn(1, s, heads, hd, device=device).bfloat16().transpose(1, 2)
+    dout = torch.randn(1, s, heads, hd, device=device).bfloat16()
     fwd_flops = 4 * s * kv * hd * heads
     small = [make(min(s, 4096)), make(min(kv, 4096)), make(min(kv, 4096))]
     results: dict[str, Any] = {"tokens": s, "kv_tokens": kv}
     ref_small = None
-    for name, backend in sdpa_backends().items():
-        if name == "math" and device.type == "cuda":
-            continue
+    names = [n for n in sdpa_backends() if not (n == "math" and device.type == "cuda")]
+    if device.type == "cuda" and fa4_available():
+        names.append("fa4")
+    names.append("fp8")  # inference only: timed and checked, never chosen as the default
+    for name in names:
         try:
-            from torch.nn.attention import sdpa_kernel
+            # (B, S, H, D) views as the processors pass them
+            bshd = [x.transpose(1, 2) for x in (q, k, v)]
+            with torch.no_grad():
+                out_small = attention(
+                    small[0].transpose(1, 2), small[1].transpose(1, 2), small[2].transpose(1, 2), name
+                )
+                tf, _ = timed(
+                    functools.partial(attention, bshd[0], bshd[1], bshd[2], name), device, 1, args.attn_repeats
+                )
+            r: dict[str, Any] = {"fwd_s": statistics.median(tf), "fwd_tflops": fwd_flops / statistics.median(tf) / 1e12}
+            if name != "fp8":
 
-            with sdpa_kernel([backend]):
-                out_small = F.scaled_dot_product_attention(small[0], small[1], small[2])
-                with torch.no_grad():
-                    tf, _ = timed(lambda: F.scaled_dot_product_attention(q, k, v), device, 1, args.attn_repeats)
-
-                def fwd_bwd() -> None:
-                    o = F.scaled_dot_product_attention(q, k, v)
+                def fwd_bwd(bshd: list[torch.Tensor] = bshd, name: str = name) -> None:
+                    o = attention(bshd[0], bshd[1], bshd[2], name)
                     torch.autograd.grad(o, (q, k, v), dout)
 
                 tb, _ = timed(fwd_bwd, device, 1, args.attn_repeats)
+                r["fwd_bwd_s"] = statistics.median(tb)
+                r["fwd_bwd_tflops"] = 3.5 * fwd_flops / statistics.median(tb) / 1e12
             if ref_small is None:
                 ref_small = out_small.detach()
-            r = {
-                "fwd_s": statistics.median(tf),
-                "fwd_bwd_s": statistics.median(tb),
-                "fwd_tflops": fwd_flops / statistics.median(tf) / 1e12,
-                "fwd_bwd_tflops": 3.5 * fwd_flops / statistics.median(tb) / 1e12,
-                "rel_err_vs_first": rel_err(out_small.detach(), ref_small),
-            }
+            r["rel_err_vs_first"] = rel_err(out_small.detach(), ref_small)
             results[name] = r
+            bwd = ""
+            if "fwd_bwd_s" in r:
+                bwd = f", fwd+bwd {r['fwd_bwd_s'] * 1e3:.1f} ms ({r['fwd_bwd_tflops']:.0f} TFLOP/s)"
             log(
-                f"{label} {name}: fwd {r['fwd_s'] * 1e3:.1f} ms ({r['fwd_tflops']:.0f} TFLOP/s), "
-                f"fwd+bwd {r['fwd_bwd_s'] * 1e3:.1f} ms ({r['fwd_bwd_tflops']:.0f} TFLOP/s), "
+                f"{label} {name}: fwd {r['fwd_s'] * 1e3:.1f} ms ({r['fwd_tflops']:.0f} TFLOP/s){bwd}, "
                 f"err {r['rel_err_vs_first']:.1e}"
             )
         except Exception as exc:  # a backend that does not run here is skipped, not fatal
             results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-            log(f"{label} {name}: unavailable ({results[name]['error'][:120]})")
-    ok = {n: r for n, r in results.items() if isinstance(r, dict) and "fwd_s" in r and r["rel_err_vs_first"] < 2e-2}
+            log(f"{label} {name}: unavailable ({results[name]['error'][:200]})")
+    ok = {
+        n: r
+        for n, r in results.items()
+        if isinstance(r, dict) and "fwd_bwd_s" in r and r["rel_err_vs_first"] < 2e-2 and n != "fp8"
+    }
     results["best_fwd"] = min(ok, key=lambda n: ok[n]["fwd_s"]) if ok else None
     results["best_fwd_bwd"] = min(ok, key=lambda n: ok[n]["fwd_bwd_s"]) if ok else None
     return results
@@ -415,16 +426,22 @@ def main(argv: list[str] | None = None) -> int:
         default="none,all",
         help="with --only forward: comma list of inference-fusion sets ('none', 'all', or names from "
         "recam.model.INFERENCE_FUSIONS joined by '+'), each optionally suffixed '@cg' (CUDA graphs, "
-        "mode='reduce-overhead'), '@cdt' (inductor coordinate_descent_tuning) and/or '@tgt' (target_only=True: "
-        "only the target half of the output, as sampling uses it; errors compare target halves)",
+        "mode='reduce-overhead'), '@cdt' (inductor coordinate_descent_tuning), '@tgt' (target_only=True: "
+        "only the target half of the output, as sampling uses it; errors compare target halves) and/or a "
+        "self-attention kernel of recam.attn_kernels.ATTENTION_BACKENDS ('@fa4', '@fp8'; default cudnn)",
     )
+    ap.add_argument("--fp32-ref", action="store_true", help="error of each forward (variant) against a float32 forward")
     ap.add_argument(
-        "--fp32-ref", action="store_true", help="with --only forward: error of each variant against a float32 forward"
+        "--train-backend",
+        choices=ATTENTION_BACKENDS,
+        default=None,
+        help="self-attention kernel of the optimised training step (default: fastest fwd+bwd measured here)",
     )
     ap.add_argument(
         "--forward-fusions",
         default="all@cdt@tgt",
-        help="full run: the optimised forward's variant, same syntax as --forward-variants (without @cg)",
+        help="full run: the optimised forward's variant, same syntax as --forward-variants (without @cg); "
+        "an attention backend option (e.g. '@fa4') pins its self-attention kernel (default: fastest measured)",
     )
     ap.add_argument(
         "--train-full-output",
@@ -488,10 +505,11 @@ def parse_forward_variant(spec: str) -> tuple[tuple[str, ...], bool, bool, bool]
     from recam.model import INFERENCE_FUSIONS
 
     name, *opts = spec.split("@")
-    unknown_opts = set(opts) - {"cg", "cdt", "tgt"}
+    unknown_opts = set(opts) - {"cg", "cdt", "tgt", *ATTENTION_BACKENDS}
     if unknown_opts:
         raise ValueError(
-            f"forward variant {spec!r}: unknown option(s) {sorted(unknown_opts)}; allowed: cg, cdt, tgt"
+            f"forward variant {spec!r}: unknown option(s) {sorted(unknown_opts)}; allowed: cg, cdt, tgt or an "
+            f"attention backend {list(ATTENTION_BACKENDS)}"
         )
     if name == "none":
         fusions: tuple[str, ...] = ()
@@ -503,6 +521,12 @@ def parse_forward_variant(spec: str) -> tuple[tuple[str, ...], bool, bool, bool]
         if bad:
             raise ValueError(f"forward variant {spec!r}: unknown fusion(s) {sorted(bad)}; from {INFERENCE_FUSIONS}")
     return fusions, "cg" in opts, "cdt" in opts, "tgt" in opts
+
+
+def variant_backend(spec: str, default: str | None) -> str | None:
+    """The self-attention kernel a variant names ('all@cdt@fa4' -> 'fa4'), else ``default``."""
+    named = [o for o in spec.split("@")[1:] if o in ATTENTION_BACKENDS]
+    return named[-1] if named else default
 
 
 def run_forward_variants(args: argparse.Namespace, device: torch.device, res: dict[str, Any]) -> None:
@@ -546,7 +570,9 @@ def run_forward_variants(args: argparse.Namespace, device: torch.device, res: di
             torch._dynamo.reset()
             for block in model.blocks:
                 block._compiled_call_impl = None
-            model.set_fast_attention(True, self_backend=backend, cross_backend=backend, inference_fusions=fusions)
+            self_backend = variant_backend(spec, backend)
+            r["self_backend"] = self_backend
+            model.set_fast_attention(True, self_backend=self_backend, cross_backend=backend, inference_fusions=fusions)
             if not args.no_compile:
                 model.compile_blocks(
                     coordinate_descent_tuning=cdt, **({"mode": "reduce-overhead"} if cuda_graphs else {})
@@ -642,8 +668,8 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
             res["sdpa_grad_check"] = sdpa_grad_check(cfg, device)
         res["attention"] = bench_attention(args, cfg, device)
         res["cross_attention"] = bench_attention(args, cfg, device, kv_len=args.text_len)
-        fwd_backend = res["attention"]["best_fwd"]
-        train_backend = res["attention"]["best_fwd_bwd"]
+        fwd_backend = variant_backend(args.forward_fusions, res["attention"]["best_fwd"])
+        train_backend = args.train_backend or res["attention"]["best_fwd_bwd"]
         cross_fwd = res["cross_attention"]["best_fwd"]
         cross_train = res["cross_attention"]["best_fwd_bwd"]
     else:
@@ -652,6 +678,14 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         "forward": {"self": fwd_backend, "cross": cross_fwd},
         "train": {"self": train_backend, "cross": cross_train},
     }
+
+    ref32 = None
+    if args.fp32_ref:
+        t0 = time.perf_counter()
+        ref32 = fp32_forward(model, inp, device)
+        sync(device)
+        res["fp32_forward_s"] = time.perf_counter() - t0
+        log(f"fp32 reference forward: {res['fp32_forward_s']:.1f} s")
 
     # ---------------- baseline
     base_out = base_grads = None
@@ -662,10 +696,13 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
         reset_peak(device)
         times, base_out = timed(forward_fn(model, inp, None), device, 1, args.repeats)
         res["baseline_forward"] = summary(times, peak_gib(device), flops_f["total"])
+        if ref32 is not None:
+            res["baseline_forward"]["rel_err_vs_fp32"] = rel_err(base_out, ref32)
+            res["baseline_forward"]["rel_err_target_half_vs_fp32"] = rel_err(base_out[:, :, :t], ref32[:, :, :t])
         log(f"baseline forward: {fmt(res['baseline_forward'])}")
         # noise floor: the same stock model under each other working SDPA backend (eager)
         res["noise_floor_forward_rel_err"] = {}
-        working = [n for n, r in res.get("attention", {}).items() if isinstance(r, dict) and "fwd_s" in r]
+        working = [n for n, r in res.get("attention", {}).items() if n in sdpa_backends() and "fwd_s" in r]
         for name in [n for n in working if n != "efficient"]:
             _, other = timed(forward_fn(model, inp, name), device, 0, 1)
             res["noise_floor_forward_rel_err"][name] = rel_err(other, base_out)
@@ -706,6 +743,9 @@ def run_all(args: argparse.Namespace, device: torch.device, res: dict[str, Any])
     res["optimised_forward"] = summary(times, peak_gib(device), flops_fo)
     if base_out is not None:  # target_only returns the target half
         res["optimised_forward"]["rel_err_vs_baseline"] = rel_err(opt_out, base_out[:, :, : opt_out.shape[2]])
+    if ref32 is not None:
+        res["optimised_forward"]["rel_err_target_half_vs_fp32"] = rel_err(opt_out[:, :, :t], ref32[:, :, :t])
+        log(f"optimised forward, target half vs fp32: {res['optimised_forward']['rel_err_target_half_vs_fp32']:.3e}")
     log(
         f"optimised forward ({fwd_backend}, first call {res['compile_forward_s']:.1f} s): "
         f"{fmt(res['optimised_forward'])}"

@@ -228,3 +228,30 @@ def read_camera_track(path: str | os.PathLike[str], cam: str) -> NDArray[np.floa
     if cam not in names:
         raise CameraFileError(f"{path}: no camera {cam!r}; the file has {', '.join(names)}")
     return poses[:, names.index(cam)]
+
+
+def _frames_text(frames: dict[str, dict[str, str]]) -> str:
+    """The writer's layout (:func:`render_camera_json`) of already formatted matrix strings."""
+    return "{\n" + ",\n".join(
+        f"    {json.dumps(f)}: {{\n" + ",\n".join(f"        {json.dumps(n)}: {json.dumps(v)}" for n, v in cams.items())
+        + "\n    }" for f, cams in frames.items()) + "\n}"
+
+
+def merge_camera_json_text(old_text: str, new_text: str, where: str = "<camera file>") -> str:
+    """A camera file holding the cameras of ``old_text`` and then those of ``new_text`` (same frames, new names),
+    in the writer's layout; the old cameras' entries are kept character for character (``multicam extend``).
+
+    Raises :class:`CameraFileError` when the old file is not in the writer's layout (its entries could not be
+    kept byte for byte), when the frames differ, or when a camera is in both."""
+    old, new = json.loads(old_text), json.loads(new_text)
+    if not isinstance(old, dict) or not isinstance(new, dict) or not old:
+        raise CameraFileError(f"{where}: expected objects of frame0..frameN")
+    if _frames_text(old) != old_text.rstrip("\n") or old_text.endswith("\n\n"):
+        raise CameraFileError(f"{where}: not in the layout multicam writes; its entries cannot be kept byte for byte")
+    if list(old) != list(new):
+        raise CameraFileError(f"{where}: the new cameras have frames {len(new)}, the file {len(old)}")
+    both = sorted(set(next(iter(old.values()))) & set(next(iter(new.values()))))
+    if both:
+        raise CameraFileError(f"{where}: cameras {both} are in the file already")
+    merged = {f: {**old[f], **new[f]} for f in old}
+    return _frames_text(merged) + ("\n" if old_text.endswith("\n") else "")

@@ -64,8 +64,8 @@ def sample_cameras(
     check_count(scenes, "--scenes", 1, MAX_SCENES)
     check_count(frames, "--frames", 2, MAX_FRAMES)
     check_count(cameras, "--cameras", 1, MAX_CAMERAS)
-    if (err := profile_error(camera_profile)) is not None:
-        fail(err)
+    if (profile_msg := profile_error(camera_profile)) is not None:
+        fail(profile_msg)
     if radius_m is not None and radius_m not in ALLOWED_RADII_M:
         fail(f"--radius-m: must be one of {', '.join(f'{r:g}' for r in ALLOWED_RADII_M)}, got {radius_m:g}")
     with tqdm(total=scenes, unit="scene", desc="sample-cameras", disable=not progress) as bar:

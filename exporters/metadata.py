@@ -101,6 +101,7 @@ def camera_motion_label(cam: dict[str, Any]) -> str:
     ``translation``         ``move forward 1.8 m, ...`` (along the camera's own axis)
     ``random``              ``free path 2.4 m through 2 points, ...``
     ``static``              ``static``
+    ``file``                ``given track cams.json:cam03`` (``multicam extend --trajectory-file``)
     ======================  =================================================
 
     A pure function of the record; fields it lacks are left out of the label."""
@@ -109,6 +110,8 @@ def camera_motion_label(cam: dict[str, Any]) -> str:
     kind = str(cam.get("trajectory") or "unknown")
     if kind == "static":
         return "static"
+    if kind == "file":  # a track given to `multicam extend --trajectory-file`
+        return f"given track {cam.get('source') or ''}".rstrip()
     direction = cam.get("direction")
     dir_txt = f" {direction}" if isinstance(direction, str) and direction else ""
     if kind in ("pan", "tilt", "arc"):

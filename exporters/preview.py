@@ -230,10 +230,10 @@ def plot_trajectories(scene: PreviewScene, path: Path, colours: list[str]) -> Pa
         for fr in g.frusta_m[:, c]:
             centre, corners = fr[0], fr[1:]
             for k in range(4):
-                top.plot([centre[0], corners[k, 0]], [centre[1], corners[k, 1]], color=col, lw=0.7, alpha=0.8)
-                ax3.plot(*np.stack([centre, corners[k]]).T, color=col, lw=0.7, alpha=0.8)
-            top.plot(fr[ring, 0], fr[ring, 1], color=col, lw=0.7, alpha=0.8)
-            ax3.plot(*fr[ring].T, color=col, lw=0.7, alpha=0.8)
+                top.plot([centre[0], corners[k, 0]], [centre[1], corners[k, 1]], color=col, lw=0.7)
+                ax3.plot(*np.stack([centre, corners[k]]).T, color=col, lw=0.7)
+            top.plot(fr[ring, 0], fr[ring, 1], color=col, lw=0.7)
+            ax3.plot(*fr[ring].T, color=col, lw=0.7)
             ax3.plot(*corners[:2].T, color=col, lw=2.0)  # the top edge: which way is up
     handles = [Line2D([], [], color=colours[c], lw=3, label=_legend_label(scene, n))
                for c, n in enumerate(scene.cameras)]

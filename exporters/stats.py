@@ -30,6 +30,7 @@ from multicam.conventions import (
 )
 from multicam.io import atomic_write_bytes, atomic_write_text
 from trajectory.sampler import (
+    A_RANGE_RELEASED,
     ALLOWED_RADII_M,
     ARC_RANGE_DEG,
     LENGTH_FRACTION,
@@ -104,8 +105,9 @@ def _asset_id(record: dict[str, Any], key: str) -> str | None:
     return str(v["id"]) if isinstance(v, dict) and "id" in v else None
 
 
-def _flag_record(where: str, cam: dict[str, Any], radius: float | None, out: list[str]) -> None:
-    """Rules on what the sampler drew (scene.json)."""
+def _flag_record(where: str, cam: dict[str, Any], radius: float | None, out: list[str],
+                 a_range: tuple[float, float] = A_RANGE) -> None:
+    """Rules on what the sampler drew (scene.json); ``a_range``: the camera profile's speed exponents."""
     kind = cam.get("trajectory")
     if kind not in TRAJECTORY_TYPES:
         out.append(f"{where}: trajectory {kind!r} is not one of {', '.join(TRAJECTORY_TYPES)}")
@@ -133,8 +135,8 @@ def _flag_record(where: str, cam: dict[str, Any], radius: float | None, out: lis
     if speed.get("mode") == "variable":
         if kind == "static":
             out.append(f"{where}: static camera with a variable speed")
-        elif a is None or not A_RANGE[0] - RANGE_TOL <= abs(a) <= A_RANGE[1] + RANGE_TOL:
-            out.append(f"{where}: speed a = {a} outside +-[{A_RANGE[0]:g}, {A_RANGE[1]:g}]")
+        elif a is None or not a_range[0] - RANGE_TOL <= abs(a) <= a_range[1] + RANGE_TOL:
+            out.append(f"{where}: speed a = {a} outside +-[{a_range[0]:g}, {a_range[1]:g}]")
     elif speed and speed.get("mode") != "constant":
         out.append(f"{where}: speed mode {speed.get('mode')!r} is neither constant nor variable")
 
@@ -163,6 +165,8 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
     assert isinstance(cam_set, dict)
     aperture = _num(cam_set.get("aperture"))
     radius = _num(record.get("radius_m"))
+    # scene.json names its camera profile; records written before profiles are the independent one
+    a_range = A_RANGE_RELEASED if record.get("camera_profile") == "released" else A_RANGE
     if record:
         if (scene.focal_mm, aperture) not in CAMERA_SETS:
             flags.append(f"{name}: camera set {scene.focal_mm:g} mm f/{aperture} is not one of the dataset's four")
@@ -179,7 +183,7 @@ def scene_stats(scene: SceneCameras, record: dict[str, Any]) -> tuple[SceneStats
             if not rec:
                 flags.append(f"{where}: no record in scene.json")
             else:
-                _flag_record(where, rec, radius, flags)
+                _flag_record(where, rec, radius, flags, a_range)
         p_abs = np.abs(pitch[:, c]).max()
         if p_abs > MAX_PITCH_DEG + RANGE_TOL:
             flags.append(f"{where}: pitch reaches {p_abs:.2f} deg (limit +-{MAX_PITCH_DEG:g})")

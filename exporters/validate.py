@@ -38,10 +38,10 @@ PLAN_FILE = Path("plan") / "plan.json"
 
 #: ``|R R^T - I|`` (largest entry) allowed for a rotation.
 ORTHONORMAL_TOL = 1e-4
-#: Default teleport bounds: 3x / 2.3x the largest per-frame step (0.34 m) and turn (6.5 deg) of 3,000 sampled
-#: cameras x 81 frames (seed 0, scenes 1..300; the paper's trajectory rules).
+#: Default teleport bounds: 2x / 2.5x the largest per-frame step (0.49 m, an arc) and turn (12.1 deg, a translation
+#: passing the subject while keeping it in view) of 30,000 sampled cameras x 81 frames (seed 0, scenes 1..3000).
 MAX_STEP_M = 1.0
-MAX_TURN_DEG = 15.0
+MAX_TURN_DEG = 30.0
 #: A video whose every frame has no luma sample above this (of 255; video black is 16) is black.
 BLACK_MAX_LUMA = 32.0
 #: Consecutive frames whose luma differs nowhere by more than this are the same picture (H.264 decodes a
@@ -134,6 +134,7 @@ class SceneReport:
 @dataclass
 class DatasetReport:
     root: Path
+    limits: Limits = field(default_factory=Limits)
     scenes: list[SceneReport] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # dataset-level ones
 
@@ -145,6 +146,9 @@ class DatasetReport:
         return {
             "dataset": str(self.root),
             "ok": not probs,
+            "limits": {"decode": self.limits.decode, "frames": self.limits.expect_frames,
+                       "size": list(self.limits.expect_size) if self.limits.expect_size else None,
+                       "max_step_m": self.limits.max_step_m, "max_turn_deg": self.limits.max_turn_deg},
             "scenes": len(self.scenes),
             "cameras": sum(s.cameras for s in self.scenes),
             "counts": dict(sorted(Counter(p.code for p in probs).items())),
@@ -443,7 +447,7 @@ def validate_dataset(root: Path, limits: Limits, scenes: list[Path] | None = Non
     """Check every scene below ``root`` (or ``scenes``), the plan's folders and ``metadata.csv`` (when ``root`` is a
     dataset root); ``on_scene`` is called after each scene (progress)."""
     root = Path(root)
-    rep = DatasetReport(root)
+    rep = DatasetReport(root, limits)
     planned = (root / PLAN_FILE).exists() or (root / MANIFEST_FILE).exists()
     for scene in scenes if scenes is not None else iter_scene_dirs(root):
         rep.scenes.append(validate_scene_dir(scene, limits=limits, planned=planned))

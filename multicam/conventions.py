@@ -217,17 +217,18 @@ def ue_pitch_yaw_to_forward(pitch_deg: ArrayLike, yaw_deg: ArrayLike) -> FloatAr
     """Forward (view) unit vectors ``(..., 3)`` of roll-free UE rotators (row 0 of :func:`ue_rotator_to_axes`)."""
     p, y = np.broadcast_arrays(np.asarray(pitch_deg, dtype=np.float64), np.asarray(yaw_deg, dtype=np.float64))
     (sp, cp), (sy, cy) = detmath.sincos(np.radians(p)), detmath.sincos(np.radians(y))
-    return np.stack([cp * cy, cp * sy, sp], -1)
+    return np.stack([cp * cy, cp * sy, sp], -1).reshape(p.shape + (3,))
 
 
 def ue_pitch_yaw_to_axes(pitch_deg: ArrayLike, yaw_deg: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Forward, right, up unit vectors ``(..., 3)`` (UE world axes) of roll-free rotators: the rows of
     :func:`ue_rotator_to_axes` for roll 0, right horizontal."""
     p, y = np.radians(np.asarray(pitch_deg, dtype=np.float64)), np.radians(np.asarray(yaw_deg, dtype=np.float64))
+    shape = np.broadcast_shapes(p.shape, y.shape) + (3,)
     fwd = np.stack([detmath.cos(p) * detmath.cos(y), detmath.cos(p) * detmath.sin(y), detmath.sin(p)], -1)
-    right = np.stack([-detmath.sin(y), detmath.cos(y), np.zeros_like(y)], -1)
+    right = np.stack([-detmath.sin(y), detmath.cos(y), np.zeros_like(detmath.sin(y))], -1)
     up = np.stack([-detmath.sin(p) * detmath.cos(y), -detmath.sin(p) * detmath.sin(y), detmath.cos(p)], -1)
-    return fwd, right, up
+    return fwd.reshape(shape), right.reshape(shape), up.reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------------

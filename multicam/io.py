@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -65,3 +66,20 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
     else:
         os.replace(tmp_dir, final_dir)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange_dirs(a: Path, b: Path) -> None:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``): at every instant ``b`` is the
+    old folder or the new one. Raises :class:`OSError` where the system or file system cannot (then callers
+    fall back to two renames)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError) as exc:
+        raise OSError(f"renameat2 is not available: {exc}") from exc
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(a))

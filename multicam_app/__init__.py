@@ -21,7 +21,7 @@ def _register() -> None:
     modules = ("exporters.cli_cameras", "exporters.cli", "exporters.cli_export", "exporters.cli_stats",
                "exporters.cli_preview", "scene_catalog.cli",
                "render_jobs.cli", "render_jobs.cli_generate", "render_jobs.cli_unreal",
-               "render_jobs.cli_repair")
+               "render_jobs.cli_extend", "render_jobs.cli_repair")
     for mod in modules:
         try:
             module = __import__(mod, fromlist=["register"])

@@ -18,17 +18,13 @@ converted with :mod:`recam.convert` matches the released DiffSynth checkpoint ke
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.transformers.transformer_wan import (
     WanAttention,
@@ -36,16 +32,33 @@ from diffusers.models.transformers.transformer_wan import (
     WanTransformerBlock,
 )
 from torch import nn
-from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+from torch.utils.checkpoint import checkpoint
 
 from recam import convert
+from recam.attention import INFERENCE_FUSIONS, ReCamAttnProcessor, qkv_heads, self_attention
+from recam.attn_kernels import ATTENTION_BACKENDS, check_backend, linear_gelu_tanh, qk_norm_rope, rope_fp32
+from recam.attn_kernels import sdpa_backend as _sdpa_backend
+from recam.flops import flops_per_forward, flops_per_train_step
+from recam.recompute import RECOMPUTE_POLICIES
 
-try:  # Triton is only needed for the fused q/k kernel of the CUDA inference path
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - CPU-only installs
-    triton = None
-    tl = None
+# names other modules import from here (the model's public surface predates the split into
+# attention / attn_kernels / flops / recompute)
+__all__ = [
+    "ATTENTION_BACKENDS",
+    "CAM_DIM",
+    "INFERENCE_FUSIONS",
+    "ReCamAttnProcessor",
+    "ReCamMasterTransformer",
+    "ReCamMasterTransformerBlock",
+    "_sdpa_backend",
+    "flops_per_forward",
+    "flops_per_train_step",
+    "linear_gelu_tanh",
+    "load_config",
+    "qk_norm_rope",
+    "qkv_heads",
+    "rope_fp32",
+]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FULL_CONFIG = CONFIG_DIR / "wan2.1_t2v_1.3b.json"
@@ -74,258 +87,6 @@ def load_config(config: str | os.PathLike[str] | Mapping[str, Any] | None = None
     return {k: (tuple(v) if k == "patch_size" else v) for k, v in data.items() if not k.startswith("_")}
 
 
-class ReCamAttnProcessor:
-    """Drop-in for diffusers' ``WanAttnProcessor`` (no image branch) with cheaper elementwise work.
-
-    One QKV GEMM (weights concatenated on the fly, so the parameters stay ``to_q/to_k/to_v`` and train as
-    usual), RoPE applied in float32 on the half-width cos/sin, ``F.scaled_dot_product_attention`` directly.
-    Same function as the stock processor to float rounding; written so ``torch.compile`` fuses the elementwise
-    parts.
-    """
-
-    def __init__(self, backend: str | None = None, contiguous_heads: bool = False) -> None:
-        # SDPA backend for this attention ("cudnn", "flash", "efficient", "math"); None = PyTorch's choice
-        if backend is not None and backend not in _SDPA_BACKENDS:
-            raise ValueError(f"unknown SDPA backend {backend!r}; choose from {sorted(_SDPA_BACKENDS)}")
-        self.backend = backend
-        # hand q, k, v to SDPA as contiguous (B, H, S, D) instead of (B, S, H, D) views
-        self.contiguous_heads = contiguous_heads
-
-    def __call__(
-        self,
-        attn: WanAttention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        if attn.add_k_proj is not None:
-            raise NotImplementedError("ReCamAttnProcessor has no image-conditioning branch (Wan I2V)")
-        query, key, value = qkv_heads(attn, hidden_states, encoder_hidden_states, rotary_emb)
-        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
-        if self.contiguous_heads:
-            query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
-        with _sdpa_backend(self.backend):
-            out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
-        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
-        return attn.to_out[0](out)
-
-
-def qkv_heads(
-    attn: Any,
-    hidden_states: torch.Tensor,
-    encoder_hidden_states: torch.Tensor | None = None,
-    rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Wan attention inputs as (B, S, heads, head_dim): one fused QKV GEMM (self-attention) or Q plus a
-    fused KV GEMM (cross-attention), q/k RMSNorm, RoPE in fp32. Shared by every fast processor."""
-    if encoder_hidden_states is None:
-        w = torch.cat([attn.to_q.weight, attn.to_k.weight, attn.to_v.weight])
-        b = torch.cat([attn.to_q.bias, attn.to_k.bias, attn.to_v.bias])
-        query, key, value = F.linear(hidden_states, w, b).chunk(3, dim=-1)
-    else:
-        query = attn.to_q(hidden_states)
-        w = torch.cat([attn.to_k.weight, attn.to_v.weight])
-        b = torch.cat([attn.to_k.bias, attn.to_v.bias])
-        key, value = F.linear(encoder_hidden_states, w, b).chunk(2, dim=-1)
-    query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
-    key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
-    value = value.unflatten(2, (attn.heads, -1))
-    if rotary_emb is not None:
-        cos = rotary_emb[0][..., 0::2].float()
-        sin = rotary_emb[1][..., 1::2].float()
-        query = _rope_fp32(query, cos, sin)
-        key = _rope_fp32(key, cos, sin)
-    return query, key, value
-
-
-_SDPA_BACKENDS = {
-    "cudnn": "CUDNN_ATTENTION",
-    "flash": "FLASH_ATTENTION",
-    "efficient": "EFFICIENT_ATTENTION",
-    "math": "MATH",
-}
-
-
-def _sdpa_backend(name: str | None) -> contextlib.AbstractContextManager[Any]:
-    if name is None:
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([getattr(SDPBackend, _SDPA_BACKENDS[name])])
-
-
-def _rope_fp32(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Interleaved-pair rotation (Wan/diffusers convention) in float32; x (B, S, H, D), cos/sin (1, S, 1, D/2)."""
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).type_as(x)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# inference fusions (no autograd): see ReCamMasterTransformerBlock._block_forward_fused
-INFERENCE_FUSIONS = ("qk_norm_rope", "out_proj", "gelu")
-
-
-def _qk_norm_rope_reference(
-    qkv: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float, heads: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """RMSNorm (across all heads) of q and k, then interleaved-pair RoPE, all in float32, one rounding at the end.
-
-    qkv (B, S, 3*D) = the fused QKV GEMM output; cos/sin (S, Dh/2) float32. Returns q, k as (B, S, H, Dh)."""
-    d = qkv.shape[-1] // 3
-    outs = []
-    for x, w in ((qkv[..., :d], wq), (qkv[..., d : 2 * d], wk)):
-        x = x.float()
-        x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps) * w.float()
-        x1, x2 = x.unflatten(-1, (heads, -1, 2)).unbind(-1)
-        c, s_ = cos[None, :, None, :], sin[None, :, None, :]
-        outs.append(torch.stack([x1 * c - x2 * s_, x1 * s_ + x2 * c], dim=-1).flatten(-2).to(qkv.dtype))
-    return outs[0], outs[1]
-
-
-if triton is not None:
-
-    @triton.jit
-    def _qk_norm_rope_kernel(
-        qkv_ptr,
-        q_ptr,
-        k_ptr,
-        wq_ptr,
-        wk_ptr,
-        cos_ptr,
-        sin_ptr,
-        n_rows,
-        seq_len,
-        row_stride,
-        eps,
-        D: tl.constexpr,
-        HD: tl.constexpr,
-        D_P2: tl.constexpr,
-        ROWS: tl.constexpr,
-    ):
-        # ROWS tokens per program; each row of q and of k is loaded once as a contiguous (padded) vector, split
-        # into its (even, odd) RoPE pairs, RMS-normalised over all D channels, weighted, rotated, stored
-        rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)[:, None]  # (ROWS, 1)
-        cols = tl.arange(0, D_P2)[None, :]  # (1, D_P2)
-        mask = (rows < n_rows) & (cols < D)
-        pair = tl.arange(0, D_P2 // 2)[None, :]  # pair index within the row
-        pmask = (rows < n_rows) & (pair < D // 2)
-        pos = rows % seq_len
-        tab = pos * (HD // 2) + pair % (HD // 2)
-        c = tl.load(cos_ptr + tab, mask=pmask, other=0.0)
-        s = tl.load(sin_ptr + tab, mask=pmask, other=0.0)
-        for which in tl.static_range(2):
-            w_ptr = wq_ptr if which == 0 else wk_ptr
-            o_ptr = q_ptr if which == 0 else k_ptr
-            x = tl.load(qkv_ptr + rows * row_stride + which * D + cols, mask=mask, other=0.0).to(tl.float32)
-            w = tl.load(w_ptr + cols, mask=cols < D, other=0.0).to(tl.float32)
-            r = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / D + eps)  # (ROWS,)
-            xe, xo = tl.split(tl.reshape(x * w, (ROWS, D_P2 // 2, 2)))
-            r2 = r[:, None]
-            ye = (xe * c - xo * s) * r2
-            yo = (xe * s + xo * c) * r2
-            y = tl.reshape(tl.join(ye, yo), (ROWS, D_P2))
-            tl.store(o_ptr + rows * D + cols, y.to(o_ptr.dtype.element_ty), mask=mask)
-
-
-@torch.library.custom_op("recam::qk_norm_rope", mutates_args=())
-def qk_norm_rope(
-    qkv: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float, heads: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """q/k RMSNorm + RoPE from the fused QKV output in one pass (Triton on CUDA, PyTorch elsewhere).
-
-    qkv (B, S, 3*D), wq/wk (D,), cos/sin (S, Dh/2) float32 -> q, k (B, S, H, Dh) in qkv's dtype. Inference only
-    (no autograd formula)."""
-    if not qkv.is_cuda or triton is None:
-        return _qk_norm_rope_reference(qkv, wq, wk, cos, sin, eps, heads)
-    b, s, d3 = qkv.shape
-    d = d3 // 3
-    hd = d // heads
-    qkv = qkv if qkv.stride(-1) == 1 and qkv.stride(0) == s * qkv.stride(1) else qkv.contiguous()
-    q = torch.empty(b, s, heads, hd, device=qkv.device, dtype=qkv.dtype)
-    k = torch.empty_like(q)
-    rows = 2
-    _qk_norm_rope_kernel[(triton.cdiv(b * s, rows),)](
-        qkv,
-        q,
-        k,
-        wq.contiguous(),
-        wk.contiguous(),
-        cos.contiguous(),
-        sin.contiguous(),
-        b * s,
-        s,
-        qkv.stride(1),
-        eps,
-        D=d,
-        HD=hd,
-        D_P2=triton.next_power_of_2(d),
-        ROWS=rows,
-        num_warps=8,
-    )
-    return q, k
-
-
-@qk_norm_rope.register_fake
-def _(
-    qkv: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float, heads: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    b, s, d3 = qkv.shape
-    shape = (b, s, heads, d3 // 3 // heads)
-    return qkv.new_empty(shape), qkv.new_empty(shape)
-
-
-@torch.library.custom_op("recam::linear_gelu_tanh", mutates_args=())
-def linear_gelu_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``gelu(x @ weight.T + bias, approximate="tanh")``: on CUDA one cuBLASLt GEMM with the GELU epilogue
-    (``torch._addmm_activation``), so the (tokens x ffn_dim) activation is written once and never re-read."""
-    if x.is_cuda:
-        out = torch._addmm_activation(bias, x.reshape(-1, x.shape[-1]), weight.t(), use_gelu=True)
-        return out.view(*x.shape[:-1], weight.shape[0])
-    return F.gelu(F.linear(x, weight, bias), approximate="tanh")
-
-
-@linear_gelu_tanh.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    return x.new_empty(*x.shape[:-1], weight.shape[0])
-
-
-_ATTENTION_OPS = tuple(
-    getattr(torch.ops.aten, name).default
-    for name in (
-        "_scaled_dot_product_cudnn_attention",
-        "_scaled_dot_product_flash_attention",
-        "_scaled_dot_product_efficient_attention",
-        "_scaled_dot_product_flash_attention_for_cpu",
-    )
-    if hasattr(torch.ops.aten, name)
-)
-
-
-def _recompute_all_but_attention(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
-    """Selective-checkpoint policy: keep attention outputs for backward, recompute everything else."""
-    if op in _ATTENTION_OPS:
-        return CheckpointPolicy.MUST_SAVE
-    return CheckpointPolicy.PREFER_RECOMPUTE
-
-
-def _recompute_all_but_attention_and_qkv(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
-    """As :func:`_recompute_all_but_attention`, and keep the fused QKV GEMM output (weight (D, 3D))."""
-    if op in _ATTENTION_OPS:
-        return CheckpointPolicy.MUST_SAVE
-    if op in (torch.ops.aten.addmm.default, torch.ops.aten.mm.default):
-        weight = args[-1]
-        if isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.shape[1] == 3 * weight.shape[0]:
-            return CheckpointPolicy.MUST_SAVE
-    return CheckpointPolicy.PREFER_RECOMPUTE
-
-
-_RECOMPUTE_POLICIES = {
-    "attention": functools.partial(create_selective_checkpoint_contexts, _recompute_all_but_attention),
-    "attention+qkv": functools.partial(create_selective_checkpoint_contexts, _recompute_all_but_attention_and_qkv),
-}
-
-
 class ReCamMasterTransformerBlock(WanTransformerBlock):
     """``WanTransformerBlock`` plus ``cam_encoder`` (12 -> dim, zero init) and ``projector`` (dim -> dim, identity)."""
 
@@ -351,10 +112,9 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         self.projector.weight.copy_(torch.eye(self.projector.in_features))
         self.projector.bias.zero_()
 
-    # selective recomputation in training: None = off; "attention" = keep only the attention outputs (and the
-    # block input) for backward and recompute everything else; "attention+qkv" also keeps the fused QKV GEMM output
+    # selective recomputation in training: None = off; else a mode of recam.recompute.RECOMPUTE_POLICIES
     selective_recompute: str | None = None
-    # inference-only rewrites used when autograd is off (see _block_forward_fused); subset of INFERENCE_FUSIONS
+    # inference-only FFN rewrite used when autograd is off: ("gelu",) = GELU in the up-projection's GEMM epilogue
     inference_fusions: tuple[str, ...] = ()
 
     def forward(  # type: ignore[override]
@@ -368,15 +128,12 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
     ) -> torch.Tensor:
         """One block over the ``2T`` target-then-source frames. ``target_only``: return only the target half
         ``(B, S/2, D)`` and skip the work that only the source half's outputs need (their self-attention
-        queries on the fast inference path, their cross-attention and FFN everywhere); for the last block, whose
-        source-half outputs nobody reads. Keys and values still cover all ``2T`` frames."""
+        queries with :class:`ReCamAttnProcessor`, their cross-attention and FFN everywhere); for the last block,
+        whose source-half outputs nobody reads. Keys and values still cover all ``2T`` frames."""
         args = (hidden_states, encoder_hidden_states, temb, rotary_emb, cam_emb, target_only)
         if self.selective_recompute is not None and torch.is_grad_enabled():
-            context_fn = _RECOMPUTE_POLICIES[self.selective_recompute]
+            context_fn = RECOMPUTE_POLICIES[self.selective_recompute]
             return checkpoint(self._block_forward, *args, use_reentrant=False, context_fn=context_fn)
-        fused_ok = isinstance(self.attn1.processor, ReCamAttnProcessor)
-        if self.inference_fusions and fused_ok and not torch.is_grad_enabled():
-            return self._block_forward_fused(*args)
         return self._block_forward(*args)
 
     def _block_forward(
@@ -391,111 +148,35 @@ class ReCamMasterTransformerBlock(WanTransformerBlock):
         shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
             self.scale_shift_table + temb.float()
         ).chunk(6, dim=1)
-
-        # camera: (B, T, 12) -> (B, 2T, 1, dim), added to every token of its latent frame
-        cam = self.cam_encoder(cam_emb.to(self.cam_encoder.weight.dtype)).float()
-        cam = torch.cat([cam, cam], dim=1).unsqueeze(2)
-        b, s, d = hidden_states.shape
-        norm_x = self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa
-        norm_x = (norm_x.view(b, cam.shape[1], -1, d) + cam).view(b, s, d).type_as(hidden_states)
-
-        # 1. self-attention, projector before the gate (any processor; target_only keeps the target rows after it)
-        attn_output = self.attn1(norm_x, None, None, rotary_emb)
-        if target_only:
-            attn_output, hidden_states = attn_output[:, : s // 2], hidden_states[:, : s // 2]
-        attn_output = self.projector(attn_output)
-        hidden_states = (hidden_states.float() + attn_output * gate_msa).type_as(hidden_states)
-
-        # 2. cross-attention
-        norm_x = self.norm2(hidden_states.float()).type_as(hidden_states)
-        hidden_states = hidden_states + self.attn2(norm_x, encoder_hidden_states, None, None)
-
-        # 3. feed-forward
-        norm_x = (self.norm3(hidden_states.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(hidden_states)
-        ff_output = self.ffn(norm_x)
-        return (hidden_states.float() + ff_output.float() * c_gate_msa).type_as(hidden_states)
-
-    def _block_forward_fused(
-        self,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
-        temb: torch.Tensor,
-        rotary_emb: tuple[torch.Tensor, torch.Tensor],
-        cam_emb: torch.Tensor,
-        target_only: bool = False,
-    ) -> torch.Tensor:
-        """:meth:`_block_forward` for inference, the same function up to rounding, with the rewrites named in
-        ``inference_fusions``:
-
-        * ``qk_norm_rope``: q/k RMSNorm + weight + RoPE in one Triton pass over the QKV GEMM output (fp32 inside,
-          one rounding), instead of norm -> bf16 -> RoPE -> bf16;
-        * ``out_proj``: ``projector(to_out(o)) = o @ (W_p W_o)^T + (W_p b_o + b_p)``: one (D x D) GEMM instead of two
-          (the merged weight costs a D^3 GEMM per call);
-        * ``gelu``: FFN up-projection with GELU(tanh) in the cuBLASLt epilogue.
-
-        The camera rows are broadcast over the two halves instead of concatenated. ``target_only`` also drops the
-        source half's queries before the attention kernel (half the attention FLOPs of this block).
-        """
-        fus = self.inference_fusions
-        shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
-            self.scale_shift_table + temb.float()
-        ).chunk(6, dim=1)
         dtype = hidden_states.dtype
-        cam = self.cam_encoder(cam_emb.to(self.cam_encoder.weight.dtype)).float()  # (B, T, D)
+
+        # camera: (B, T, 12) -> (B, T, dim), added to every token of its latent frame in both halves
+        cam = self.cam_encoder(cam_emb.to(self.cam_encoder.weight.dtype)).float()
         b, s, d = hidden_states.shape
         t = cam.shape[1]
         norm_x = self.norm1(hidden_states.float()) * (1 + scale_msa) + shift_msa
         norm_x = (norm_x.view(b, 2, t, -1, d) + cam.view(b, 1, t, 1, d)).view(b, s, d).to(dtype)
 
-        # 1. self-attention
-        attn = self.attn1
-        proc = attn.processor
-        assert isinstance(proc, ReCamAttnProcessor)
-        heads = attn.heads
-        w = torch.cat([attn.to_q.weight, attn.to_k.weight, attn.to_v.weight])
-        bias = torch.cat([attn.to_q.bias, attn.to_k.bias, attn.to_v.bias])
-        qkv = F.linear(norm_x, w, bias)
-        value = qkv[..., 2 * d :].unflatten(2, (heads, -1))
-        if "qk_norm_rope" in fus:
-            cos = rotary_emb[0][0, :, 0, 0::2].float()
-            sin = rotary_emb[1][0, :, 0, 1::2].float()
-            eps = attn.norm_q.eps if attn.norm_q.eps is not None else torch.finfo(torch.float32).eps
-            query, key = qk_norm_rope(qkv, attn.norm_q.weight, attn.norm_k.weight, cos, sin, float(eps), heads)
-        else:
-            query = attn.norm_q(qkv[..., :d]).unflatten(2, (heads, -1))
-            key = attn.norm_k(qkv[..., d : 2 * d]).unflatten(2, (heads, -1))
-            cos = rotary_emb[0][..., 0::2].float()
-            sin = rotary_emb[1][..., 1::2].float()
-            query, key = _rope_fp32(query, cos, sin), _rope_fp32(key, cos, sin)
-        if target_only:
-            query, hidden_states = query[:, : s // 2], hidden_states[:, : s // 2]
-        with _sdpa_backend(proc.backend):
-            out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))
-        out = out.transpose(1, 2).flatten(2, 3).to(dtype)
-        to_out = attn.to_out[0]
-        assert isinstance(to_out, nn.Linear)
-        if "out_proj" in fus:
-            w_eff = self.projector.weight @ to_out.weight
-            b_eff = (self.projector.weight.float() @ to_out.bias.float() + self.projector.bias.float()).to(dtype)
-            attn_output = F.linear(out, w_eff, b_eff)
-        else:
-            attn_output = self.projector(to_out(out))
-        hidden_states = (hidden_states.float() + attn_output * gate_msa).to(dtype)
+        # 1. self-attention, projector before the gate (target_only keeps the target rows)
+        rows = s // 2 if target_only else None
+        attn_output = self_attention(self.attn1, norm_x, rotary_emb, self.projector, rows)
+        hidden_states = (hidden_states[:, :rows].float() + attn_output * gate_msa).to(dtype)
 
         # 2. cross-attention (processor as set)
         norm_x = self.norm2(hidden_states.float()).to(dtype)
         hidden_states = hidden_states + self.attn2(norm_x, encoder_hidden_states, None, None)
 
-        # 3. feed-forward
+        # 3. feed-forward (net = GELU(up), dropout, down[, dropout])
         norm_x = (self.norm3(hidden_states.float()) * (1 + c_scale_msa) + c_shift_msa).to(dtype)
-        up, down = self.ffn.net[0], self.ffn.net[2]
-        if "gelu" in fus:
+        up = self.ffn.net[0]
+        if "gelu" in self.inference_fusions and not torch.is_grad_enabled():
             assert isinstance(up.proj, nn.Linear)
             h = linear_gelu_tanh(norm_x, up.proj.weight, up.proj.bias)
         else:
             h = up(norm_x)
-        ff_output = down(h)
-        return (hidden_states.float() + ff_output.float() * c_gate_msa).to(dtype)
+        for layer in self.ffn.net[1:]:
+            h = layer(h)
+        return (hidden_states.float() + h.float() * c_gate_msa).to(dtype)
 
 
 class ReCamMasterTransformer(WanTransformer3DModel):
@@ -661,31 +342,35 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         inference_fusions: Iterable[str] | str = (),
     ) -> None:
         """Use :class:`ReCamAttnProcessor` (fused QKV GEMM, fp32 RoPE on half-width tables) in every block,
-        optionally pinning the SDPA backend of self-attention and of cross-attention (None = PyTorch's choice).
+        optionally pinning the kernel of self-attention and of cross-attention: a name of
+        :data:`ATTENTION_BACKENDS` (SDPA backends, ``"fa4"`` FlashAttention-4, ``"fp8"`` inference-only FP8;
+        None = PyTorch's SDPA choice). ``fa4``/``fp8`` need CUDA and fall back to SDPA elsewhere.
 
         ``inference_fusions`` (only with ``enabled``; used only while autograd is off, i.e. denoising): names from
-        :data:`INFERENCE_FUSIONS` or ``"all"``; see :meth:`ReCamMasterTransformerBlock._block_forward_fused`.
+        :data:`INFERENCE_FUSIONS` or ``"all"``: ``qk_norm_rope`` and ``out_proj`` in the self-attention processor,
+        ``gelu`` in the block's FFN (see :mod:`recam.attention`).
 
         On torch 2.11 + cuDNN 9.19 do not mix eager and compiled cuDNN attention backward passes of the same
         shape in one process (see BENCHMARKS.md: a reused cuDNN plan gave wrong gradients)."""
-        for block in self.blocks:
-            for attn, backend in ((block.attn1, self_backend), (block.attn2, cross_backend)):
-                assert isinstance(attn, WanAttention)
-                proc = (
-                    ReCamAttnProcessor(backend, contiguous_heads) if enabled else WanAttention._default_processor_cls()
-                )
-                attn.set_processor(proc)  # type: ignore[arg-type]
+        check_backend(self_backend)
+        check_backend(cross_backend)
         fusions = tuple(INFERENCE_FUSIONS) if inference_fusions == "all" else tuple(inference_fusions)
         unknown = sorted(set(fusions) - set(INFERENCE_FUSIONS))
         if unknown:
             raise ValueError(f"unknown inference fusion(s) {unknown}; choose from {list(INFERENCE_FUSIONS)} or 'all'")
+        fusions = tuple(f for f in INFERENCE_FUSIONS if f in fusions) if enabled else ()
+        attn_fusions = tuple(f for f in fusions if f != "gelu")
         for block in self.blocks:
-            block.inference_fusions = tuple(f for f in INFERENCE_FUSIONS if f in fusions) if enabled else ()  # type: ignore[assignment]
+            for attn, backend, fus in ((block.attn1, self_backend, attn_fusions), (block.attn2, cross_backend, ())):
+                assert isinstance(attn, WanAttention)
+                proc = ReCamAttnProcessor(backend, contiguous_heads, fus) if enabled else attn._default_processor_cls()
+                attn.set_processor(proc)  # type: ignore[arg-type]
+            block.inference_fusions = tuple(f for f in fusions if f == "gelu")  # type: ignore[assignment]
 
     def set_selective_recompute(self, mode: str | None) -> None:
         """Training memory/speed trade-off per block: None, "attention" or "attention+qkv" (see the block)."""
-        if mode is not None and mode not in _RECOMPUTE_POLICIES:
-            raise ValueError(f"selective recompute mode must be one of {sorted(_RECOMPUTE_POLICIES)} or None")
+        if mode is not None and mode not in RECOMPUTE_POLICIES:
+            raise ValueError(f"selective recompute mode must be one of {sorted(RECOMPUTE_POLICIES)} or None")
         for block in self.blocks:
             block.selective_recompute = mode  # type: ignore[assignment]
 
@@ -775,69 +460,3 @@ def _key_report(source: str, missing: Iterable[str], unexpected: Iterable[str], 
     if unexpected:
         msg.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:limit]}")
     return "; ".join(msg)
-
-
-def flops_per_forward(
-    config: Mapping[str, Any], frames: int, height: int, width: int, text_len: int = 512, target_only: bool = False
-) -> dict:
-    """Matmul FLOPs of one forward pass (B=1) at latent size (frames, height, width), split by kind.
-
-    Counts 2*m*n*k per GEMM; attention counts QK^T and PV. Elementwise work is not counted (MFU convention).
-    ``target_only``: the forward of ``model(..., target_only=True)``: the last block's queries, projections,
-    cross-attention, FFN and the head over the target half (``frames / 2``) only.
-    """
-    p_t, p_h, p_w = config["patch_size"]
-    dim = config["num_attention_heads"] * config["attention_head_dim"]
-    s = (frames // p_t) * (height // p_h) * (width // p_w)
-    layers = config["num_layers"]
-    ffn = config["ffn_dim"]
-
-    def block(s_q: int) -> tuple[int, int, int]:  # (linear, self-attention, cross-attention) for s_q query rows
-        linear = (
-            2 * s_q * dim * dim  # self-attn q
-            + 2 * s * dim * 2 * dim  # self-attn k, v (all tokens)
-            + 2 * s_q * dim * dim  # self-attn out
-            + 2 * s_q * dim * dim  # projector
-            + 2 * s_q * dim * dim  # cross-attn q
-            + 2 * text_len * dim * 2 * dim  # cross-attn k, v
-            + 2 * s_q * dim * dim  # cross-attn out
-            + 2 * 2 * s_q * dim * ffn  # ffn
-        )
-        return linear, 4 * s_q * s * dim, 4 * s_q * text_len * dim
-
-    blocks = [block(s)] * (layers - 1) + [block(s // 2 if target_only else s)]
-    s_out = s // 2 if target_only else s
-    patch = 2 * s * config["in_channels"] * math.prod(config["patch_size"]) * dim
-    head = 2 * s_out * dim * config["out_channels"] * math.prod(config["patch_size"])
-    linear = sum(b[0] for b in blocks) + patch + head
-    self_attn, cross_attn = sum(b[1] for b in blocks), sum(b[2] for b in blocks)
-    return {
-        "tokens": s,
-        "linear": linear,
-        "self_attention": self_attn,
-        "cross_attention": cross_attn,
-        "total": linear + self_attn + cross_attn,
-    }
-
-
-def flops_per_train_step(
-    config: Mapping[str, Any], frames: int, height: int, width: int, text_len: int = 512, target_only: bool = False
-) -> float:
-    """Matmul FLOPs of one ReCamMaster training step (B=1) without recomputation.
-
-    Forward, plus backward input-gradients through every block (the text and latents take none), weight gradients
-    of the trainable GEMMs only (attn1 q/k/v/o, projector), self-attention backward at 2.5x its forward (five
-    S x S matmuls against two) and cross-attention backward at 1.5x (no key/value gradients). ``target_only``:
-    the step as ``recam train`` runs it (see :func:`flops_per_forward`).
-    """
-    fwd = flops_per_forward(config, frames, height, width, text_len, target_only)
-    s = fwd["tokens"]
-    dim = config["num_attention_heads"] * config["attention_head_dim"]
-    layers = config["num_layers"]
-    patch = 2 * s * config["in_channels"] * math.prod(config["patch_size"]) * dim
-    text_kv = layers * 2 * text_len * dim * 2 * dim
-    input_grads = fwd["linear"] - patch - text_kv
-    s_q = [s] * (layers - 1) + [s // 2 if target_only else s]  # query rows per block (q, o, projector)
-    weight_grads = sum(2 * s * dim * 2 * dim + 2 * n * dim * 2 * dim + 2 * n * dim * dim for n in s_q)
-    attn_bwd = 2.5 * fwd["self_attention"] + 1.5 * fwd["cross_attention"]
-    return float(fwd["total"] + input_grads + weight_grads + attn_bwd)

@@ -212,7 +212,7 @@ class SequenceParallelAttnProcessor:
 
         ctx: Any = contextlib.nullcontext()
         if self.backend is not None:
-            from recam.model import _sdpa_backend
+            from recam.attn_kernels import sdpa_backend as _sdpa_backend
 
             ctx = _sdpa_backend(self.backend)
         with ctx:
@@ -227,7 +227,7 @@ class SequenceParallelAttnProcessor:
         attention_mask: torch.Tensor | None = None,
         rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        from recam.model import qkv_heads
+        from recam.attention import qkv_heads
 
         if encoder_hidden_states is not None or attention_mask is not None:
             raise NotImplementedError("SequenceParallelAttnProcessor is for unmasked self-attention only")

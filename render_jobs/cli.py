@@ -93,8 +93,8 @@ def plan(
     check_count(scenes, "--scenes", 1, MAX_SCENES)
     check_count(cameras, "--cameras", 1, MAX_CAMERAS)
     check_count(frames, "--frames", 2, MAX_FRAMES)
-    if (err := profile_error(camera_profile)) is not None:
-        fail(err)
+    if (profile_msg := profile_error(camera_profile)) is not None:
+        fail(profile_msg)
     check_out_folder(out)
     try:
         settings = RenderSettings.model_validate(
@@ -226,6 +226,7 @@ def status(
             check_store_matches_plan(store, dataset, entries)
             damaged = damaged_done(store, dataset, entries, int(plan_info.get("n_cameras", plan_info["cameras"])))
             counts = store.counts()
+            ext_counts = store.counts("extend")  # multicam extend's jobs (docs/extend.md)
             split = store.running_split()
             failed = store.rows("failed")
             running = store.rows("running")
@@ -235,7 +236,7 @@ def status(
         typer.echo(f"error: {describe_damaged(dataset, damaged)}; `multicam repair {dataset}` re-queues them "
                    "(`multicam render` does it itself)", err=True)
     if as_json:
-        typer.echo(json.dumps({"counts": counts, "running_split": split, "damaged": [
+        typer.echo(json.dumps({"counts": counts, "extension_counts": ext_counts, "running_split": split, "damaged": [
             {"job_id": d.job_id, "output_dir": d.output_dir, "missing": d.missing} for d in damaged], "failed": [
             {"job_id": r.job_id, "output_dir": r.output_dir, "attempts": r.attempts, "error": r.last_error}
             for r in failed], "running": [{"job_id": r.job_id, "owner": r.owner, "started_at": r.started_at}
@@ -245,6 +246,8 @@ def status(
     parts = [f"{k} {v}" + (f" (rendering {split['rendering']}, queued in workers {split['queued']})"
                             if k == "running" and v else "") for k, v in counts.items()]
     typer.echo(f"{dataset}: {total} jobs (seed {plan_info['seed']}), " + ", ".join(parts))
+    if any(ext_counts.values()):
+        typer.echo("  extension jobs (multicam extend): " + ", ".join(f"{k} {v}" for k, v in ext_counts.items()))
     for r in running:
         what = "rendering" if r.started_at is not None else "queued   "
         typer.echo(f"  {what} {r.job_id} ({r.output_dir}) owner {r.owner}")

@@ -31,7 +31,7 @@ from typing import Any
 from multicam.io import atomic_write_text
 from render_jobs.backend import Backend, RenderError
 from render_jobs.planner import TMP_DIR, load_settings, materialize, write_scene_spec
-from render_jobs.schema import ManifestEntry, RenderJob
+from render_jobs.schema import ExtensionEntry, ManifestEntry, RenderJob
 from render_jobs.store import lease_file_holds, pid_alive
 from render_jobs.verify import verify_scene_dir
 
@@ -150,7 +150,7 @@ class JobContext:
             self._backend.close()
             self._backend = None
 
-    def execute(self, entry: ManifestEntry, lease: int | None = None) -> Outcome:
+    def execute(self, entry: ManifestEntry | ExtensionEntry, lease: int | None = None) -> Outcome:
         """Run one job; ``lease``: the fencing token of this attempt (None: no fence, for direct calls)."""
         out = self._execute(entry, lease)
         out.node = os.environ.get(NODE_ENV) or socket.gethostname()
@@ -163,7 +163,7 @@ class JobContext:
         return Outcome(job_id, False, "fenced", time.perf_counter() - t0,
                        error=f"lease {lease} of {job_id} was taken over by another run; nothing written")
 
-    def _execute(self, entry: ManifestEntry, lease: int | None) -> Outcome:
+    def _execute(self, entry: ManifestEntry | ExtensionEntry, lease: int | None) -> Outcome:
         t0 = time.perf_counter()
         job_id = entry.job_id
         try:
@@ -177,6 +177,10 @@ class JobContext:
                 error=f"backend {self.backend_name!r} cannot start: {type(exc).__name__}: {exc}",
             )
         try:
+            if isinstance(entry, ExtensionEntry):  # new cameras for a rendered scene (multicam extend)
+                from render_jobs.extend import execute_extension
+
+                return execute_extension(self, entry, lease)
             job = materialize(entry, self.settings, self.n_cameras)
             final = self.dataset_dir / job.output_dir
             check_inside_dataset(self.dataset_dir, final)

@@ -43,6 +43,7 @@ from render_jobs.schema import (
     CameraTrack,
     CharacterRef,
     EnvironmentRef,
+    ExtensionEntry,
     ManifestEntry,
     ManifestEnvironment,
     Placement,
@@ -491,6 +492,85 @@ def sample_entry_cameras(entry: ManifestEntry, frames: int, camera_indices: Sequ
         raise PlanError(f"{entry.job_id}: camera indices must be distinct and >= 0, got {idx}")
     sample = _sample_entry(entry, frames, idx)
     return _tracks(entry, sample, sample.record())
+
+
+def camera_index_of(name: str) -> int:
+    """``cam11`` -> 10 (0-based, the sampler's camera index)."""
+    return int(name[3:]) - 1
+
+
+#: ``multicam extend --trajectory`` presets (trajectory/presets.py) as sampler-style records (for the labels).
+_PRESET_RECORDS: dict[str, dict[str, Any]] = {
+    "pan_right": {"trajectory": "pan", "direction": "right", "angle_deg": 20.0},
+    "pan_left": {"trajectory": "pan", "direction": "left", "angle_deg": 20.0},
+    "tilt_up": {"trajectory": "tilt", "direction": "up", "angle_deg": 10.0},
+    "tilt_down": {"trajectory": "tilt", "direction": "down", "angle_deg": 10.0},
+    "zoom_in": {"trajectory": "translation", "direction": "forward", "distance_m": 2.0},
+    "zoom_out": {"trajectory": "translation", "direction": "backward", "distance_m": 2.0},
+    "translate_up": {"trajectory": "translation", "direction": "up", "distance_m": 1.0},
+    "translate_down": {"trajectory": "translation", "direction": "down", "distance_m": 1.0},
+    "arc_left": {"trajectory": "arc", "direction": "left", "angle_deg": 30.0},
+    "arc_right": {"trajectory": "arc", "direction": "right", "angle_deg": 30.0},
+}
+
+
+def _preset_poses(entry: ManifestEntry, seed: int, frames: int, camera_index: int, preset: str,
+                  aim_point_cm: list[float]) -> Any:
+    """A validation preset (``trajectory/presets.py``) placed in the scene: started at the scene's radius from the
+    character, level with its aim point, from an azimuth drawn from (seed, scene, camera)."""
+    from trajectory.presets import PRESET_NAMES, SUBJECT_HEIGHT_CM, preset_track
+    from trajectory.sampler import camera_rng
+
+    track = preset_track(PRESET_NAMES.index(preset) + 1, distance_m=entry.sampler.radius_m, frames=frames)
+    yaw = np.radians(camera_rng(seed, entry.scene_index, camera_index).uniform(0.0, 360.0))
+    c, s = np.cos(yaw), np.sin(yaw)
+    aim = np.asarray(aim_point_cm, dtype=np.float64)
+    # Row-vector UE matrices: rotate about the world vertical (yaw from +X towards +Y), then move the subject centre
+    # (0, 0, SUBJECT_HEIGHT_CM) to the scene's aim point.
+    place = np.array([[c, s, 0, 0], [-s, c, 0, 0], [0, 0, 1, 0],
+                      [aim[0], aim[1], aim[2] - SUBJECT_HEIGHT_CM, 1.0]])
+    return track @ place
+
+
+def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]) -> list[CameraTrack]:
+    """The new cameras of an extension job (a pure function of the entry; ``aim_point_cm``: the scene's, where every
+    camera aims and focuses): sampled (:func:`sample_entry_cameras`, seeded by ``ext.seed``, following the scene's
+    camera profile), a validation preset placed in the scene, or the given track."""
+    entry = ext.entry
+    focal, aperture = entry.sampler.focal_mm, entry.sampler.aperture
+    indices = [camera_index_of(n) for n in ext.cameras]
+    if ext.poses_ue is None and ext.trajectory is None:
+        return sample_entry_cameras(entry.model_copy(update={"seed": ext.seed}), frames, indices)
+    focus = [list(aim_point_cm) for _ in range(frames)]
+    out = []
+    for name, c in zip(ext.cameras, indices, strict=True):
+        if ext.poses_ue is not None:
+            poses = np.asarray(ext.poses_ue, dtype=np.float64)
+            rec: dict[str, Any] = {"trajectory": "file", "source": ext.source}
+        else:
+            assert ext.trajectory is not None
+            poses = _preset_poses(entry, ext.seed, frames, c, ext.trajectory, aim_point_cm)
+            rec = {**_PRESET_RECORDS[ext.trajectory], "preset": ext.trajectory, "speed": {"mode": "constant",
+                                                                                         "a": None}}
+        rec.update(focal_mm=focal, aperture=aperture)
+        out.append(CameraTrack(name=name, focal_mm=focal, aperture=aperture, poses_ue=poses.tolist(),
+                               focus_points_cm=focus, trajectory=rec))
+    return out
+
+
+def extension_job(ext: ExtensionEntry, settings: RenderSettings, n_cameras: int = 10) -> RenderJob:
+    """The :class:`RenderJob` of an extension: the plan's scene (:func:`materialize` of its entry: environment,
+    layout seed, character, animation and start offset, placement, settings) rendering only the new cameras, with
+    the planned cameras as its setup cameras."""
+    base = materialize(ext.entry, settings, n_cameras)
+    new = extension_tracks(ext, settings.frames, base.cameras[0].focus_points_cm[0])
+    scene = dict(base.scene)
+    scene["cameras"] = {t.name: t.trajectory for t in new}
+    from exporters.metadata import camera_motion_labels
+
+    scene["camera_motion"] = camera_motion_labels(scene)
+    return base.model_copy(update={"job_id": ext.job_id, "cameras": new, "setup_cameras": base.cameras,
+                                   "scene": scene})
 
 
 def scene_spec(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

@@ -49,10 +49,12 @@ from multicam.io import atomic_write_json
 from render_jobs.execute import NODE_ENV, JobContext, Outcome, cleanup_tmp
 from render_jobs.planner import PLAN_KEY_META, PlanError, iter_manifest, load_settings, plan_key_of, read_plan
 from render_jobs.repair import damaged_done, describe_damaged, requeue_damaged
-from render_jobs.schema import ManifestEntry, changed_fields
+from render_jobs.schema import ExtensionEntry, ManifestEntry, changed_fields
 from render_jobs.store import JobStore, check_writable, this_owner
 
 EXECUTORS = ("local", "ray")
+#: What a worker runs: a planned scene, or new cameras for a rendered one (``multicam extend``).
+JobEntry = ManifestEntry | ExtensionEntry
 
 
 class RunError(RuntimeError):
@@ -105,7 +107,7 @@ class _Executor(Protocol):
 
     def busy(self) -> bool: ...
 
-    def submit(self, entry: ManifestEntry, lease: int) -> None: ...
+    def submit(self, entry: JobEntry, lease: int) -> None: ...
 
     def poll(self, timeout: float) -> list[_Event]: ...
 
@@ -118,12 +120,13 @@ class _Books:
     def __init__(
         self,
         store: JobStore,
-        entries: dict[str, ManifestEntry],
+        entries: dict[str, JobEntry],
         summary: RunSummary,
         max_attempts: int,
         backoff_s: float,
         progress: bool,
         frames_per_job: int,
+        kind: str = "render",
     ) -> None:
         from tqdm import tqdm
 
@@ -132,7 +135,7 @@ class _Books:
         self.summary = summary
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
-        runnable = store.runnable()
+        runnable = store.runnable(kind, None if kind == "render" else entries)
         self.attempts = dict(runnable)
         self.queue: deque[str] = deque(j for j, _ in runnable)
         self.delayed: list[tuple[float, str]] = []  # (ready_at, job_id)
@@ -143,7 +146,7 @@ class _Books:
         self.bar = tqdm(
             total=len(runnable),
             unit="scene",
-            desc=f"render ({summary.backend})",
+            desc=f"{kind} ({summary.backend})",
             disable=not progress,
             dynamic_ncols=True,
         )
@@ -331,12 +334,15 @@ def run_dataset(
     max_attempts: int = 3,
     backoff_s: float = 1.0,
     ray_resources: dict[str, float] | None = None,
+    extensions: list[ExtensionEntry] | None = None,
 ) -> RunSummary:
     """Run every job of ``dataset_dir`` that is not ``done``; return a :class:`RunSummary`.
 
     Jobs are tried up to ``max_attempts`` times (backoff ``backoff_s * 2**(attempt-1)`` seconds between
     tries); a job whose tries all fail is ``failed`` (see ``multicam retry``). ``ray_resources``: custom Ray
     resources every job asks for on top of the backend's CPUs/GPUs (``{"blender_node": 1}``; Ray executor only).
+    ``extensions``: run these extension jobs (already in the store, see :mod:`render_jobs.extend`) that are not
+    done instead of the planned scenes.
     """
     if executor not in EXECUTORS:
         raise RunError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
@@ -357,14 +363,19 @@ def run_dataset(
     with JobStore.for_dataset(dataset) as store:
         store.recover()
         cleanup_tmp(dataset)
-        entries = {e.job_id: e for e in iter_manifest(dataset)}
-        check_store_matches_plan(store, dataset, entries)
-        damaged = damaged_done(store, dataset, entries, n_cameras)
-        if damaged:  # the repair `multicam repair` would make: render them again
-            requeue_damaged(store, damaged)
-            print(f"warning: {describe_damaged(dataset, damaged)}; re-queued to render again", file=sys.stderr)
+        planned = {e.job_id: e for e in iter_manifest(dataset)}
+        check_store_matches_plan(store, dataset, planned)
+        entries: dict[str, JobEntry] = dict(planned)
+        kind = "render"
+        if extensions is not None:
+            entries, kind = {e.job_id: e for e in extensions}, "extend"
+        else:
+            damaged = damaged_done(store, dataset, planned, n_cameras)
+            if damaged:  # the repair `multicam repair` would make: render them again
+                requeue_damaged(store, damaged)
+                print(f"warning: {describe_damaged(dataset, damaged)}; re-queued to render again", file=sys.stderr)
         books = _Books(
-            store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras
+            store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras, kind
         )
         books.metadata = MetadataSync(dataset)  # metadata.csv for ReCamMaster's trainer, kept in step
         sigterm = _SigtermAsInterrupt()
@@ -394,7 +405,7 @@ def run_dataset(
         books.close()
         books.metadata.close()  # every complete scene, whatever this run did
         summary.elapsed_s = time.perf_counter() - t0
-        summary.counts = store.counts()
+        summary.counts = store.counts(kind)
     return summary
 
 
@@ -468,7 +479,7 @@ class _Worker:
         #: When the first job of ``jobs`` started (when the job before it finished).
         self.started = 0.0
 
-    def send(self, entry: ManifestEntry, lease: int) -> None:
+    def send(self, entry: JobEntry, lease: int) -> None:
         if not self.jobs:
             self.started = time.monotonic()
         self.jobs.append(entry.job_id)
@@ -515,7 +526,7 @@ class _ProcessPool:
     def busy(self) -> bool:
         return any(w.jobs for w in self.pool) or bool(self.events)
 
-    def submit(self, entry: ManifestEntry, lease: int) -> None:
+    def submit(self, entry: JobEntry, lease: int) -> None:
         w = min(self.pool, key=lambda x: len(x.jobs))  # fill the emptiest workers first
         w.send(entry, lease)
         if len(w.jobs) == 1:  # an idle worker starts it now; others wait in the pipe
@@ -622,7 +633,7 @@ def share_problem(dataset_dir: str, token: str, node: str, tries: int = 6, wait_
 
 
 def _ray_execute(
-    dataset_dir: str, backend_name: str, options_json: str, token: str, entry: ManifestEntry, lease: int
+    dataset_dir: str, backend_name: str, options_json: str, token: str, entry: JobEntry, lease: int
 ) -> Outcome:
     """Body of the Ray task: check (once per worker and run) that this node sees the dataset folder, then run the
     job; the JobContext (and its backend, e.g. an editor session) is cached per Ray worker process."""
@@ -728,7 +739,7 @@ class _RayTasks:
         self._turn += 1
         return others[self._turn % len(others)]
 
-    def submit(self, entry: ManifestEntry, lease: int) -> None:
+    def submit(self, entry: JobEntry, lease: int) -> None:
         opts = self.opts
         avoid = self.failed_on.pop(entry.job_id, None)
         other = self._another_node(avoid) if avoid else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,13 +147,21 @@ class RenderJob(_Model):
     output_dir: str
     #: The whole scene record (what ``scene.json`` holds), as sampled.
     scene: dict[str, object] = Field(default_factory=dict)
+    #: Set when this job renders only ``cameras`` (new ones, ``multicam extend``) into a scene first rendered with
+    #: other cameras: the scene's planned cameras, which its setup was built around (Blender keeps its props clear
+    #: of their paths), so that the setup is the first render's exactly. Empty: the setup is built from ``cameras``.
+    setup_cameras: list[CameraTrack] = Field(default_factory=list)
+
+    def setup_tracks(self) -> list[CameraTrack]:
+        """The cameras the scene's setup is built from (see :attr:`setup_cameras`)."""
+        return self.setup_cameras or self.cameras
 
     @model_validator(mode="after")
     def _check(self) -> RenderJob:
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate camera names: {names}")
-        for c in self.cameras:
+        for c in [*self.cameras, *self.setup_cameras]:
             if len(c.poses_ue) != self.settings.frames or len(c.focus_points_cm) != self.settings.frames:
                 raise ValueError(
                     f"camera {c.name} has {len(c.poses_ue)} poses and {len(c.focus_points_cm)} focus points, "
@@ -272,3 +281,68 @@ def changed_fields(old: object, new: object, prefix: str = "") -> list[str]:
             out += changed_fields(old.get(k), new.get(k), f"{prefix}{k}.")
         return out
     return [] if old == new else [prefix.rstrip(".") or "(entry)"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Extension jobs: new cameras for a rendered scene (``multicam extend``), kept in the job store
+# ------------------------------------------------------------------------------------------------
+
+EXTENSION_VERSION: Literal[1] = 1
+
+
+class ExtensionEntry(_Model):
+    """One extension job: add ``cameras`` to the complete scene of plan entry ``entry``.
+
+    Everything of the scene comes from the plan's entry (never re-guessed); the new cameras' poses come from
+    :func:`render_jobs.planner.extension_tracks` of this entry: sampled with ``seed`` (the dataset seed unless
+    ``multicam extend --seed``), or a preset / sampler type (``trajectory``), or the given track (``poses_ue``,
+    from ``--trajectory-file``, stored here so that a resumed job does not depend on the file)."""
+
+    extension_version: Literal[1] = EXTENSION_VERSION
+    job_id: str = Field(pattern=r"^x\d{6,}-[0-9a-f]{10}$")
+    entry: ManifestEntry
+    #: The backend that rendered the scene (``scene.json``'s ``backend``): it renders the new cameras too.
+    backend: str
+    #: The scene's cameras before this extension (``scene.json``'s, in order) and the ones this job adds.
+    base_cameras: list[str] = Field(min_length=1)
+    cameras: list[str] = Field(min_length=1)
+    seed: int = Field(ge=0, lt=_U64)
+    trajectory: str | None = None
+    #: ``--trajectory-file FILE --cam camNN``: where the track came from, and the track itself ((F, 4, 4) UE cm).
+    source: str | None = None
+    poses_ue: list[list[list[float]]] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExtensionEntry:
+        for n in self.cameras:
+            if not re.fullmatch(r"cam\d{2,}", n):
+                raise ValueError(f"cameras: {n!r} is not a camera name (camNN)")
+        clash = sorted(set(self.cameras) & set(self.base_cameras))
+        if clash:
+            raise ValueError(f"cameras: {clash} are cameras the scene already has")
+        if not self.job_id.startswith(f"x{self.entry.scene_index:06d}-"):
+            raise ValueError(f"job_id: {self.job_id!r} does not belong to scene {self.entry.scene_index}")
+        if self.poses_ue is not None and len(self.cameras) != 1:
+            raise ValueError("poses_ue: a given track makes exactly one camera")
+        return self
+
+    @property
+    def scene_index(self) -> int:
+        return self.entry.scene_index
+
+    @property
+    def output_dir(self) -> str:
+        return self.entry.output_dir
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def content_sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def extension_job_id(scene_index: int, request: dict[str, Any]) -> str:
+    """The job id of an extension request (the scene, its cameras before, the new names, seed, trajectory):
+    the same request gives the same id, so a killed run's job is found again."""
+    key = hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"x{scene_index:06d}-{key[:10]}"

@@ -38,7 +38,8 @@ LEASE_DIR = ".leases"
 _EVENT_REQUEUED = "INSERT INTO events(job_id, event, at, owner, detail) VALUES (?, 'requeued', ?, ?, ?)"
 #: Columns added after the first release: (table, column, type) added to older stores when opened.
 _MIGRATIONS = (("jobs", "entry_sha256", "TEXT"), ("jobs", "entry_json", "TEXT"),
-               ("jobs", "lease", "INTEGER NOT NULL DEFAULT 0"), ("jobs", "node", "TEXT"), ("events", "node", "TEXT"))
+               ("jobs", "lease", "INTEGER NOT NULL DEFAULT 0"), ("jobs", "node", "TEXT"), ("events", "node", "TEXT"),
+               ("jobs", "kind", "TEXT NOT NULL DEFAULT 'render'"))  # kind: stores made before extension jobs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,7 +56,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     entry_sha256 TEXT,
     entry_json  TEXT,
     lease       INTEGER NOT NULL DEFAULT 0,
-    node        TEXT
+    node        TEXT,
+    kind        TEXT NOT NULL DEFAULT 'render'
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, scene_index);
 CREATE TABLE IF NOT EXISTS events (
@@ -182,10 +184,10 @@ class JobStore:
                                                                   or "readonly" in str(exc)):
                     continue  # no WAL index and no right to make one: read the file as it is
                 break
-            if not {"job_id", "entry_sha256", "entry_json"} <= cols:
+            if not {"job_id", *(col for table, col, _ in _MIGRATIONS if table == "jobs")} <= cols:
                 conn.close()
-                raise StoreError(f"{self.path}: not a job store of this version (no jobs table with content "
-                                 "hashes); open it once with a writable `multicam render` or plan again")
+                raise StoreError(f"{self.path}: a job store of an older version (or none); `multicam repair "
+                                 f"{self.path.parent}` on a writable copy upgrades it")
             return conn
         raise StoreError(f"{self.path}: damaged job store ({last}); move it aside and run the same `multicam plan` "
                          f"command again (or `multicam repair {self.path.parent}`) to rebuild it from the plan "
@@ -216,14 +218,16 @@ class JobStore:
 
     # -- setup -----------------------------------------------------------------------------------
 
-    def add_jobs(self, rows: Iterable[tuple[str, int, str] | tuple[str, int, str, str, str]]) -> int:
+    def add_jobs(self, rows: Iterable[tuple[str, int, str] | tuple[str, int, str, str, str]],
+                 kind: str = "render") -> int:
         """Insert ``(job_id, scene_index, output_dir[, entry_sha256, entry_json])`` rows as pending; existing ids
-        keep their state (a row without a content hash gets the one given)."""
+        keep their state (a row without a content hash gets the one given). ``kind``: ``render`` (a planned scene)
+        or ``extend`` (new cameras for a rendered scene, ``multicam extend``)."""
         full = [(*r, None, None) if len(r) == 3 else r for r in rows]
         with self.transaction() as c:
             cur = c.executemany(
-                "INSERT OR IGNORE INTO jobs(job_id, scene_index, output_dir, entry_sha256, entry_json) "
-                "VALUES (?, ?, ?, ?, ?)", full
+                "INSERT OR IGNORE INTO jobs(job_id, scene_index, output_dir, entry_sha256, entry_json, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [(*r, kind) for r in full]
             )
             c.executemany(
                 "UPDATE jobs SET entry_sha256=?, entry_json=? WHERE job_id=? AND entry_sha256 IS NULL",
@@ -247,9 +251,10 @@ class JobStore:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def planned_entries(self) -> dict[str, tuple[str | None, str | None]]:
-        """``job_id -> (entry_sha256, entry_json)`` as recorded at plan time."""
-        return {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT job_id, entry_sha256, entry_json FROM jobs")}
+    def planned_entries(self, kind: str = "render") -> dict[str, tuple[str | None, str | None]]:
+        """``job_id -> (entry_sha256, entry_json)`` as recorded at plan time (``kind='extend'``: when added)."""
+        return {r[0]: (r[1], r[2]) for r in self.conn.execute(
+            "SELECT job_id, entry_sha256, entry_json FROM jobs WHERE kind=?", (kind,))}
 
     # -- the coordinator's transitions -----------------------------------------------------------
 
@@ -295,13 +300,16 @@ class JobStore:
             [(i, now, self.owner, why) for i in ids],
         )
 
-    def runnable(self) -> list[tuple[str, int]]:
-        """``(job_id, attempts)`` of pending jobs in scene order."""
+    def runnable(self, kind: str = "render", only: Iterable[str] | None = None) -> list[tuple[str, int]]:
+        """``(job_id, attempts)`` of pending jobs of ``kind`` in scene order (``only``: of these ids)."""
+        keep = None if only is None else set(only)
         return [
             (r[0], r[1])
             for r in self.conn.execute(
-                "SELECT job_id, attempts FROM jobs WHERE state='pending' ORDER BY scene_index"
+                "SELECT job_id, attempts FROM jobs WHERE state='pending' AND kind=? ORDER BY scene_index, job_id",
+                (kind,),
             )
+            if keep is None or r[0] in keep
         ]
 
     def claim(self, job_ids: list[str], started: bool = False) -> list[str]:
@@ -430,10 +438,13 @@ class JobStore:
                              (j,)).rowcount:
                     c.execute(_EVENT_REQUEUED, (j, now, self.owner, why))
 
-    def retry_failed(self, reset_attempts: bool = True) -> list[str]:
+    def retry_failed(self, reset_attempts: bool = True, only: Iterable[str] | None = None) -> list[str]:
+        """Failed jobs (of ``only``, when given) back to pending; returns their ids."""
+        keep = None if only is None else set(only)
         with self.transaction() as c:
             ids = [
                 r[0] for r in c.execute("SELECT job_id FROM jobs WHERE state='failed' ORDER BY scene_index")
+                if keep is None or r[0] in keep
             ]
             sql = (
                 "UPDATE jobs SET state='pending'"
@@ -449,9 +460,9 @@ class JobStore:
 
     # -- queries ---------------------------------------------------------------------------------
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, kind: str = "render") -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
-        for state, n in self.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+        for state, n in self.conn.execute("SELECT state, COUNT(*) FROM jobs WHERE kind=? GROUP BY state", (kind,)):
             out[state] = n
         return out
 
@@ -462,13 +473,18 @@ class JobStore:
         ).fetchone()
         return {"rendering": n_started, "queued": n_all - n_started}
 
-    def rows(self, state: str | None = None) -> list[JobRow]:
+    def rows(self, state: str | None = None, kind: str = "render") -> list[JobRow]:
         sql = (
-            f"SELECT {_ROW_COLUMNS} FROM jobs"
-            + (" WHERE state=?" if state else "")
-            + " ORDER BY scene_index"
+            f"SELECT {_ROW_COLUMNS} FROM jobs WHERE kind=?"
+            + (" AND state=?" if state else "")
+            + " ORDER BY scene_index, job_id"
         )
-        return [JobRow(*r) for r in self.conn.execute(sql, (state,) if state else ())]
+        return [JobRow(*r) for r in self.conn.execute(sql, (kind, state) if state else (kind,))]
+
+    def entry_json(self, job_id: str) -> str | None:
+        """The entry recorded with a job (a manifest entry, or an extension job's entry)."""
+        r = self.conn.execute("SELECT entry_json FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return None if r is None else r[0]
 
     def get(self, job_id: str) -> JobRow:
         r = self.conn.execute(

@@ -18,6 +18,8 @@ benchmarked without Blender or Unreal.
       worker to get there renames the file to ``<job_id>.held.<pid>.<node>`` (so a test learns where it is held)
       and waits until that file is deleted. Tests use it to act (kill a node, the coordinator) while a job is
       certainly in flight, without timing.
+    - environment ``MULTICAM_TEST_KILL_AFTER_CAMERAS=N``: after encoding N cameras of a job, SIGKILL the
+      coordinator (the worker's parent) and the worker: a run killed at a known point mid-job.
 
 ``test-noop``
     Does no rendering work: it links one pre-encoded tiny video per camera and writes the camera
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterable
@@ -40,6 +43,8 @@ from exporters.camera_json import CAMERA_FILE, render_camera_json
 from exporters.video import Mp4Writer
 from render_jobs.backend import RenderError
 from render_jobs.schema import RenderJob
+
+KILL_ENV = "MULTICAM_TEST_KILL_AFTER_CAMERAS"
 
 
 def _ids(value: Iterable[str] | str | None) -> frozenset[str]:
@@ -135,7 +140,12 @@ class SyntheticTestBackend:
         s = job.settings
         h, w = s.height, s.width
         ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
-        for ci, cam in enumerate(job.cameras):
+        kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+        for n, cam in enumerate(job.cameras):
+            if kill_after and n == kill_after:
+                os.kill(os.getppid(), signal.SIGKILL)  # the coordinator, then this worker: a run killed mid-job
+                os.kill(os.getpid(), signal.SIGKILL)
+            ci = int(cam.name[3:]) - 1  # the colour belongs to the camera, whichever others the job renders
             base = (job.scene_index * 37 + ci * 53) % 256
             with Mp4Writer(
                 Path(out_dir) / "videos" / f"{cam.name}.mp4",

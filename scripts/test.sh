@@ -15,7 +15,8 @@ python -m pip install -q -e ".[render,cluster,train,dev]"
 # Headless Chromium for tests/test_preview.py's page screenshot (the test skips without it): best effort, quiet,
 # only as root with apt-get; never fails the run.
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || true
+    { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends chromium; } \
+        >/dev/null 2>&1 || true
 fi
 ruff check .
 mypy trajectory exporters multicam multicam_app scene_catalog render_jobs recam

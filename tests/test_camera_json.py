@@ -148,3 +148,26 @@ def test_engine_zero_signs_for_quarter_turns() -> None:
     m = ue_engine_zero_signs(ue_location_rotator_to_matrix(np.zeros(3), np.array([0.0, -90.0, 0.0])))
     assert np.signbit(m[1, 2]) and not np.signbit(m[0, 2]) and not np.signbit(m[2, 0])
     assert m[0, 1] == -1.0 and m[1, 0] == 1.0 and m[2, 2] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("content", "kind", "message"),
+    [
+        (b"\x00\x01\x02 binary", "encoding", "binary file (NUL byte at offset 0), expected JSON text"),
+        (b'{"frame0": {"cam01": "\xe9t\xe9"}}', "encoding", "not UTF-8 text (byte 0xe9 at offset 22)"),
+        (b'{\n    "frame0": {\n        "cam01": "[1 0 0 0] [0 1', "json", "the file ends early (truncated?)"),
+        (b'{"frame0": }', "json", "not valid JSON (Expecting value at line 1 column 12)"),
+    ],
+)
+def test_unreadable_files_are_one_line_of_a_kind(tmp_path: Path, content: bytes, kind: str, message: str) -> None:
+    p = tmp_path / "camera_extrinsics.json"
+    p.write_bytes(content)
+    with pytest.raises(CameraFileError) as info:
+        read_camera_json(p)
+    assert info.value.kind == kind
+    text = str(info.value)
+    assert text.startswith(f"{p}: ") and message in text and "\n" not in text
+    assert ("truncated" in text) == ("truncated" in message)  # only a cut-off document says so
+    with pytest.raises(CameraFileError) as info:
+        read_camera_json(tmp_path)  # a folder
+    assert info.value.kind == "unreadable" and "cannot be read" in str(info.value)

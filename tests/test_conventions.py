@@ -127,6 +127,28 @@ def test_recammaster_convention() -> None:
     assert np.isclose(np.linalg.det(r[:3, :3]), -1.0)  # UE world axes kept, as in ReCamMaster's loader
 
 
+@settings(max_examples=40, deadline=None)
+@given(eye=locs, target=locs)
+def test_look_at_and_roll_free_axes(eye: tuple[float, float, float], target: tuple[float, float, float]) -> None:
+    e, t = np.asarray(eye), np.asarray(target)
+    d = t - e
+    if np.hypot(d[0], d[1]) < 1e-3 * max(np.linalg.norm(d), 1.0):
+        return  # straight up or down: no roll-free camera
+    pitch, yaw = cv.ue_look_at_pitch_yaw(e, t)
+    np.testing.assert_allclose([pitch, yaw], cv.ue_look_at_rotator(e, t)[:2], atol=1e-9)
+    fwd = cv.ue_pitch_yaw_to_forward(pitch, yaw)
+    np.testing.assert_allclose(fwd, cv.ue_look_direction(e, t), atol=1e-12)
+    np.testing.assert_allclose(fwd, d / np.linalg.norm(d), atol=1e-12)
+    axes = cv.ue_pitch_yaw_to_axes(pitch, yaw)  # the rows of FRotationMatrix for roll 0
+    np.testing.assert_allclose(np.stack(axes), cv.ue_rotator_to_axes([pitch, yaw, 0.0]), atol=1e-12)
+    assert axes[1][2] == 0.0  # right stays horizontal
+
+
+def test_default_aim_height_is_the_body_centre() -> None:
+    assert float(cv.default_aim_height_m(1.8)) == pytest.approx(0.99)
+    np.testing.assert_allclose(cv.default_aim_height_m([1.0, 2.0]), [0.55, 1.1])
+
+
 def test_quaternions_match_scipy_including_half_turns() -> None:
     from scipy.spatial.transform import Rotation
 

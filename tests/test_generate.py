@@ -59,7 +59,11 @@ def test_generate_quality_presets_and_the_closing_lines(tmp_path: Path) -> None:
     assert probe_video(scene / "videos" / "cam01.mp4").width == QUALITY["demo"][0]
     assert "--quality full" in res.output  # how to get full quality, in one line
     assert f"outputs: {scene}/videos/ (2 synchronized mp4s)" in res.output
-    assert f"look at it: ffplay -loop 0 {scene / 'videos' / 'cam01.mp4'}" in res.output
+    look = f"look at it: multicam preview {scene} --out {out / 'preview' / 'scene1'}"
+    assert look in res.output
+    res = runner.invoke(app, look.removeprefix("look at it: multicam ").split())  # the printed command works
+    assert res.exit_code == 0, res.output
+    assert (out / "preview" / "scene1" / "index.html").is_file()
     # explicit options override the preset's values, the rest comes from it
     res = runner.invoke(app, [*base, "--out", str(tmp_path / "full"), "--quality", "full", "--resolution", "32"])
     assert res.exit_code == 0, res.output

@@ -65,11 +65,29 @@ def test_trajectory_png_draws_every_camera(preview: Path, scene: Path) -> None:
     lay = _layout(preview)
     colours = [c["colour"] for c in lay["cameras"]]
     assert len(set(colours)) == CAMS
-    for c in lay["cameras"]:  # each camera's path, frusta and legend line are drawn in its own colour
-        assert _pixels_near(img, _rgb(c["colour"])) > 300, c
-    assert _pixels_near(img, np.array([0, 0, 0]), 10) > 200  # the character's star and stem, axes, text
+    counts = [_pixels_near(img, _rgb(c["colour"])) for c in lay["cameras"]]
+    assert min(counts) > 80, counts  # at least each camera's legend line and start dots (others may cover its path)
+    assert sum(counts) > 4 * 110 * CAMS, counts  # and the paths and frusta, in the cameras' colours
     record = json.loads((scene / "scene.json").read_text())
     assert {c["name"]: c["label"] for c in lay["cameras"]} == record["camera_motion"]
+
+
+def test_the_character_is_marked(scene: Path, tmp_path: Path) -> None:
+    """The same poses with and without scene.json's character: the black star (top view, 3D, legend) and the stem
+    from the ground point to the aim point appear only with it."""
+    pngs = {}
+    for with_char in (True, False):
+        copy = tmp_path / f"scene_{with_char}"
+        shutil.copytree(scene / "cameras", copy / "cameras")
+        record = json.loads((scene / "scene.json").read_text())
+        if not with_char:
+            del record["character"]
+        (copy / "scene.json").write_text(json.dumps(record))
+        res = runner.invoke(app, ["preview", str(copy), "--out", str(tmp_path / f"p_{with_char}"), "--no-progress"])
+        assert res.exit_code == 0, res.output
+        pngs[with_char] = np.asarray(Image.open(tmp_path / f"p_{with_char}" / "trajectories.png").convert("RGB"))
+    black = {k: _pixels_near(v, np.array([0, 0, 0]), 10) for k, v in pngs.items()}
+    assert black[True] > black[False] + 400, black
 
 
 def test_grid_video_is_synchronized_and_labelled(preview: Path, scene: Path) -> None:
@@ -128,6 +146,7 @@ def test_headless_chromium_screenshot(preview: Path, tmp_path: Path) -> None:
         pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; scripts/test.sh tries as root)")
     shot = tmp_path / "page.png"
     subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
+                    "--virtual-time-budget=5000",
                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1900", f"--screenshot={shot}",
                     (preview / "index.html").as_uri()], check=True, capture_output=True, timeout=180)
     img = np.asarray(Image.open(shot).convert("RGB"))
@@ -195,3 +214,27 @@ def test_bad_input_is_one_line(tmp_path: Path, scene: Path) -> None:
         res = runner.invoke(app, ["preview", *args, "--out", str(tmp_path / "o" / "x"), "--no-progress"])
         assert res.exit_code == 2, (args, res.output)
         assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ") and msg in res.stderr, res.stderr
+
+
+@pytest.mark.blender
+def test_preview_of_a_tiny_blender_scene(tmp_path: Path) -> None:
+    """Real renders (3 cameras x 4 frames at 32 px, 1 sample): one row of three tiles, each tile's frame i closest to
+    its own video's frame i, the character marked."""
+    pytest.importorskip("bpy")
+    ds = tmp_path / "bl"
+    res = runner.invoke(app, ["generate", "--out", str(ds), "--scenes", "1", "--resolution", "32", "--frames", "4",
+                              "--cameras", "3", "--samples", "1", "--no-denoise", "--no-dof", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    (scene,) = (ds / "train").glob("*/scene1")
+    out = tmp_path / "p"
+    res = runner.invoke(app, ["preview", str(scene), "--out", str(out), "--tile-px", "64", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    lay = _layout(out)
+    assert (lay["grid"]["rows"], lay["grid"]["cols"]) == (1, 3)
+    grid = read_video_frames(out / "grid.mp4").astype(int)
+    assert grid.shape[0] == 4
+    for cam in lay["cameras"]:
+        src = read_video_frames(scene / cam["video"]).astype(int).repeat(2, axis=1).repeat(2, axis=2)
+        t = cam["tile"]
+        tiles = grid[:, t["y"]:t["y"] + t["height"], t["x"]:t["x"] + t["width"]]
+        assert np.abs(tiles - src).mean() < 6.0, cam["name"]

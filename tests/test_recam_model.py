@@ -501,3 +501,53 @@ def test_euler_integrates_linear_flow_exactly():
     torch.testing.assert_close(cfg_combine(torch.ones(2), torch.zeros(2), 5.0), torch.full((2,), 5.0))
     w = training_weights()
     assert w.shape == (1000,) and abs(float(w.mean()) - 1.0) < 1e-4 and float(w.min()) == 0.0
+
+
+# --------------------------------------------------------------------------- attention kernels
+def test_gpu_kernels_fall_back_to_sdpa_off_cuda(checkpoint):
+    """"fa4" (FlashAttention-4) is CUDA-only: elsewhere the processor runs PyTorch's SDPA, same outputs."""
+    model = ReCamMasterTransformer.tiny()
+    model.load_recammaster_checkpoint(checkpoint)
+    model.set_fast_attention(True, self_backend="fa4", cross_backend="fa4")
+    x, t, text, cam = inputs(seed=8)
+    with torch.no_grad():
+        out = model(x, t, text, cam)[0]
+    assert rel_err(out, reference_forward(checkpoint, CFG, x, t, text, cam)) < 1e-5
+    with pytest.raises(ValueError, match="attention backend"):
+        model.set_fast_attention(True, self_backend="fa5")
+
+
+def test_fp8_attention_rounds_q_and_k_per_block():
+    """The FP8 path quantises q and k per (128-token block, head) to float8 e4m3: close to exact attention,
+    not equal to it, and exactly what dequantised q/k through the same blocks give."""
+    from recam.attn_kernels import FP8_BLOCK, attention, fp8_attention, fp8_quantize_blocks
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 300, 2, 16, generator=g) for _ in range(3))
+    q[:, :FP8_BLOCK] *= 50  # one loud block: its scale must not flatten the others
+    exact = attention(q, k, v, "math")
+    with torch.no_grad():
+        fp8 = fp8_attention(q, k, v)
+    # rows of the quiet blocks (the loud block's logits of ~50 amplify any rounding)
+    assert 1e-4 < rel_err(fp8[:, FP8_BLOCK:], exact[:, FP8_BLOCK:]) < 5e-2
+    x8, scales = fp8_quantize_blocks(q)
+    assert x8.dtype == torch.float8_e4m3fn and x8.shape == (1, 2, 3 * FP8_BLOCK, 16) and scales.shape == (1, 2, 3)
+    deq = (x8.float().unflatten(2, (3, FP8_BLOCK)) * scales[..., None, None]).flatten(2, 3)[:, :, :300]
+    assert rel_err(deq.transpose(1, 2)[:, FP8_BLOCK:], q[:, FP8_BLOCK:]) < 5e-2  # quiet blocks keep precision
+    k8, k_scales = fp8_quantize_blocks(k)
+    k_deq = (k8.float().unflatten(2, (3, FP8_BLOCK)) * k_scales[..., None, None]).flatten(2, 3)[:, :, :300]
+    manual = torch.softmax(deq @ k_deq.mT / 4, dim=-1)  # 1 / sqrt(16)
+    torch.testing.assert_close(fp8, (manual @ v.transpose(1, 2)).transpose(1, 2))
+
+
+def test_fp8_backend_is_inference_only(checkpoint):
+    model = ReCamMasterTransformer.tiny()
+    model.load_recammaster_checkpoint(checkpoint)
+    x, t, text, cam = inputs(seed=9)
+    ref = reference_forward(checkpoint, CFG, x, t, text, cam)
+    model.set_fast_attention(True, self_backend="fp8")
+    with torch.no_grad():
+        fp8 = model(x, t, text, cam)[0]
+    assert 0 < rel_err(fp8, ref) < 5e-2
+    trained = model(x, t, text, cam)[0]  # autograd on: exact attention
+    assert rel_err(trained.detach(), ref) < 1e-5

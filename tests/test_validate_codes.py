@@ -170,6 +170,8 @@ def test_the_generated_dataset_is_clean(dataset: Path, tmp_path: Path) -> None:
     assert f"2 scenes, {2 * CAMS} cameras checked: all complete" in out
     rep = json.loads(report.read_text())
     assert rep["ok"] is True and rep["problems"] == [] and rep["scenes"] == 2 and rep["cameras"] == 2 * CAMS
+    assert rep["limits"] == {"decode": True, "frames": FRAMES, "size": [SIZE, SIZE], "max_step_m": 1.0,
+                             "max_turn_deg": 30.0}
 
 
 @pytest.mark.parametrize("kind", sorted(DEFECTS))
@@ -257,3 +259,40 @@ def test_frames_decode_as_written(dataset: Path) -> None:
     """The fixture's videos are real, changing pictures (so 'clean' above is not vacuous)."""
     v = read_video_frames(_scenes(dataset)[0] / "videos" / "cam01.mp4")
     assert v.shape == (FRAMES, SIZE, SIZE, 3) and np.abs(np.diff(v.astype(int), axis=0)).max() > 1
+
+
+@pytest.mark.blender
+def test_a_tiny_blender_dataset_passes_then_damage_is_found(tmp_path: Path) -> None:
+    """Real renders (2 cameras x 4 frames at 32 px, 1 sample) pass every check; a black video and a mirrored camera
+    planted in them are found."""
+    pytest.importorskip("bpy")
+    ds = tmp_path / "bl"
+    res = runner.invoke(app, ["generate", "--out", str(ds), "--scenes", "1", "--resolution", "32", "--frames", "4",
+                              "--cameras", "2", "--samples", "1", "--no-denoise", "--no-dof", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    code, lines, out = _validate(str(ds), "--frames", "4", "--size", "32")
+    assert code == 0, lines
+    assert "1 scenes, 2 cameras checked: all complete" in out
+    (scene,) = _scenes(ds)
+    encode_mp4(scene / "videos/cam02.mp4", np.zeros((4, 32, 32, 3), np.uint8))
+    _rewrite_poses(scene, lambda p: p[:, 0, 1, :3].__imul__(-1))
+    code, lines, _ = _validate(str(ds))
+    assert code == 1
+    assert {ln.split(" ", 1)[0] for ln in lines} == {"video-black", "rotation-reflection", "scene-json-mismatch"}
+
+
+def test_default_bounds_pass_sampled_trajectories() -> None:
+    """The sampler's own trajectories (500 scenes x 10 cameras x 81 frames) are never teleports at the defaults, and
+    the bounds are not slack by orders of magnitude (the largest turn reaches a fifth of the default)."""
+    from exporters.validate import MAX_TURN_DEG, Limits, check_poses
+    from trajectory.sampler import sample_scenes
+
+    batch = sample_scenes(0, range(1, 501), n_cameras=10, frames=81)
+    worst = 0.0
+    for s in batch.scenes:
+        poses = s.poses_frame_major()
+        assert check_poses(poses, [f"cam{i + 1:02d}" for i in range(10)], Path("x"), Limits()) == []
+        r = poses[..., :3, :3]
+        cos = (np.trace(r[1:] @ np.swapaxes(r[:-1], -1, -2), axis1=-2, axis2=-1) - 1) / 2
+        worst = max(worst, float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max()))
+    assert MAX_TURN_DEG / 5 < worst < MAX_TURN_DEG

@@ -26,12 +26,12 @@ def progress(frames: int, a: ArrayLike | None = None) -> NDArray[np.float64]:
     t = np.arange(frames, dtype=np.float64) / (frames - 1)
     if a is None:
         return t
-    aa = np.asarray(a, dtype=np.float64)[..., None]
+    aa = np.asarray(a, dtype=np.float64)
     const = np.isnan(aa) | (np.abs(aa) < 1e-12)
-    safe = np.where(const, 1.0, aa)
+    out = np.broadcast_to(t, aa.shape + (frames,)).copy()
+    var = aa[~const][:, None]  # the exponential only where the speed varies (element by element: same bits)
     with np.errstate(over="ignore", invalid="ignore"):
-        var = detmath.expm1(-safe * t) / detmath.expm1(-safe)
-    out = np.where(const, t, var)
+        out[~const] = detmath.expm1(-var * t) / detmath.expm1(-var)
     out[..., 0] = 0.0
     out[..., -1] = 1.0
     return out

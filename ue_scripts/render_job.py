@@ -23,7 +23,9 @@ What it does:
 3. read back the transform each sequence evaluates at every frame (channel evaluation) and record
    it with the engine's own matrix (``Transform.to_matrix``), so the camera file is what rendered;
 4. queue one Movie Render Queue job per camera (deferred pass, spatial samples, warm-up frames,
-   PNG or EXR named ``<camNN>/<frame>``) and run it with the PIE executor (unattended);
+   PNG or EXR named ``<camNN>/<frame>``) and run it with the PIE executor (unattended); a job with depth/mask
+   passes adds post-process material passes and a multilayer EXR output (:func:`configure_passes`; the
+   character renders custom depth with a stencil value for the mask);
 5. when the executor finishes: check every frame exists, write the result JSON, delete the
    temporary assets and actors, quit the editor. Failures write ``{"status": "error", ...}`` and
    exit with code 3 (:data:`EXIT_FAILED`) so the launcher sees them even without the result file.

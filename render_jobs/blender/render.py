@@ -148,8 +148,9 @@ def configure_scene(scene: bpy.types.Scene, s: RenderSettings, device: str) -> N
 
 
 def clear_m_for(job: RenderJob) -> tuple[float, NDArray[np.float64]]:
-    """Horizontal radius (m) that must stay free of tall objects, and every camera xy (m)."""
-    poses = job.poses_array()  # (F, C, 4, 4)
+    """Horizontal radius (m) that must stay free of tall objects, and every camera xy (m), of the cameras the
+    scene's setup is built from (the planned ones also when the job renders only new cameras: the same props)."""
+    poses = np.stack([c.poses_array() for c in job.setup_tracks()], axis=1)  # (F, C, 4, 4)
     cam_rh = ue_to_rh_points(poses[..., 3, :3]).reshape(-1, 3)
     center = ue_to_rh_points(np.asarray(job.placement.location_cm, dtype=np.float64))
     d = np.hypot(cam_rh[:, 0] - center[0], cam_rh[:, 1] - center[1])

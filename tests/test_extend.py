@@ -1,0 +1,463 @@
+"""``multicam extend``: new cameras for rendered scenes, on real files made by the code.
+
+Test backends (test-synthetic) cover the job machinery: old files byte-identical (same inodes), the camera file
+and scene.json gain entries with the old ones kept character for character, the new cameras are the ones the
+sampler draws for (seed, scene, camera), resume after SIGKILL at known points (mid-render, staged, committed),
+scenes without a plan, bad arguments. Blender (tiny sizes) covers synchronization: a moving beacon matches its
+projection in old and new cameras at every frame (a one-frame-off camera would fail), and the prop layout is the
+first render's. The Unreal backend runs through the fake editor (tests/ue_support/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from exporters.camera_json import CAMERA_FILE, read_camera_json, render_camera_json
+from multicam_app import app
+from render_jobs.extend import FAULT_ENV, recover_scene
+from render_jobs.planner import iter_manifest, load_settings, materialize, plan_dataset
+from render_jobs.runner import run_dataset
+from render_jobs.schema import RenderSettings
+from render_jobs.store import JobStore
+from render_jobs.testing import KILL_ENV
+from scene_catalog.loader import load_catalog
+
+runner = CliRunner()
+CATALOG = {
+    "environments": [{"id": "plaza", "asset": "builtin:plaza", "anchors": [{"location_cm": [0, 0, 0]}]}],
+    "characters": [{"id": "ada", "asset": "builtin:m"}],
+    "animations": [{"id": "walk", "asset": "builtin:walk", "length_frames": 60, "loopable": True}],
+}
+N_SCENES, N_CAMS, FRAMES = 2, 3, 6
+
+
+def _plan(tmp: Path, catalog: dict[str, Any], n_scenes: int, n_cams: int, settings: RenderSettings,
+          seed: int = 3) -> Path:
+    (tmp / "c.yaml").write_text(yaml.safe_dump(catalog))
+    ds = tmp / "ds"
+    plan_dataset(load_catalog(tmp / "c.yaml"), n_scenes, seed, ds, settings, n_cameras=n_cams)
+    return ds
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("base")
+    ds = _plan(tmp, CATALOG, N_SCENES, N_CAMS, RenderSettings(width=32, height=32, frames=FRAMES, samples=1))
+    summary = run_dataset(ds, "test-synthetic", progress=False)
+    assert summary.rendered == N_SCENES
+    return ds
+
+
+@pytest.fixture
+def ds(rendered: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "ds"
+    shutil.copytree(rendered, out)
+    return out
+
+
+def scene_dirs(ds: Path) -> list[Path]:
+    return sorted(p for p in (ds / "train").glob("*/scene*"))
+
+
+def files(ds: Path) -> dict[str, tuple[str, int]]:
+    """Every file of the scenes under train/ -> (sha256, inode); hidden folders (a killed run's staged copy) are
+    not scenes."""
+    return {p.relative_to(ds).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_ino)
+            for p in sorted((ds / "train").rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(ds).parts)}
+
+
+def extend(ds: Path, *args: str) -> Any:
+    return runner.invoke(app, ["extend", str(ds), "--no-progress", *args])
+
+
+def extend_process(ds: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "multicam_app", "extend", str(ds), "--no-progress", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+                          start_new_session=True)
+
+
+def assert_old_kept(ds: Path, before: dict[str, tuple[str, int]], new: list[str], only: int | None = None) -> None:
+    """Old videos are the same files; the camera file and scene.json hold the old entries byte for byte (of the
+    extended scenes: all, or scene ``only``; the others are unchanged)."""
+    after = files(ds)
+    extended = scene_dirs(ds) if only is None else [ds / e.output_dir for e in iter_manifest(ds)
+                                                     if e.scene_index == only]
+    for rel, (sha, ino) in before.items():
+        if rel.endswith((".json",)) and any(rel.startswith(d.relative_to(ds).as_posix() + "/") for d in extended):
+            continue
+        assert after[rel] == (sha, ino), f"{rel} changed"
+    for scene in extended:
+        rel = scene.relative_to(ds).as_posix()
+        old_cams = json.loads(_old_text(ds, before, f"{rel}/{CAMERA_FILE.as_posix()}"))
+        now = json.loads((scene / CAMERA_FILE).read_text())
+        assert list(now) == list(old_cams)
+        for frame, cams in old_cams.items():
+            assert {k: now[frame][k] for k in cams} == cams  # every old entry's text unchanged
+            assert list(now[frame]) == [*cams, *new]
+        # dropping the new cameras gives the old file back, byte for byte
+        poses, names = read_camera_json(scene / CAMERA_FILE)
+        keep = [i for i, n in enumerate(names) if n not in new]
+        assert render_camera_json(poses[:, keep], [names[i] for i in keep]) == _old_text(
+            ds, before, f"{rel}/{CAMERA_FILE.as_posix()}")
+        old_rec = json.loads(_old_text(ds, before, f"{rel}/scene.json"))
+        rec = json.loads((scene / "scene.json").read_text())
+        for key, value in old_rec.items():
+            if key in ("cameras", "camera_motion"):
+                assert {k: rec[key][k] for k in value} == value and list(rec[key]) == [*value, *new]
+            else:
+                assert rec[key] == value, key
+        for n in new:
+            assert (scene / "videos" / f"{n}.mp4").is_file()
+
+
+_TEXTS: dict[str, str] = {}
+
+
+def _old_text(ds: Path, before: dict[str, tuple[str, int]], rel: str) -> str:
+    return _TEXTS[before[rel][0]]
+
+
+def snapshot(ds: Path) -> dict[str, tuple[str, int]]:
+    snap = files(ds)
+    for rel in snap:
+        if rel.endswith(".json"):
+            text = (ds / rel).read_text()
+            _TEXTS[hashlib.sha256(text.encode()).hexdigest()] = text
+    return snap
+
+
+def test_extend_adds_the_sampled_cameras_and_keeps_old_files(ds: Path) -> None:
+    before = snapshot(ds)
+    res = extend(ds, "--cameras", "2")
+    assert res.exit_code == 0, res.output
+    assert_old_kept(ds, before, ["cam04", "cam05"])
+    settings, _ = load_settings(ds)
+    for entry in iter_manifest(ds):
+        scene = ds / entry.output_dir
+        # the new cameras are those a plan of 5 cameras draws for cam04/cam05: seeded by (seed, scene, camera)
+        want = materialize(entry, settings, 5).poses_array()
+        names = ["cam01", "cam02", "cam03", "cam04", "cam05"]
+        assert (scene / CAMERA_FILE).read_text() == render_camera_json(want, names)
+        rec = json.loads((scene / "scene.json").read_text())
+        assert [e["cameras"] for e in rec["extensions"]] == [["cam04", "cam05"]]
+    csv = (ds / "metadata.csv").read_text().splitlines()
+    assert len(csv) == 1 + N_SCENES * 5 and sum("cam05.mp4" in r for r in csv) == N_SCENES
+    assert runner.invoke(app, ["validate", str(ds), "--frames", str(FRAMES), "--size", "32"]).exit_code == 0
+    assert not [p for p in (ds / "train").rglob(".*")]  # no staged or aside folder left
+    assert list((ds / ".tmp").iterdir()) == []
+    with JobStore.for_dataset(ds) as store:
+        assert store.counts("extend")["done"] == N_SCENES and store.counts()["done"] == N_SCENES
+    # extending again adds the next cameras, keeping cam04/cam05
+    before2 = snapshot(ds)
+    res = extend(ds, "--cameras", "1", "--scenes", "2")
+    assert res.exit_code == 0, res.output
+    scene2 = next(e for e in iter_manifest(ds) if e.scene_index == 2)
+    _, names = read_camera_json(ds / scene2.output_dir / CAMERA_FILE)
+    assert names[-1] == "cam06"
+    other = next(e for e in iter_manifest(ds) if e.scene_index == 1)
+    assert files(ds)[f"{other.output_dir}/scene.json"] == before2[f"{other.output_dir}/scene.json"]
+
+
+def test_same_request_same_cameras(rendered: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(rendered, a)
+    shutil.copytree(rendered, b)
+    assert extend(a, "--cameras", "2", "--seed", "9").exit_code == 0
+    assert extend(b, "--cameras", "2", "--seed", "9").exit_code == 0
+    for sa, sb in zip(scene_dirs(a), scene_dirs(b), strict=True):
+        assert (sa / CAMERA_FILE).read_bytes() == (sb / CAMERA_FILE).read_bytes()
+        assert (sa / "videos" / "cam05.mp4").read_bytes() == (sb / "videos" / "cam05.mp4").read_bytes()
+    c = tmp_path / "c"
+    shutil.copytree(rendered, c)
+    assert extend(c, "--cameras", "2").exit_code == 0  # another seed: other cameras
+    assert (scene_dirs(a)[0] / CAMERA_FILE).read_bytes() != (scene_dirs(c)[0] / CAMERA_FILE).read_bytes()
+
+
+@pytest.mark.parametrize("how", ["render", "staged", "committed"])
+def test_sigkill_mid_extension_then_resume(ds: Path, how: str) -> None:
+    before = snapshot(ds)
+    env = {KILL_ENV: "1"} if how == "render" else {FAULT_ENV: how}
+    killed = extend_process(ds, "--cameras", "2", "--scenes", "1", env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    entry = next(e for e in iter_manifest(ds) if e.scene_index == 1)
+    scene = ds / entry.output_dir
+    _, names = read_camera_json(scene / CAMERA_FILE)
+    if how == "committed":  # fully extended, the store not told yet
+        assert names == ["cam01", "cam02", "cam03", "cam04", "cam05"]
+        assert_old_kept(ds, before, ["cam04", "cam05"], only=1)
+    else:  # as it was
+        assert names == ["cam01", "cam02", "cam03"]
+        assert files(ds) == before
+    with JobStore.for_dataset(ds) as store:
+        assert store.counts("extend")["running"] == 1
+    res = extend_process(ds, "--cameras", "2", "--scenes", "1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "resuming 1 unfinished extension job(s)" in res.stdout
+    assert ("found complete 1" in res.stdout) == (how == "committed")
+    assert_old_kept(ds, before, ["cam04", "cam05"], only=1)
+    with JobStore.for_dataset(ds) as store:
+        assert store.counts("extend") == {"pending": 0, "running": 0, "done": 1, "failed": 0}
+        assert list(store.event_counts("done").values()).count(1) == N_SCENES + 1
+        assert sum(store.event_counts("requeued").values()) >= 1
+    assert not [p for p in (ds / "train").rglob(".*")]
+    assert list((ds / ".tmp").iterdir()) == []
+    rec = json.loads((scene / "scene.json").read_text())
+    assert len(rec["extensions"]) == 1
+
+
+def test_killed_between_two_renames_is_rolled_forward_or_back(tmp_path: Path) -> None:
+    """Without RENAME_EXCHANGE the commit is two renames; a scene missing with its copy aside is recovered."""
+    final = tmp_path / "train" / "f24_aperture5" / "scene1"
+    for state, want in (("staged", "new"), ("aside only", "old")):
+        shutil.rmtree(tmp_path / "train", ignore_errors=True)
+        final.parent.mkdir(parents=True)
+        aside = final.with_name(".scene1.pre-extend-x000001-0123456789")
+        aside.mkdir()
+        (aside / "which").write_text("old")
+        if state == "staged":
+            staged = final.with_name(".scene1.extend-x000001-0123456789")
+            staged.mkdir()
+            (staged / "which").write_text("new")
+        recover_scene(final)
+        assert (final / "which").read_text() == want
+
+
+def test_trajectory_options(ds: Path, tmp_path: Path) -> None:
+    res = extend(ds, "--cameras", "1", "--scenes", "1", "--trajectory", "arc_right")
+    assert res.exit_code == 0, res.output
+    entry = next(e for e in iter_manifest(ds) if e.scene_index == 1)
+    rec = json.loads((ds / entry.output_dir / "scene.json").read_text())
+    assert rec["cameras"]["cam04"]["preset"] == "arc_right"
+    assert rec["camera_motion"]["cam04"] == "arc right 30 deg around the subject, constant speed"
+    res = extend(ds, "--cameras", "1", "--scenes", "1", "--trajectory", "pan_left")
+    assert res.exit_code == 0, res.output
+    rec = json.loads((ds / entry.output_dir / "scene.json").read_text())
+    assert rec["cameras"]["cam05"]["preset"] == "pan_left"
+    assert rec["camera_motion"]["cam05"] == "pan left 20 deg, constant speed"
+    poses, names = read_camera_json(ds / entry.output_dir / CAMERA_FILE)
+    aim = np.asarray(rec["character"]["aim_point_cm"])
+    start = poses[0, names.index("cam05")]
+    assert np.isclose(np.linalg.norm(start[3, :3] - aim), rec["radius_m"] * 100.0)  # at the scene's radius
+    assert np.allclose(start[0, :3], (aim - start[3, :3]) / np.linalg.norm(aim - start[3, :3]))  # facing it
+    # a track from a camera file: the file's cam02 of the other scene
+    other = next(e for e in iter_manifest(ds) if e.scene_index == 2)
+    src = ds / other.output_dir / CAMERA_FILE
+    res = extend(ds, "--cameras", "1", "--scenes", "1", "--trajectory-file", str(src), "--cam", "cam02")
+    assert res.exit_code == 0, res.output
+    poses, names = read_camera_json(ds / entry.output_dir / CAMERA_FILE)
+    src_poses, src_names = read_camera_json(src)
+    assert names[-1] == "cam06"
+    assert np.allclose(poses[:, -1], src_poses[:, src_names.index("cam02")], atol=1e-9)
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--cameras", "0"], "--cameras"),
+    (["--cameras", "97"], "--cameras"),
+    (["--cameras", "1", "--scenes", "9"], "--scenes"),
+    (["--cameras", "1", "--scenes", "x"], "--scenes"),
+    (["--cameras", "1", "--cam", "cam01"], "--cam"),
+    (["--cameras", "1", "--trajectory", "pan", "--trajectory-file", "f.json", "--cam", "cam01"], "--trajectory"),
+    (["--cameras", "1", "--trajectory", "spiral"], "--trajectory"),
+    (["--cameras", "1", "--trajectory", "pan"], "--trajectory"),  # a sampler type, not a preset
+    (["--cameras", "2", "--trajectory-file", "F", "--cam", "cam01"], "--cameras"),
+    (["--cameras", "1", "--trajectory-file", "missing.json", "--cam", "cam01"], "--trajectory-file"),
+    (["--cameras", "1", "--trajectory-file", "F", "--cam", "cam09"], "--trajectory-file"),
+    (["--cameras", "1", "--seed", "-1"], "--seed"),
+])
+def test_bad_arguments_exit_2_naming_the_option(ds: Path, args: list[str], option: str) -> None:
+    before = files(ds)
+    src = scene_dirs(ds)[0] / CAMERA_FILE
+    res = extend(ds, *[str(src) if a == "F" else a for a in args])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {option}"), res.output
+    assert files(ds) == before
+
+
+def test_trajectory_file_with_other_frame_count_is_refused(ds: Path, tmp_path: Path) -> None:
+    other = tmp_path / "cams.json"
+    poses, names = read_camera_json(scene_dirs(ds)[0] / CAMERA_FILE)
+    other.write_text(render_camera_json(poses[:4], names))
+    res = extend(ds, "--cameras", "1", "--trajectory-file", str(other), "--cam", "cam01")
+    assert res.exit_code == 2 and "--trajectory-file" in res.output and "4 frames" in res.output, res.output
+
+
+def test_scenes_without_their_plan(ds: Path, tmp_path: Path) -> None:
+    # a released-dataset-like folder: scenes, no plan
+    released = tmp_path / "released"
+    shutil.copytree(scene_dirs(ds)[0], released / "train" / "f24_aperture5" / "scene1")
+    res = extend(released, "--cameras", "1")
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "plan.json" in lines[0] and "missing" in lines[0]
+    # a planned scene whose scene.json is gone
+    (scene_dirs(ds)[0] / "scene.json").unlink()
+    before = files(ds)
+    res = extend(ds, "--cameras", "1")
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "no scene.json" in lines[0], res.output
+    assert files(ds) == before
+
+
+def test_unrendered_scene_is_refused(tmp_path: Path) -> None:
+    ds = _plan(tmp_path, CATALOG, 1, 2, RenderSettings(width=32, height=32, frames=4, samples=1))
+    res = extend(ds, "--cameras", "1")
+    assert res.exit_code == 2 and "not rendered yet" in res.output, res.output
+
+
+def test_unfinished_other_request_is_named(ds: Path) -> None:
+    killed = extend_process(ds, "--cameras", "2", "--scenes", "1", env={KILL_ENV: "1"})
+    assert killed.returncode == -signal.SIGKILL
+    res = extend(ds, "--cameras", "3", "--scenes", "1")
+    assert res.exit_code == 2 and "unfinished extension job" in res.output and "cam04, cam05" in res.output
+
+
+# -- Unreal (fake editor) ------------------------------------------------------------------------------------
+
+
+def test_unreal_backend_extends_through_the_fake_editor(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ue_support.fake_editor import write_fake_editor, write_fake_project
+    from ue_support.jobs import ANIM, MAP, MESH
+
+    project = write_fake_project(tmp_path / "MultiCam.uproject", {MAP: "World", MESH: "SkeletalMesh",
+                                                                   ANIM: "AnimSequence"})
+    cat = {"environments": [{"id": "town", "asset": MAP, "size": "huge",
+                             "anchors": [{"location_cm": [0, 0, 0], "free_radius_m": 10}]}],
+           "characters": [{"id": "hero", "asset": MESH, "height_m": 1.8}],
+           "animations": [{"id": "walk", "asset": ANIM, "length_frames": 120, "fps": 30, "loopable": True}]}
+    ds = _plan(tmp_path, cat, 1, 2, RenderSettings(width=32, height=32, frames=4, fps=15, samples=1))
+    exe = write_fake_editor(tmp_path / "UE", "ok")
+    opts = ["-o", f"editor={exe}", "-o", f"project={project}", "-o", f"work_root={tmp_path / 'work'}"]
+    summary = run_dataset(ds, "unreal", backend_options={"editor": str(exe), "project": str(project),
+                                                         "work_root": str(tmp_path / "work")}, progress=False)
+    assert summary.rendered == 1
+    before = snapshot(ds)
+    res = extend(ds, "--cameras", "1", *opts)
+    assert res.exit_code == 0, res.output
+    assert_old_kept(ds, before, ["cam03"])
+    entry = next(iter(iter_manifest(ds)))
+    settings, _ = load_settings(ds)
+    poses, names = read_camera_json(ds / entry.output_dir / CAMERA_FILE)
+    want = materialize(entry, settings, 3).poses_array()
+    assert names == ["cam01", "cam02", "cam03"]
+    assert np.allclose(poses, want, atol=1e-2)  # what the editor evaluated is what was sampled for cam03
+    rec = json.loads((ds / entry.output_dir / "scene.json").read_text())
+    assert rec["backend"] == "unreal" and rec["extensions"][0]["backend"] == "unreal"
+
+
+# -- Blender (tiny sizes) ------------------------------------------------------------------------------------
+
+
+def _blender_dataset(tmp_path: Path, catalog: dict[str, Any], size: int, frames: int, samples: int,
+                     n_cams: int, seed: int) -> Path:
+    pytest.importorskip("bpy")
+    settings = RenderSettings(width=size, height=size, frames=frames, samples=samples, denoise=False,
+                              depth_of_field=False, video_crf=8)
+    ds = _plan(tmp_path, catalog, 1, n_cams, settings, seed=seed)
+    summary = run_dataset(ds, "blender", backend_options={"device": "CPU"}, progress=False)
+    assert summary.rendered == 1, summary.errors
+    return ds
+
+
+BEACON_CATALOG = {
+    "environments": [{"id": "void", "asset": "builtin:void", "size": "small", "anchors": [{"location_cm": [0, 0, 0]}]}],
+    "characters": [{"id": "beacon", "asset": "builtin:beacon"}],
+    "animations": [{"id": "orbit", "asset": "builtin:orbit", "length_frames": 200, "loopable": True}],
+}
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_blender_old_and_new_cameras_see_the_beacon_at_the_same_instant(tmp_path: Path) -> None:
+    from exporters.video import read_video_frames
+    from multicam.conventions import intrinsics_matrix, project_points_ue, ue_rotator_to_axes
+    from render_jobs.blender.calibration import beacon_path_cm
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_blender_geometry import detect_blobs  # the issue-4 beacon test's blob detector
+
+    size, frames = 96, 6
+    ds = _blender_dataset(tmp_path, BEACON_CATALOG, size, frames, 4, 2, seed=11)
+    before = snapshot(ds)
+    res = extend(ds, "--cameras", "2", "-o", "device=CPU")
+    assert res.exit_code == 0, res.output
+    res = extend(ds, "--cameras", "1", "--trajectory", "arc_left", "-o", "device=CPU")  # always facing the beacon
+    assert res.exit_code == 0, res.output
+    scene = scene_dirs(ds)[0]
+    assert_old_kept(ds, before, ["cam03", "cam04", "cam05"])
+    rec = json.loads((scene / "scene.json").read_text())
+    anim, place = rec["animation"], rec["placement"]
+    # the beacon's path at the plan's time line (animation start offset included), placed and turned by the plan
+    times = anim["start_frame"] / anim["fps"] + np.arange(frames) / 15.0
+    beacon = np.asarray(place["location_cm"]) + beacon_path_cm(times) @ ue_rotator_to_axes([0.0, place["yaw_deg"],
+                                                                                              0.0])
+    cams, names = read_camera_json(scene / CAMERA_FILE)
+    assert names == ["cam01", "cam02", "cam03", "cam04", "cam05"]
+    k = intrinsics_matrix(rec["camera_set"]["focal_mm"], size, size, sensor_fit="horizontal")
+    tol = 0.01 * size
+    checked = np.zeros((len(names), frames), bool)
+    for c, name in enumerate(names):
+        video = read_video_frames(scene / "videos" / f"{name}.mp4")
+        for f in range(frames):
+            uv, depth = project_points_ue(beacon, cams[f, c], k)
+            if not (depth[f] > 0 and np.all((uv[f] > 4) & (uv[f] < size - 4))):
+                continue  # a pan or tilt may turn a camera away from the beacon
+            blobs = detect_blobs(video[f])
+            near = np.linalg.norm(blobs - uv[f], axis=-1)
+            assert near.size and near.min() < tol, f"{name} frame {f}: beacon {near.min() if near.size else '-'} px " \
+                                                   f"from its projection (tolerance {tol:.2f} px)"
+            # a camera one frame off would fail: the neighbouring instants project outside the tolerance
+            for g in (f - 1, f + 1):
+                if 0 <= g < frames:
+                    assert np.linalg.norm(uv[g] - blobs[near.argmin()]) > tol, f"{name} frame {f}: beacon too slow"
+            checked[c, f] = True
+    # every camera, old and new, was checked in some frames; most frames were checked
+    assert checked.any(axis=1).all() and checked.mean() >= 0.4, checked
+
+
+PLAZA_CATALOG = {
+    "environments": [{"id": "plaza", "asset": "builtin:plaza", "anchors": [{"location_cm": [0, 0, 0]}]}],
+    "characters": [{"id": "ada", "asset": "builtin:mannequin_slim"}],
+    "animations": [{"id": "walk", "asset": "builtin:walk", "length_frames": 60, "loopable": True}],
+}
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_blender_new_camera_on_an_old_track_renders_the_old_video(tmp_path: Path) -> None:
+    """The scene is rebuilt exactly (props laid out around the planned cameras, the walk at the planned start
+    offset, the same light): a new camera given cam01's own track renders cam01's frames."""
+    from exporters.video import read_video_frames
+
+    ds = _blender_dataset(tmp_path, PLAZA_CATALOG, 48, 3, 2, 3, seed=5)
+    scene = scene_dirs(ds)[0]
+    src = tmp_path / "cam01_track.json"
+    shutil.copyfile(scene / CAMERA_FILE, src)
+    before = snapshot(ds)
+    res = extend(ds, "--cameras", "1", "--trajectory-file", str(src), "--cam", "cam01", "-o", "device=CPU")
+    assert res.exit_code == 0, res.output
+    assert_old_kept(ds, before, ["cam04"])
+    old, new = (read_video_frames(scene / "videos" / f"{n}.mp4").astype(int) for n in ("cam01", "cam04"))
+    other = read_video_frames(scene / "videos" / "cam02.mp4").astype(int)
+
+    def differ(a: np.ndarray, b: np.ndarray) -> float:  # fraction of pixels off by more than 10 levels
+        return float((np.abs(a - b).max(-1) > 10).mean())
+
+    assert differ(new, old) < 0.01, differ(new, old)  # the same frames up to path-tracing noise at edges
+    assert differ(other, old) > 0.1  # another camera's frames are nothing alike
+    assert differ(new[1:], old[:-1]) > 0.1  # cam04 one frame off would not match
