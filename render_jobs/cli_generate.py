@@ -7,16 +7,7 @@ from pathlib import Path
 
 import typer
 
-from multicam.errors import (
-    MAX_CAMERAS,
-    MAX_FRAMES,
-    MAX_SCENES,
-    DatasetError,
-    check_count,
-    check_out_folder,
-    check_seed,
-    fail,
-)
+from multicam.errors import DatasetError, check_out_folder, check_seed, fail
 from scene_catalog.cli import asset_root_option
 from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
@@ -67,6 +58,7 @@ def generate(
     again after an interruption and it continues where it stopped."""
     from pydantic import ValidationError
 
+    from multicam.errors import MAX_CAMERAS, MAX_FRAMES, MAX_SCENES, check_count
     from render_jobs.backends import BACKENDS
     from render_jobs.cli import check_executor, fail_settings, report_run
     from render_jobs.planner import iter_manifest, load_settings, materialize, plan_dataset
