@@ -56,6 +56,9 @@ def export(
     for scene_dir in bar:
         try:
             scene = load_scene(scene_dir, dataset, focal_mm)
+            if frames_out and len(scene.videos) < len(scene.names):
+                notes.add(f"note: {scene.rel}: --frames-out: {len(scene.names) - len(scene.videos)} camera(s) have "
+                          "no video, so no frames (the camera files still name their paths)")
             if scene.sources["focal"].startswith("default") or scene.sources["size"].startswith("default"):
                 notes.add(f"note: {scene.rel}: focal {scene.sources['focal']}, size {scene.sources['size']}")
             res = export_scene(scene, to, out, dataset, frames_out=frames_out)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from exporters.camera_json import CAMERA_FILE, cam_name, write_camera_json
+from exporters.formats import json_text
 from exporters.metadata import camera_motion_labels
 from multicam.io import atomic_write_text
 from trajectory.sampler import SceneSample
@@ -20,14 +20,7 @@ def scene_json_text(record: dict[str, Any]) -> str:
     Readable in a diff and with ``grep cam03``, and encoded by json's C encoder (``indent`` would
     switch to the pure-Python one, 10x slower at 13,600 scenes). ``json.load`` reads it as usual.
     """
-    lines = []
-    for key, value in record.items():
-        if key == "cameras" and isinstance(value, dict):
-            cams = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
-            lines.append(f'  "cameras": {{\n{cams}\n  }}')
-        else:
-            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}")
-    return "{\n" + ",\n".join(lines) + "\n}\n"
+    return json_text(record)
 
 
 def write_scene_cameras(sample: SceneSample, scene_dir: str | Path, durable: bool = True) -> Path:

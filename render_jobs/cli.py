@@ -260,8 +260,9 @@ def status(
 
 def retry(
     dataset: Path = typer.Argument(..., help="A planned dataset folder."),
-    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running; refused while "
-                                 "their render is alive on this machine (make sure none runs on other machines)."),
+    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running (for a run that died "
+                                 "on another host; refused while their render is alive on this machine; if one "
+                                 "still runs elsewhere, its tasks for them are fenced and their work redone)."),
 ) -> None:
     """Re-queue failed jobs (attempts reset) so that the next `multicam render` runs them."""
     from render_jobs.planner import read_plan

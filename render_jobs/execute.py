@@ -24,6 +24,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,19 +62,29 @@ def tmp_dir_name(job_id: str, pid: int | None = None) -> str:
     return f"{job_id}.{socket.gethostname()}.{pid or os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
-def cleanup_tmp(dataset_dir: str | os.PathLike[str], pid: int | None = None) -> int:
-    """Remove temp folders left by dead processes on this host (or by ``pid``); return how many."""
+def cleanup_tmp(
+    dataset_dir: str | os.PathLike[str], pid: int | None = None, *, running: Collection[str] | None = None
+) -> int:
+    """Remove temp folders left by dead processes on this host (or by ``pid``); return how many.
+
+    ``running``: the jobs some run holds now (given by a coordinator at start): temp folders of other hosts (Ray
+    nodes) for any other job are removed too; their task is gone or fenced, so the folder is a dead half scene."""
     root = Path(dataset_dir) / TMP_DIR
     if not root.is_dir():
         return 0
     host = socket.gethostname()
     n = 0
     for d in root.iterdir():
-        parts = d.name.split(".")
-        if len(parts) < 4 or parts[-3] != host or not parts[-2].isdigit():
+        job, _, rest = d.name.partition(".")
+        where, _, nonce = rest.rpartition(".")
+        h, _, p_text = where.rpartition(".")
+        if not (job and h and nonce and p_text.isdigit()):
             continue
-        p = int(parts[-2])
-        if pid is not None:
+        p = int(p_text)
+        if h != host:
+            if pid is not None or running is None or job in running:
+                continue
+        elif pid is not None:
             if p != pid:
                 continue
         elif pid_alive(p):

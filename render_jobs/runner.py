@@ -190,12 +190,13 @@ class _Books:
             self.flush()
             self.give_back([out.job_id])
             return
-        if out.kind == "fenced":  # another run took the job over; if this run still owns it, run it again
+        if out.kind == "fenced":  # its lease was taken (`retry --running`, another run): claim it again if free
             self.flush()
             self.claimed.discard(out.job_id)
             self.summary.fenced += 1
-            again = self.store.release([out.job_id], "its task was fenced")
-            self.queue.extendleft(again)
+            for j in self.store.release([out.job_id], "its task was fenced"):
+                self.attempts[j] = max(0, self.attempts.get(j, 1) - 1)
+            self.queue.appendleft(out.job_id)  # take() claims it only if it is pending: no other run holds it
             return
         self.claimed.discard(out.job_id)
         node = out.node or None
@@ -362,7 +363,7 @@ def run_dataset(
     t0 = time.perf_counter()
     with JobStore.for_dataset(dataset) as store:
         store.recover()
-        cleanup_tmp(dataset)
+        cleanup_tmp(dataset, running={r.job_id for r in store.rows("running")})
         planned = {e.job_id: e for e in iter_manifest(dataset)}
         check_store_matches_plan(store, dataset, planned)
         entries: dict[str, JobEntry] = dict(planned)

@@ -54,6 +54,23 @@ def test_render_rejects_bad_numbers(tmp_path: Path, args: list[str], word: str) 
     assert res.output.startswith(f"error: {word}: must be a finite number"), res.output
 
 
+@pytest.mark.parametrize(("value", "executor", "says"), [
+    ("{render: 1}", "ray", "not JSON"),
+    ("[1]", "ray", "expected a JSON object"),
+    ('{"CPU": 2}', "ray", "'CPU' is not a custom resource"),
+    ('{"render": 0}', "ray", "'render' must be a finite number > 0, got 0"),
+    ('{"render": true}', "ray", "'render' must be a finite number > 0, got True"),
+    ('{"render": 1}', "local", "applies to --executor ray only"),
+])
+def test_render_rejects_bad_ray_resources(tmp_path: Path, value: str, executor: str, says: str) -> None:
+    ds = _planned(tmp_path)
+    res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--no-progress", "--executor",
+                              executor, "--ray-resources", value])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error: --ray-resources: ") and says in res.output, res.output
+    assert res.output.count("\n") == 1
+
+
 def test_generate_no_progress_shows_no_bars(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     res = runner.invoke(app, ["generate", "--out", str(out), "--scenes", "1", "--resolution", "32", "--frames", "4",

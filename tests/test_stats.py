@@ -4,25 +4,31 @@ flagged by scene, camera and rule; the released validation file and a generated 
 from __future__ import annotations
 
 import json
+import re
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 from ue_projection import read_ue, ue_project
+
+from multicam_app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL_FILE = ROOT / "tests" / "data" / "recammaster_val" / "cameras" / "camera_extrinsics.json"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "multicam_app", *args], capture_output=True, text=True, cwd=ROOT)
+def run_cli(*args: str) -> SimpleNamespace:
+    """The ``multicam`` CLI in this process (typer's runner): exit code, stdout and stderr."""
+    res = CliRunner().invoke(app, list(args))
+    crash = "" if res.exception is None or isinstance(res.exception, SystemExit) else repr(res.exception)
+    return SimpleNamespace(returncode=res.exit_code, stdout=res.stdout, stderr=res.stderr + crash)
 
 
-def run_stats(ds: Path, tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_stats(ds: Path, tmp: Path, *extra: str) -> tuple[SimpleNamespace, dict]:
     res = run_cli("stats", str(ds), "--json", str(tmp / "s.json"), "--out", str(tmp / "png"), "--no-progress",
                   *extra)
     assert res.returncode in (0, 1), res.stderr
@@ -47,6 +53,12 @@ def test_counts_and_ranges_equal_the_scene_files(sampled: Path, tmp_path: Path) 
     cams = [c for _, r in recs for c in r["cameras"].values()]
     assert s["scenes"] == 30 and s["cameras"] == 300
     assert s["counts"]["trajectory"] == dict(Counter(c["trajectory"] for c in cams))
+    # released profile: cam01 pans, cam02 tilts, cam10 is static, the others move (trajectory/sampler.py docstring)
+    assert s["counts"]["role"] == {"moving": 210, "pan": 30, "tilt": 30, "static": 30}
+    assert s["counts"]["camera_profile"] == {"released": 30}
+    # measured from the poses alone: pans only turn in yaw, tilts in pitch, static cameras do neither
+    for kind in ("pan", "tilt", "static"):
+        assert s["counts"]["measured_motion"][kind] == s["counts"]["trajectory"][kind], kind
     assert s["counts"]["speed_mode"] == dict(Counter(c["speed"]["mode"] for c in cams))
     assert s["counts"]["camera_set"] == dict(Counter(f"{r['camera_set']['focal_mm']:g}mm f/"
                                                      f"{r['camera_set']['aperture']:g}" for _, r in recs))
@@ -74,7 +86,7 @@ def test_counts_and_ranges_equal_the_scene_files(sampled: Path, tmp_path: Path) 
 
     pngs = sorted((tmp_path / "png").glob("*.png"))
     assert {"start_distance_m.png", "angle_deg_pan.png", "count_trajectory.png",
-            "in_view_fraction_per_camera.png"} <= {p.name for p in pngs}
+            "in_view_fraction_per_camera.png", "overview.png"} <= {p.name for p in pngs}
     for p in pngs:
         assert matplotlib.image.imread(p).shape[0] > 100
 
@@ -97,6 +109,7 @@ def test_planted_rule_breaks_are_flagged(sampled: Path, tmp_path: Path) -> None:
     cams[other]["start"]["distance_m"] = rec["radius_m"] + 1.0
     cams[other]["speed"] = {"mode": "variable", "a": 5.0}
     rec["camera_set"] = {"focal_mm": 20.0, "aperture": 5.0}
+    cams["cam10"]["trajectory"] = "tilt"  # cam10's role is static
     (d / "scene.json").write_text(json.dumps(rec))
     # in the camera file: cam01 frame 2 looks up 60 deg with a 10 deg roll; cam02 frame 3 stands 0.3 m from the
     # character's ground point
@@ -116,9 +129,11 @@ def test_planted_rule_breaks_are_flagged(sampled: Path, tmp_path: Path) -> None:
     flags = "\n".join(s["flags"])
     assert f"{name}/{pan}: pan angle 50.0 deg outside [5, 45]" in flags
     assert f"{name}/{other}: start distance" in flags and f"{name}/{other}: speed a = 5.0 outside" in flags
+    assert f"{name}/cam10: role static but trajectory 'tilt'" in flags
     assert f"{name}: camera set 20 mm f/5.0 is not one of the dataset's four" in flags
     assert f"{name}/cam01: pitch reaches 60.00 deg" in flags and f"{name}/cam01: roll reaches 10 deg" in flags
-    assert f"{name}/cam02: comes within 0.391 m of the character" in flags
+    near_flag = re.search(rf"{name}/cam02: comes within (0\.\d+) m of the character's body", flags)
+    assert near_flag and float(near_flag.group(1)) <= 0.30  # 0.3 m from the body's axis at frame 3
     assert all(f.startswith(name) for f in s["flags"])  # the other 29 scenes are clean
     assert run_cli("stats", str(ds), "--no-png", "--no-progress").returncode == 0  # flags alone do not fail
 
@@ -144,11 +159,16 @@ def test_released_validation_file(tmp_path: Path) -> None:
     assert res.returncode == 0 and s["scenes"] == 1 and s["cameras"] == 10
     assert s["counts"]["camera_set"] == {"24mm (assumed)": 1} and s["counts"]["frames"] == {"81": 1}
     assert s["flags"] == []  # level starts, |pitch| <= 14 deg, no roll
+    # pan right/left, tilt up/down, zoom in/out (a dolly), and four moves that turn to keep the subject: translate
+    # up/down and the two arcs, which in the released file are straight chords
+    assert s["counts"]["measured_motion"] == {"straight+turn": 4, "pan": 2, "tilt": 2, "straight": 2}
     ue, _ = read_ue(VAL_FILE)
     fz = ue[..., 0, 2] / np.linalg.norm(ue[..., 0, :3], axis=-1)
     np.testing.assert_allclose(s["numeric"]["pitch_max_deg"]["max"], np.degrees(np.arcsin(fz)).max(), atol=1e-6)
     path = np.linalg.norm(np.diff(ue[:, :, 3, :3], axis=0), axis=-1).sum(0) / 100
     np.testing.assert_allclose(s["numeric"]["path_length_m"]["max"], path.max())
+    # zoom in/out dolly without turning; the arcs turn most, by their ~30 deg around the subject
+    assert s["numeric"]["rotation_deg"]["min"] < 1e-3 and 29.0 < s["numeric"]["rotation_deg"]["max"] < 30.5
 
 
 def test_bad_input(tmp_path: Path) -> None:
