@@ -236,9 +236,9 @@ def test_sample_cameras_cli_files_are_deterministic(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--scenes", "0", "--seed", "1"], "--scenes: must be > 0"),
+        (["--scenes", "0", "--seed", "1"], "--scenes: must be an integer in 1..1000000, got 0"),
         (["--scenes", "2", "--seed", "1", "--radius-m", "4"], "--radius-m: must be one of 3, 5, 7, 10"),
-        (["--scenes", "2", "--seed", "1", "--frames", "1"], "--frames: must be >= 2"),
+        (["--scenes", "2", "--seed", "1", "--frames", "1"], "--frames: must be an integer in 2..100000, got 1"),
         (["--scenes", "2", "--seed", "1", "--camera-profile", "wide"],
          "--camera-profile: must be one of released, independent, got 'wide'"),
     ],
