@@ -43,6 +43,14 @@ def paper_catalog() -> Catalog:
     })
 
 
+def steady_rate(ds: Path) -> float:
+    """Jobs finished after the first one / time from the first to the last recorded ``done`` (jobs/s)."""
+    with JobStore.for_dataset(ds) as store:
+        t0, t1 = store.conn.execute("SELECT MIN(finished_at), MAX(finished_at) FROM jobs").fetchone()
+        n_after_first = store.conn.execute("SELECT COUNT(*) FROM jobs WHERE finished_at > ?", (t0,)).fetchone()[0]
+    return float(n_after_first / (t1 - t0)) if t1 > t0 else 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=1000)
@@ -80,12 +88,8 @@ def main() -> None:
             summary = run_dataset(ds, "test-noop", workers=args.workers, progress=False)
             wall = time.perf_counter() - t
             assert summary.counts["done"] == args.jobs, summary.counts
-            with JobStore.for_dataset(ds) as store:
-                t0, t1 = store.conn.execute("SELECT MIN(finished_at), MAX(finished_at) FROM jobs").fetchone()
-                n_after_first = store.conn.execute(
-                    "SELECT COUNT(*) FROM jobs WHERE finished_at > ?", (t0,)).fetchone()[0]
             walls.append(args.jobs / wall)
-            steadies.append(n_after_first / (t1 - t0))
+            steadies.append(steady_rate(ds))
             print(f"  run {rep + 1}: {wall:.2f} s wall -> {walls[-1]:.0f} jobs/s incl. worker start; "
                   f"{steadies[-1]:.0f} jobs/s steady state")
         print(f"local executor, test-noop backend, {shape}, full verification: median "

@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from multicam.errors import check_number, check_out_folder, check_seed, fail
+from multicam.errors import (
+    MAX_CAMERAS,
+    MAX_FRAMES,
+    MAX_SCENES,
+    check_count,
+    check_number,
+    check_out_folder,
+    check_seed,
+    fail,
+)
 from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
 CHUNK_SCENES = 256
@@ -23,8 +32,7 @@ def presets(
     from trajectory.presets import DOLLY_M, preset_poses
 
     check_out_folder(out)
-    if frames < 2:
-        fail(f"--frames: must be >= 2, got {frames}")
+    check_count(frames, "--frames", 2, MAX_FRAMES)
     check_number(distance_m, "--distance-m", low=DOLLY_M, high=1000.0, low_open=True)
     if not distance_m > DOLLY_M:
         fail(f"--distance-m: must be > {DOLLY_M} m (the zoom-in preset dollies {DOLLY_M} m), got {distance_m}")
@@ -53,12 +61,9 @@ def sample_cameras(
 
     check_out_folder(out)
     check_seed(seed)
-    if scenes <= 0:
-        fail(f"--scenes: must be > 0, got {scenes}")
-    if frames < 2:
-        fail(f"--frames: must be >= 2, got {frames}")
-    if cameras < 1:
-        fail(f"--cameras: must be >= 1, got {cameras}")
+    check_count(scenes, "--scenes", 1, MAX_SCENES)
+    check_count(frames, "--frames", 2, MAX_FRAMES)
+    check_count(cameras, "--cameras", 1, MAX_CAMERAS)
     if (profile_msg := profile_error(camera_profile)) is not None:
         fail(profile_msg)
     if radius_m is not None and radius_m not in ALLOWED_RADII_M:

@@ -21,7 +21,7 @@ def _register() -> None:
     modules = ("exporters.cli_cameras", "exporters.cli", "exporters.cli_export", "exporters.cli_stats",
                "exporters.cli_preview", "scene_catalog.cli",
                "render_jobs.cli", "render_jobs.cli_generate", "render_jobs.cli_unreal",
-               "render_jobs.cli_extend")
+               "render_jobs.cli_extend", "render_jobs.cli_repair")
     for mod in modules:
         try:
             module = __import__(mod, fromlist=["register"])
@@ -36,7 +36,11 @@ _register()
 
 
 def main() -> None:
-    app()
+    """The ``multicam`` entry point: one top-level handler turns any escaped exception into one ``error:`` line
+    (exit 2 for bad input or a damaged dataset, 1 for failures; ``MULTICAM_DEBUG=1`` shows the traceback)."""
+    from multicam.errors import run_cli
+
+    run_cli(app)
 
 
 if __name__ == "__main__":

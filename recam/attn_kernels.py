@@ -37,6 +37,8 @@ SDPA_BACKENDS = {
 ATTENTION_BACKENDS = (*SDPA_BACKENDS, "fa4", "fp8")
 FP8_BLOCK = 128  # tokens per quantisation block of q and k (one scale per block and head)
 FP8_MAX = 448.0  # largest finite float8 e4m3fn
+# launch configuration of the FP8 kernel (BLOCK_N must divide FP8_BLOCK)
+FP8_KERNEL_CONFIG: dict[str, int] = {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3}  # best of a sweep, H200
 
 
 def check_backend(name: str | None) -> None:
@@ -58,6 +60,18 @@ def fa4_available() -> bool:
     if importlib.util.find_spec("flash_attn") is None or importlib.util.find_spec("flash_attn.cute") is None:
         return False
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] in (9, 10)
+
+
+def resolve_backend(name: str | None, device: torch.device) -> str | None:
+    """``"auto"``: the fastest self-attention kernel measured for the DiT on this device (BENCHMARKS.md):
+    FlashAttention-4 on Hopper/Blackwell when flash-attn-4 is installed, else cuDNN on CUDA, else PyTorch's
+    choice. Other names are checked and returned."""
+    if name == "auto":
+        if device.type != "cuda":
+            return None
+        return "fa4" if fa4_available() else "cudnn"
+    check_backend(name)
+    return name
 
 
 def attention(
@@ -157,8 +171,9 @@ def fp8_quantize_blocks(x: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tens
         xt = F.pad(xt, (0, 0, 0, pad))
     xb = xt.reshape(b, h, -1, FP8_BLOCK, d)
     scales = xb.abs().amax(dim=(-1, -2)).clamp_min(1e-20) / FP8_MAX
-    x8 = (xb / scales[..., None, None]).to(torch.float8_e4m3fn).reshape(b, h, -1, d)
-    return x8, scales
+    # contiguous (B, H, S_pad, D): the kernel indexes it so (without padding xb may be a strided view)
+    x8 = (xb / scales[..., None, None]).to(torch.float8_e4m3fn).reshape(b, h, -1, d).contiguous()
+    return x8, scales.contiguous()
 
 
 def fp8_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -198,6 +213,7 @@ if triton is not None:
         D: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
+        QBLK: tl.constexpr,
     ):
         # one program: BLOCK_M queries of one (batch, head); online softmax in base 2 over BLOCK_N-key tiles;
         # scores = fp8 q . fp8 k (fp32 accumulate) * q-block scale * k-block scale (softmax scale and log2(e)
@@ -219,7 +235,7 @@ if triton is not None:
         for start in range(0, seq_k, BLOCK_N):
             keys = start + offs_n
             k = tl.load(k_base + keys[:, None] * D + offs_d[None, :])
-            ks = tl.load(ks_ptr + bh * (pad_k // BLOCK_N) + start // BLOCK_N)
+            ks = tl.load(ks_ptr + bh * (pad_k // QBLK) + start // QBLK)  # BLOCK_N divides QBLK
             s = tl.dot(q, tl.trans(k)) * (qs * ks)
             s = tl.where(keys[None, :] < seq_k, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -266,9 +282,8 @@ def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Te
         out.stride(2),
         D=d,
         BLOCK_M=FP8_BLOCK,
-        BLOCK_N=FP8_BLOCK,
-        num_warps=8,
-        num_stages=3,
+        QBLK=FP8_BLOCK,
+        **FP8_KERNEL_CONFIG,
     )
     return out
 

@@ -169,6 +169,12 @@ def _cmd_infer(
     tile: int = typer.Option(256, help="VAE tile size in pixels (0 = no tiling)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     fast_attention: bool = typer.Option(True, help="Fused-QKV, fp32-RoPE attention processor."),
+    attention: str = typer.Option(
+        "auto",
+        "--attention",
+        help="Self-attention kernel: auto (FlashAttention-4 if installed on Hopper/Blackwell, else cuDNN), "
+        "cudnn, flash, efficient, math, fa4, or fp8 (opt-in FP8 q/k, inference only; see docs/recam_model.md).",
+    ),
     compile: bool = typer.Option(False, "--compile", help="torch.compile each transformer block."),
     parallel: str = typer.Option(
         "none", help="Under torchrun: none, cfg, ulysses, allgather, cfg+ulysses or cfg+allgather (see docs)."
@@ -176,8 +182,12 @@ def _cmd_infer(
     save_latents: Path | None = typer.Option(None, help="Also write the denoised latents (safetensors)."),
 ) -> None:
     """Re-render VIDEO along a new camera trajectory (multi-GPU: torchrun ... --parallel MODE)."""
+    from recam.attn_kernels import ATTENTION_BACKENDS
     from recam.infer import DEFAULT_NEGATIVE_PROMPT, infer
 
+    if attention not in ("auto", *ATTENTION_BACKENDS):
+        allowed = ", ".join(ATTENTION_BACKENDS)
+        raise typer.BadParameter(f"--attention must be auto or one of {allowed}, got {attention!r}")
     if (cam_type is None) == (cameras is None):
         raise typer.BadParameter("give exactly one of --cam-type or --cameras (with --cam)")
     if cameras is not None and cam is None:
@@ -205,6 +215,7 @@ def _cmd_infer(
         tile=tile or None,
         device=device,
         fast_attention=fast_attention,
+        attention=attention,
         compile=compile,
         parallel=parallel,
         save_latents=save_latents,

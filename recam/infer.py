@@ -71,6 +71,7 @@ def infer(
     fps: float = 15.0,
     device: str = "auto",
     fast_attention: bool = True,
+    attention: str | None = "auto",
     compile: bool = False,
     progress: bool = True,
     parallel: str = "none",
@@ -80,8 +81,11 @@ def infer(
 
     ``parallel`` (``none``, ``cfg``, ``ulysses``, ``allgather``, ``cfg+ulysses``, ``cfg+allgather``) splits the DiT
     passes over the processes of a ``torchrun`` launch (see :mod:`recam.parallel`); rank 0 decodes and writes.
+    ``attention``: self-attention kernel (``"auto"``: FlashAttention-4 where installed on Hopper/Blackwell, else
+    cuDNN; or a name of :data:`recam.attn_kernels.ATTENTION_BACKENDS`, e.g. the opt-in ``"fp8"``).
     ``save_latents``: also write the denoised target latents ``(1, 16, T, h, w)`` there (safetensors).
     """
+    from recam.attn_kernels import resolve_backend
     from recam.parallel import PARALLEL_MODES, init_distributed, parallelize
     from recam.pipeline import load_transformer, sample
     from recam.text import PromptEncoder, pad_prompt_embeddings
@@ -116,8 +120,14 @@ def infer(
     if dev.type == "cuda":
         model.to_mixed_precision(torch.bfloat16)
     model.to(dev).eval()
-    if fast_attention:
-        model.set_fast_attention(True)
+    if fast_attention:  # on CUDA: the kernel `attention` names plus the inference fusions (see recam.attention)
+        cuda = dev.type == "cuda"
+        model.set_fast_attention(
+            True,
+            self_backend=resolve_backend(attention, dev),
+            cross_backend="cudnn" if cuda else None,
+            inference_fusions="all" if cuda else (),
+        )
     if compile:
         model.compile_blocks()
     latents = sample(

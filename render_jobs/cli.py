@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from multicam.errors import DatasetError, check_out_folder, check_seed, fail
+from multicam.errors import (
+    MAX_CAMERAS,
+    MAX_FRAMES,
+    MAX_SCENES,
+    DatasetError,
+    check_count,
+    check_out_folder,
+    check_seed,
+    fail,
+)
+from scene_catalog.cli import asset_root_option
 from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
 
@@ -23,6 +34,19 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+#: RenderSettings fields whose option is not the field's name.
+_SETTING_OPTIONS = {"extra_passes": "--pass", "depth_of_field": "--dof", "keep_frames": "--keep-frames"}
+
+
+def fail_settings(exc: Any, options: dict[str, str] | None = None) -> None:
+    """One line for a RenderSettings validation error, naming the command-line option (``--pass``, not the field
+    ``extra_passes``); ``options`` overrides names for one command (``generate``: width -> ``--resolution``)."""
+    err = exc.errors()[0]
+    field = str(err["loc"][0])
+    names = {**_SETTING_OPTIONS, **(options or {})}
+    fail(f"{names.get(field, '--' + field.replace('_', '-'))}: {err['msg']} (got {err.get('input')!r})")
 
 
 def report_run(summary: Any) -> None:
@@ -56,6 +80,7 @@ def plan(
                                       help="Check that local asset files exist."),
     write_specs: bool = typer.Option(False, "--write-specs", help="Write every plan/specs/scene{k}.json now "
                                      "(default: each is written when its job runs)."),
+    asset_roots: list[Path] = asset_root_option(),
 ) -> None:
     """Plan N render jobs from a catalog into a dataset folder (manifest, job store, folder layout)."""
     from pydantic import ValidationError
@@ -65,10 +90,9 @@ def plan(
     from scene_catalog.cli import _load
 
     check_seed(seed)
-    if scenes < 1:
-        fail(f"--scenes: must be >= 1, got {scenes}")
-    if cameras < 1:
-        fail(f"--cameras: must be >= 1, got {cameras}")
+    check_count(scenes, "--scenes", 1, MAX_SCENES)
+    check_count(cameras, "--cameras", 1, MAX_CAMERAS)
+    check_count(frames, "--frames", 2, MAX_FRAMES)
     if (profile_msg := profile_error(camera_profile)) is not None:
         fail(profile_msg)
     check_out_folder(out)
@@ -78,9 +102,8 @@ def plan(
              "extra_passes": extra_passes}
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
-    cat = _load(catalog, check_assets)
+        fail_settings(exc)
+    cat = _load(catalog, check_assets, asset_roots)
     try:
         manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras, camera_profile=camera_profile)
     except DatasetError as exc:
@@ -189,14 +212,19 @@ def status(
 ) -> None:
     """Print job counts, the running jobs (rendering now, or claimed and queued in a worker) and the failed jobs
     with their last error."""
-    from render_jobs.planner import read_plan
+    from render_jobs.planner import iter_manifest, read_plan
+    from render_jobs.repair import damaged_done, describe_damaged
     from render_jobs.runner import check_store_matches_plan
-    from render_jobs.store import JobStore
+    from render_jobs.store import STORE_FILE, JobStore
 
     try:
         plan_info = read_plan(dataset)
-        with JobStore.for_dataset(dataset) as store:
-            check_store_matches_plan(store, dataset)
+        # read-only (nothing written, works on a dataset the user cannot write) unless there is no store yet
+        readonly = (dataset / STORE_FILE).exists() or not os.access(dataset, os.W_OK)
+        with JobStore.for_dataset(dataset, readonly=readonly) as store:
+            entries = {e.job_id: e for e in iter_manifest(dataset)}
+            check_store_matches_plan(store, dataset, entries)
+            damaged = damaged_done(store, dataset, entries, int(plan_info.get("n_cameras", plan_info["cameras"])))
             counts = store.counts()
             ext_counts = store.counts("extend")  # multicam extend's jobs (docs/extend.md)
             split = store.running_split()
@@ -204,12 +232,16 @@ def status(
             running = store.rows("running")
     except DatasetError as exc:
         fail(str(exc))
+    if damaged:
+        typer.echo(f"error: {describe_damaged(dataset, damaged)}; `multicam repair {dataset}` re-queues them "
+                   "(`multicam render` does it itself)", err=True)
     if as_json:
-        typer.echo(json.dumps({"counts": counts, "extension_counts": ext_counts, "running_split": split, "failed": [
+        typer.echo(json.dumps({"counts": counts, "extension_counts": ext_counts, "running_split": split, "damaged": [
+            {"job_id": d.job_id, "output_dir": d.output_dir, "missing": d.missing} for d in damaged], "failed": [
             {"job_id": r.job_id, "output_dir": r.output_dir, "attempts": r.attempts, "error": r.last_error}
             for r in failed], "running": [{"job_id": r.job_id, "owner": r.owner, "started_at": r.started_at}
                                           for r in running]}, indent=1))
-        return
+        raise typer.Exit(1 if damaged else 0)
     total = sum(counts.values())
     parts = [f"{k} {v}" + (f" (rendering {split['rendering']}, queued in workers {split['queued']})"
                             if k == "running" and v else "") for k, v in counts.items()]
@@ -222,22 +254,32 @@ def status(
     for r in failed:
         err = (r.last_error or "").strip().splitlines()
         typer.echo(f"  failed {r.job_id} ({r.output_dir}) after {r.attempts} attempt(s): {err[0] if err else ''}")
+    if damaged:
+        raise typer.Exit(1)
 
 
 def retry(
     dataset: Path = typer.Argument(..., help="A planned dataset folder."),
-    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running (only when no "
-                                 "render is running on any machine)."),
+    running: bool = typer.Option(False, "--running", help="Also re-queue jobs marked running (for a run that died "
+                                 "on another host; refused while their render is alive on this machine; if one "
+                                 "still runs elsewhere, its tasks for them are fenced and their work redone)."),
 ) -> None:
     """Re-queue failed jobs (attempts reset) so that the next `multicam render` runs them."""
     from render_jobs.planner import read_plan
     from render_jobs.runner import check_store_matches_plan
-    from render_jobs.store import JobStore
+    from render_jobs.store import JobStore, check_writable
 
     try:
         read_plan(dataset)
+        check_writable(dataset)
         with JobStore.for_dataset(dataset) as store:
             check_store_matches_plan(store, dataset)
+            live = store.live_running() if running else []
+            if live:
+                job_id, owner = live[0]
+                fail(f"--running: {len(live)} running job(s) belong to a live process (first {job_id}, owner "
+                     f"{owner}): a render is still going; stop it (Ctrl-C or kill {owner.rpartition(':')[2]}) "
+                     "and it gives its jobs back itself")
             ids = store.retry_failed()
             extra = store.requeue_running() if running else []
     except DatasetError as exc:

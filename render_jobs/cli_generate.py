@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from multicam.errors import DatasetError, check_out_folder, check_seed, fail
+from scene_catalog.cli import asset_root_option
 from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
 
 #: The built-in demo catalog (procedural Blender assets).
@@ -50,14 +51,16 @@ def generate(
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Re-check every scene folder at the end "
                                 "(decodes every video)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    asset_roots: list[Path] = asset_root_option(),
 ) -> None:
     """Make a MultiCamVideo-format dataset from nothing: plan scenes from a catalog (the built-in demo
     catalog by default), render them with Blender, verify the output. Resumable: run the same command
     again after an interruption and it continues where it stopped."""
     from pydantic import ValidationError
 
+    from multicam.errors import MAX_CAMERAS, MAX_FRAMES, MAX_SCENES, check_count
     from render_jobs.backends import BACKENDS
-    from render_jobs.cli import check_executor, report_run
+    from render_jobs.cli import check_executor, fail_settings, report_run
     from render_jobs.planner import iter_manifest, load_settings, materialize, plan_dataset
     from render_jobs.runner import RunError, run_dataset
     from render_jobs.schema import RenderSettings
@@ -71,12 +74,11 @@ def generate(
     resolution = preset[0] if resolution is None else resolution
     samples = preset[1] if samples is None else samples
     denoise = preset[2] if denoise is None else denoise
-    if scenes < 1:
-        fail(f"--scenes: must be >= 1, got {scenes}")
+    check_count(scenes, "--scenes", 1, MAX_SCENES)
+    check_count(frames, "--frames", 2, MAX_FRAMES)
     if resolution < 16 or resolution % 2:
         fail(f"--resolution: must be an even number >= 16, got {resolution}")
-    if cameras < 1:
-        fail(f"--cameras: must be >= 1, got {cameras}")
+    check_count(cameras, "--cameras", 1, MAX_CAMERAS)
     if (profile_msg := profile_error(camera_profile)) is not None:
         fail(profile_msg)
     if samples < 1:
@@ -98,9 +100,8 @@ def generate(
                                   denoise=denoise, denoise_quality=preset[3], depth_of_field=dof, device=device,
                                   extra_passes=extra_passes, keep_frames=keep_frames)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        fail(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']} (got {err.get('input')!r})")
-    cat = _load(catalog or [DEMO_CATALOG], True)
+        fail_settings(exc, {"width": "--resolution", "height": "--resolution"})
+    cat = _load(catalog or [DEMO_CATALOG], True, asset_roots)
     t0 = time.perf_counter()
     try:
         plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras, camera_profile=camera_profile)

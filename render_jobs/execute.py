@@ -24,6 +24,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class Outcome:
     duration_s: float
     frames: int = 0
     error: str | None = None
+    #: Something the user should know that did not stop the job (an incomplete old folder moved aside).
+    note: str | None = None
     #: Where it ran: the Ray node id (``MULTICAM_NODE``, set by the Ray executor) or this host's name.
     node: str = ""
 
@@ -59,19 +62,29 @@ def tmp_dir_name(job_id: str, pid: int | None = None) -> str:
     return f"{job_id}.{socket.gethostname()}.{pid or os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
-def cleanup_tmp(dataset_dir: str | os.PathLike[str], pid: int | None = None) -> int:
-    """Remove temp folders left by dead processes on this host (or by ``pid``); return how many."""
+def cleanup_tmp(
+    dataset_dir: str | os.PathLike[str], pid: int | None = None, *, running: Collection[str] | None = None
+) -> int:
+    """Remove temp folders left by dead processes on this host (or by ``pid``); return how many.
+
+    ``running``: the jobs some run holds now (given by a coordinator at start): temp folders of other hosts (Ray
+    nodes) for any other job are removed too; their task is gone or fenced, so the folder is a dead half scene."""
     root = Path(dataset_dir) / TMP_DIR
     if not root.is_dir():
         return 0
     host = socket.gethostname()
     n = 0
     for d in root.iterdir():
-        parts = d.name.split(".")
-        if len(parts) < 4 or parts[-3] != host or not parts[-2].isdigit():
+        job, _, rest = d.name.partition(".")
+        where, _, nonce = rest.rpartition(".")
+        h, _, p_text = where.rpartition(".")
+        if not (job and h and nonce and p_text.isdigit()):
             continue
-        p = int(parts[-2])
-        if pid is not None:
+        p = int(p_text)
+        if h != host:
+            if pid is not None or running is None or job in running:
+                continue
+        elif pid is not None:
             if p != pid:
                 continue
         elif pid_alive(p):
@@ -112,6 +125,11 @@ def render_scene(backend: Backend, job: RenderJob, out_dir: Path) -> dict[str, A
     return record
 
 
+def _crash(job_id: str, t0: float, exc: BaseException) -> Outcome:
+    tb = traceback.format_exc(limit=6)
+    return Outcome(job_id, False, "crash", time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}\n{tb}")
+
+
 class JobContext:
     """Per-worker state: the dataset's settings and one backend instance reused across jobs."""
 
@@ -128,6 +146,7 @@ class JobContext:
         self.backend_options = dict(backend_options or {})
         self.write_specs = write_specs
         self._backend: Backend | None = None
+        self._note: str | None = None
 
     @property
     def backend(self) -> Backend:
@@ -175,12 +194,15 @@ class JobContext:
                 return execute_extension(self, entry, lease)
             job = materialize(entry, self.settings, self.n_cameras)
             final = self.dataset_dir / job.output_dir
+            check_inside_dataset(self.dataset_dir, final)
+            self._note = None
             if final.exists():
-                if not verify_scene_dir(job, final):
+                problems = verify_scene_dir(job, final)
+                if not problems:
                     return Outcome(job_id, True, "already", time.perf_counter() - t0)
                 if not self._holds(job_id, lease):  # moving a bad folder aside is a write too
                     return self._fenced(job_id, lease, t0)
-                self._move_aside(final)
+                self._move_aside(final, problems)
             if self.write_specs:
                 write_scene_spec(self.dataset_dir, job)
             tmp = self.dataset_dir / TMP_DIR / tmp_dir_name(job_id)
@@ -203,22 +225,55 @@ class JobContext:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
             frames = job.settings.frames * len(job.cameras)
-            return Outcome(job_id, True, "rendered", time.perf_counter() - t0, frames=frames)
+            return Outcome(job_id, True, "rendered", time.perf_counter() - t0, frames=frames, note=self._note)
         except RenderError as exc:
             return Outcome(job_id, False, "error", time.perf_counter() - t0, error=str(exc))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                return _crash(job_id, t0, exc)
+            # not the job's fault and every other job would fail the same way: stop the run, keep what is done
+            return Outcome(job_id, False, "fatal", time.perf_counter() - t0,
+                           error=f"{exc.filename or self.dataset_dir}: no space left on device; the finished scenes "
+                                 "are kept: free space and run the same command again to resume")
         except Exception as exc:  # noqa: BLE001 - any crash is recorded against the job
-            tb = traceback.format_exc(limit=6)
-            return Outcome(
-                job_id, False, "crash", time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}\n{tb}"
-            )
+            return _crash(job_id, t0, exc)
 
     def _adopt(self, job: Any, final: Path) -> bool:
         """A final folder exists: keep it if it verifies; otherwise move it aside and return False."""
-        if not verify_scene_dir(job, final):
+        problems = verify_scene_dir(job, final)
+        if not problems:
             return True
-        self._move_aside(final)
+        self._move_aside(final, problems)
         return False
 
-    @staticmethod
-    def _move_aside(final: Path) -> None:
-        os.replace(final, final.with_name(f".{final.name}.invalid-{int(time.time())}"))
+    def _move_aside(self, final: Path, problems: list[str]) -> None:
+        """An incomplete scene folder in the way: one holding only what a render writes is moved to
+        ``DATASET/.damaged/`` (kept, with a note); one holding anything else (the user's files) is left untouched
+        and the job fails saying so."""
+        foreign = sorted(p.name for p in final.iterdir() if p.name not in SCENE_ENTRIES) if final.is_dir() else []
+        if foreign or not final.is_dir():
+            what = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "") \
+                if foreign else "it is not a folder"
+            raise RenderError(f"{final}: holds files this job did not write ({what}) and is not a complete scene "
+                              f"({problems[0]}); move them out of it, then run the same command again")
+        rel = final.relative_to(self.dataset_dir).as_posix()
+        aside = self.dataset_dir / DAMAGED_DIR / f"{rel.replace('/', '__')}.{time.strftime('%Y%m%dT%H%M%S')}"
+        aside.parent.mkdir(exist_ok=True)
+        os.replace(final, aside)
+        self._note = f"{rel} was incomplete ({problems[0]}): moved to {aside} and rendered again"
+
+
+#: Where incomplete scene folders found in the way of a job are moved (kept for the user, outside train/).
+DAMAGED_DIR = ".damaged"
+
+#: What a render puts in a scene folder (anything else there is the user's).
+SCENE_ENTRIES = frozenset({"videos", "cameras", "scene.json", "depth", "masks", "frames"})
+
+
+def check_inside_dataset(dataset_dir: Path, folder: Path) -> None:
+    """Raise :class:`RenderError` when ``folder`` resolves (through symlinks) outside the dataset folder."""
+    root = Path(dataset_dir).resolve()
+    real = folder.parent.resolve() / folder.name
+    if not real.is_relative_to(root):
+        raise RenderError(f"{folder}: resolves to {real}, outside the dataset {root} (a symlink?); nothing is "
+                          "written outside the dataset: replace the link with a folder")

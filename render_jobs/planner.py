@@ -18,12 +18,15 @@ the number of planned scenes: the composition and the sampler are both prefix-st
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from exporters.camera_json import cam_name
 from multicam.conventions import CAMERA_SETS, SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
 from multicam.errors import DatasetError
 from multicam.io import atomic_write_json, atomic_write_text
+from multicam.testhooks import hook
 from render_jobs.schema import (
     AnimationRef,
     CameraTrack,
@@ -48,7 +52,7 @@ from render_jobs.schema import (
     SamplerArgs,
     split_validation_error,
 )
-from render_jobs.store import JobStore
+from render_jobs.store import STORE_FILE, JobStore
 from scene_catalog.compose import compose_scenes, usage_spread
 from scene_catalog.models import Catalog
 from trajectory.profiles import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
@@ -125,10 +129,34 @@ def plan_dataset(
     if n_scenes < 1:
         raise PlanError(f"--scenes must be >= 1, got {n_scenes}")
     settings = settings or RenderSettings.model_validate({})
-    out = Path(out_dir)
-    plan_file, manifest = plan_paths(out)
     if camera_profile not in CAMERA_PROFILES:
         raise PlanError(f"--camera-profile: must be one of {', '.join(CAMERA_PROFILES)}, got {camera_profile!r}")
+    out = Path(out_dir)
+    with plan_lock(out):
+        return _plan_locked(catalog, n_scenes, seed, out, settings, n_cameras, camera_profile)
+
+
+@contextmanager
+def plan_lock(out: Path) -> Iterator[None]:
+    """Hold ``DATASET/plan/.lock`` (``flock``): one ``plan`` at a time writes a dataset's plan; a second waits and
+    then finds the published plan (the same one: nothing to do; another one: refused)."""
+    lock = out / PLAN_DIR / ".lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another `multicam plan` on {out} to finish ...", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _plan_locked(catalog: Catalog, n_scenes: int, seed: int, out: Path, settings: RenderSettings,
+                 n_cameras: int, camera_profile: str) -> Path:
+    plan_file, manifest = plan_paths(out)
     key = _plan_key(catalog, n_scenes, seed, settings, n_cameras, camera_profile)
     if plan_file.exists():
         old = read_plan(out)
@@ -170,15 +198,18 @@ def plan_dataset(
     rows = [_store_row(e) for e in entries]
 
     out.mkdir(parents=True, exist_ok=True)
+    _discard_unpublished_store(out, canonical_plan_key(key))
     atomic_write_text(manifest, "\n".join(lines) + "\n")
     for folder in per_folder:
         (out / "train" / folder).mkdir(parents=True, exist_ok=True)
     with JobStore.for_dataset(out) as store:
         store.add_jobs(rows)
         store.set_meta_default(PLAN_KEY_META, canonical_plan_key(key))
+    hook("plan-after-store")
     spreads = usage_spread(catalog, draws)
     header = {
         **key,
+        "manifest_sha256": file_sha256(manifest),
         "n_cameras": n_cameras,
         "catalog_sources": list(catalog.sources),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -190,6 +221,30 @@ def plan_dataset(
     }
     atomic_write_json(plan_file, header)
     return manifest
+
+
+def _discard_unpublished_store(out: Path, key: str) -> None:
+    """No plan.json yet: a job store left there is a plan that was stopped before it published plan.json (nothing
+    can have rendered from it). It is dropped when it holds another plan, unless it records progress."""
+    if not (out / STORE_FILE).exists():
+        return
+    with JobStore.for_dataset(out) as store:
+        if store.meta(PLAN_KEY_META) == key:
+            return  # the same plan, interrupted: its rows are added to again
+        progress = {k: v for k, v in store.counts().items() if k != "pending" and v}
+        if progress:
+            what = ", ".join(f"{v} {k}" for k, v in progress.items())
+            raise PlanError(f"{out / PLAN_DIR / PLAN_FILE} is missing but {store.path} records progress ({what}); "
+                            "restore plan/plan.json, or plan into a new folder")
+        store.clear()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _existing_entries_if_same(out: Path, entries: list[ManifestEntry]) -> list[ManifestEntry] | None:
@@ -292,6 +347,9 @@ def plan_entries(
 def read_plan(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
     plan_file, _ = plan_paths(dataset_dir)
     if not plan_file.exists():
+        if plan_file.with_name(MANIFEST_FILE).exists() or (Path(dataset_dir) / STORE_FILE).exists():
+            raise PlanError(f"{plan_file}: missing: the plan was not finished (a `multicam plan` stopped before "
+                            "publishing it); run the same `multicam plan` command again")
         raise PlanError(f"{dataset_dir} has no plan ({plan_file} missing); run `multicam plan` first")
     try:
         plan: dict[str, Any] = json.loads(plan_file.read_text(encoding="utf-8"))
@@ -313,11 +371,19 @@ def iter_manifest(dataset_dir: str | os.PathLike[str]) -> Iterator[ManifestEntry
         fh = open(manifest, encoding="utf-8", errors="strict")
     except FileNotFoundError as exc:
         raise PlanError(f"{manifest}: missing; {_REPAIR}") from exc
+    seen: dict[str, str] = {}  # job id and output folder -> the line that first named it
     with fh:
         try:
             for number, line in enumerate(fh, 1):
                 if line.strip():
-                    yield parse_manifest_line(line, f"{manifest}:{number}")
+                    where = f"{manifest}:{number}"
+                    entry = parse_manifest_line(line, where)
+                    for what, value in (("job id", entry.job_id), ("output folder", entry.output_dir)):
+                        if value in seen:
+                            raise PlanError(f"{where}: {what} {value} is also on line {seen[value]}: two jobs would "
+                                            f"write one folder; {_REPAIR}")
+                        seen[value] = str(number)
+                    yield entry
         except UnicodeDecodeError as exc:
             raise PlanError(f"{manifest}: not UTF-8 text ({exc.reason}); {_REPAIR}") from exc
 
@@ -371,7 +437,8 @@ def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int =
     )
 
 
-def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int]) -> Any:
+def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int], camera_seed: int | None = None
+                  ) -> Any:
     """The sampler's :class:`~trajectory.sampler.SceneSample` of a planned scene, for these 0-based cameras, with
     the scene-level choices the planner made (radius, camera set, profile, aim height) passed back to it."""
     from trajectory.sampler import sample_scene
@@ -389,6 +456,7 @@ def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int]) 
         camera_indices=camera_indices,
         camera_profile=smp.camera_profile,
         aim_height_m=smp.aim_height_m,
+        camera_seed=camera_seed,
     )
 
 
@@ -417,14 +485,17 @@ def _tracks(entry: ManifestEntry, sample: Any, record: dict[str, Any]) -> list[C
     ]
 
 
-def sample_entry_cameras(entry: ManifestEntry, frames: int, camera_indices: Sequence[int]) -> list[CameraTrack]:
+def sample_entry_cameras(entry: ManifestEntry, frames: int, camera_indices: Sequence[int], *,
+                         seed: int | None = None) -> list[CameraTrack]:
     """The camera tracks of a planned scene for the given 0-based camera indices (``[10, 11]`` = cam11, cam12),
     as :func:`materialize` would make them: same start pose, same profile. Camera ``k``'s track depends only on
-    (seed, scene, k) and the scene-level draws, so extending a scene never changes its cam01..cam10."""
+    (seed, scene, k) and the scene-level draws, so extending a scene never changes its cam01..cam10. ``seed``
+    (default: the plan's) seeds only the cameras' own draws; the scene's start, radius and camera set stay the
+    plan's (do not pass a copy of the entry with another seed: its released start would move)."""
     idx = [int(c) for c in camera_indices]
     if not idx or min(idx) < 0 or len(set(idx)) != len(idx):
         raise PlanError(f"{entry.job_id}: camera indices must be distinct and >= 0, got {idx}")
-    sample = _sample_entry(entry, frames, idx)
+    sample = _sample_entry(entry, frames, idx, seed)
     return _tracks(entry, sample, sample.record())
 
 
@@ -474,7 +545,7 @@ def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]
     focal, aperture = entry.sampler.focal_mm, entry.sampler.aperture
     indices = [camera_index_of(n) for n in ext.cameras]
     if ext.poses_ue is None and ext.trajectory is None:
-        return sample_entry_cameras(entry.model_copy(update={"seed": ext.seed}), frames, indices)
+        return sample_entry_cameras(entry, frames, indices, seed=ext.seed)  # the plan's start, radius, camera set
     focus = [list(aim_point_cm) for _ in range(frames)]
     out = []
     for name, c in zip(ext.cameras, indices, strict=True):

@@ -35,6 +35,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 import uuid
 from collections import deque
@@ -47,8 +48,9 @@ from exporters.metadata import MetadataSync
 from multicam.io import atomic_write_json
 from render_jobs.execute import NODE_ENV, JobContext, Outcome, cleanup_tmp
 from render_jobs.planner import PLAN_KEY_META, PlanError, iter_manifest, load_settings, plan_key_of, read_plan
+from render_jobs.repair import damaged_done, describe_damaged, requeue_damaged
 from render_jobs.schema import ExtensionEntry, ManifestEntry, changed_fields
-from render_jobs.store import JobStore, this_owner
+from render_jobs.store import JobStore, check_writable, this_owner
 
 EXECUTORS = ("local", "ray")
 #: What a worker runs: a planned scene, or new cameras for a rendered one (``multicam extend``).
@@ -188,15 +190,18 @@ class _Books:
             self.flush()
             self.give_back([out.job_id])
             return
-        if out.kind == "fenced":  # another run took the job over; if this run still owns it, run it again
+        if out.kind == "fenced":  # its lease was taken (`retry --running`, another run): claim it again if free
             self.flush()
             self.claimed.discard(out.job_id)
             self.summary.fenced += 1
-            again = self.store.release([out.job_id], "its task was fenced")
-            self.queue.extendleft(again)
+            for j in self.store.release([out.job_id], "its task was fenced"):
+                self.attempts[j] = max(0, self.attempts.get(j, 1) - 1)
+            self.queue.appendleft(out.job_id)  # take() claims it only if it is pending: no other run holds it
             return
         self.claimed.discard(out.job_id)
         node = out.node or None
+        if out.note:
+            self.bar.write(f"warning: {out.note}", file=sys.stderr)
         if out.ok:
             self._pending_done.append((out.job_id, out.duration_s, node))
             if out.kind == "already":
@@ -251,6 +256,16 @@ class _Books:
 
     def release_claimed(self, why: str) -> None:
         self.flush()
+        if self.claimed:
+            self.store.release(sorted(self.claimed), why)
+            self.claimed.clear()
+
+    def abandon(self, why: str) -> None:
+        """The run failed (e.g. a full disk under the store): give every claimed job back without first recording
+        the outcomes that could not be recorded (the next run adopts the scenes that were finished)."""
+        self.claimed.update(p[0] for p in self._pending_done)
+        self.claimed.update(p[0] for p in self._pending_fail)
+        self._pending_done, self._pending_fail, self._pending_started = [], [], []
         if self.claimed:
             self.store.release(sorted(self.claimed), why)
             self.claimed.clear()
@@ -342,18 +357,24 @@ def run_dataset(
         raise RunError(f"unknown backend {backend_name!r}; available: {', '.join(sorted(BACKENDS))}")
     dataset = Path(dataset_dir).resolve()
     read_plan(dataset)
+    check_writable(dataset)
     settings, n_cameras = load_settings(dataset)
     summary = RunSummary(executor=executor, backend=backend_name)
     t0 = time.perf_counter()
     with JobStore.for_dataset(dataset) as store:
         store.recover()
-        cleanup_tmp(dataset)
+        cleanup_tmp(dataset, running={r.job_id for r in store.rows("running")})
         planned = {e.job_id: e for e in iter_manifest(dataset)}
         check_store_matches_plan(store, dataset, planned)
         entries: dict[str, JobEntry] = dict(planned)
         kind = "render"
         if extensions is not None:
             entries, kind = {e.job_id: e for e in extensions}, "extend"
+        else:
+            damaged = damaged_done(store, dataset, planned, n_cameras)
+            if damaged:  # the repair `multicam repair` would make: render them again
+                requeue_damaged(store, damaged)
+                print(f"warning: {describe_damaged(dataset, damaged)}; re-queued to render again", file=sys.stderr)
         books = _Books(
             store, entries, summary, max_attempts, backoff_s, progress, settings.frames * n_cameras, kind
         )
@@ -372,13 +393,20 @@ def run_dataset(
             summary.interrupted = True
             summary.interrupted_by = "SIGTERM" if sigterm.received else "Ctrl-C"
             books.release_claimed(f"interrupted ({summary.interrupted_by})")
-        finally:
+        except Exception:
+            # e.g. a full disk under the job store: give the jobs back if it still can (else the next run recovers
+            # them: their owner is dead), then the real error reaches the one top-level handler
             sigterm.restore()
-            books.release_claimed("run ended")
-            books.close()
-            books.metadata.close()  # every complete scene, whatever this run did
-            summary.elapsed_s = time.perf_counter() - t0
-            summary.counts = store.counts(kind)
+            for step in (lambda: books.abandon("run failed"), books.close, books.metadata.close):
+                with contextlib.suppress(Exception):
+                    step()
+            raise
+        sigterm.restore()
+        books.release_claimed("run ended")
+        books.close()
+        books.metadata.close()  # every complete scene, whatever this run did
+        summary.elapsed_s = time.perf_counter() - t0
+        summary.counts = store.counts(kind)
     return summary
 
 

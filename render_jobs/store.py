@@ -109,16 +109,42 @@ class JobRow:
     started_at: float | None = None  # NULL while a claimed job waits in a worker's queue
 
 
+def _cannot_write(path: Path, exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "readonly" in text or ("unable to open" in text and not os.access(path.parent, os.W_OK))
+
+
 class StoreError(DatasetError):
     """The job store file cannot be opened as one (garbage, truncated, another file's contents)."""
+
+
+READ_ONLY_HINT = "`multicam status` and `multicam validate` work on it, this command needs a writable dataset"
+
+
+def check_writable(dataset_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`StoreError` (one line) when the dataset folder or its job store cannot be written."""
+    folder = Path(dataset_dir)
+    store = folder / STORE_FILE
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"{folder}: the dataset is read-only (this user cannot write it); {READ_ONLY_HINT}")
+    if store.exists() and not os.access(store, os.W_OK):
+        raise StoreError(f"{store}: the job store is read-only (this user cannot write it); {READ_ONLY_HINT}")
 
 
 _ROW_COLUMNS = "job_id, scene_index, output_dir, state, attempts, last_error, owner, duration_s, started_at"
 
 
 class JobStore:
-    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0) -> None:
+    """The job store of one dataset. ``readonly=True`` opens it without writing anything (for ``status`` on a dataset
+    the user cannot write): SQLite's ``mode=ro``, or ``immutable=1`` when even its WAL index cannot be made."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 60.0, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.owner = this_owner()
+        self.lease_dir = self.path.parent / LEASE_DIR
+        if readonly:
+            self.conn = self._open_readonly(timeout_s)
+            return
         self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
@@ -132,16 +158,44 @@ class JobStore:
             self.conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise
+            if isinstance(exc, sqlite3.OperationalError) and _cannot_write(self.path, exc):
+                raise StoreError(f"{self.path}: cannot write the job store ({exc}): the dataset is read-only; "
+                                 + READ_ONLY_HINT) from exc
             raise StoreError(
                 f"{self.path}: damaged job store ({exc}); move it aside and run the same `multicam plan` "
-                "command again to rebuild it from the plan (finished scenes are found and kept)"
+                f"command again (or `multicam repair {self.path.parent}`) to rebuild it from the plan (finished "
+                "scenes are found and kept)"
             ) from exc
-        self.owner = this_owner()
-        self.lease_dir = self.path.parent / LEASE_DIR
+
+    def _open_readonly(self, timeout_s: float) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: missing; run the same `multicam plan` command again (or `multicam repair "
+                             f"{self.path.parent}`) to rebuild it from the plan (finished scenes are found and kept)")
+        uri = self.path.resolve().as_uri()
+        last: sqlite3.DatabaseError | None = None
+        for query in ("mode=ro", "immutable=1"):
+            conn = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=timeout_s, isolation_level=None)
+            try:
+                cols = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                last = exc
+                if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in str(exc)
+                                                                  or "readonly" in str(exc)):
+                    continue  # no WAL index and no right to make one: read the file as it is
+                break
+            if not {"job_id", *(col for table, col, _ in _MIGRATIONS if table == "jobs")} <= cols:
+                conn.close()
+                raise StoreError(f"{self.path}: a job store of an older version (or none); `multicam repair "
+                                 f"{self.path.parent}` on a writable copy upgrades it")
+            return conn
+        raise StoreError(f"{self.path}: damaged job store ({last}); move it aside and run the same `multicam plan` "
+                         f"command again (or `multicam repair {self.path.parent}`) to rebuild it from the plan "
+                         "(finished scenes are found and kept)")
 
     @classmethod
-    def for_dataset(cls, dataset_dir: str | os.PathLike[str]) -> JobStore:
-        return cls(Path(dataset_dir) / STORE_FILE)
+    def for_dataset(cls, dataset_dir: str | os.PathLike[str], readonly: bool = False) -> JobStore:
+        return cls(Path(dataset_dir) / STORE_FILE, readonly=readonly)
 
     def close(self) -> None:
         self.conn.close()
@@ -181,6 +235,13 @@ class JobStore:
             )
             return cur.rowcount
 
+    def clear(self) -> None:
+        """Forget every job, event and meta record (the store of a plan that was never published)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM jobs")
+            c.execute("DELETE FROM events")
+            c.execute("DELETE FROM meta")
+
     def set_meta_default(self, key: str, value: str) -> None:
         """Record ``key`` once (the first plan wins; re-planning the same plan leaves it)."""
         with self.transaction() as c:
@@ -210,6 +271,18 @@ class JobStore:
                 if h == host and pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                     out.append(job_id)
             self._set_pending(c, out, "recovered: its run was killed")
+        return out
+
+    def live_running(self) -> list[tuple[str, str]]:
+        """``(job_id, owner)`` of ``running`` jobs whose owner is a live process on this host (a render still
+        going: its jobs must not be re-queued under it)."""
+        host = socket.gethostname()
+        out = []
+        for job_id, owner in self.conn.execute("SELECT job_id, owner FROM jobs WHERE state='running' "
+                                               "ORDER BY scene_index"):
+            h, _, pid = (owner or ":").rpartition(":")
+            if h == host and pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+                out.append((job_id, owner))
         return out
 
     def requeue_running(self) -> list[str]:
@@ -355,6 +428,15 @@ class JobStore:
                     c.execute(_EVENT_REQUEUED, (j, now, self.owner, why))
             self._publish_leases(c, out)
         return out
+
+    def requeue_done(self, job_ids: list[str], why: str) -> None:
+        """Put ``done`` jobs back to pending (their scene folder was damaged after they finished)."""
+        now = time.time()
+        with self.transaction() as c:
+            for j in job_ids:
+                if c.execute("UPDATE jobs SET state='pending', attempts=0 WHERE job_id=? AND state='done'",
+                             (j,)).rowcount:
+                    c.execute(_EVENT_REQUEUED, (j, now, self.owner, why))
 
     def retry_failed(self, reset_attempts: bool = True, only: Iterable[str] | None = None) -> list[str]:
         """Failed jobs (of ``only``, when given) back to pending; returns their ids."""

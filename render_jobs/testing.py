@@ -12,7 +12,9 @@ benchmarked without Blender or Unreal.
     - ``fail_always``: job ids that always raise :class:`RenderError`.
     - ``crash``: job ids whose first attempt kills the worker process (``os._exit``).
     - ``sleep_s``: seconds to sleep per job (before writing), to simulate render time.
+    - ``no_space``: job ids whose render finds the disk full (``OSError`` ENOSPC, as a real full disk raises).
     - ``log_path``: append ``"<job_id> <pid>\\n"`` after each completed render (for tests).
+    - ``num_cpus``, ``num_gpus``: the resources each job asks Ray for (like the real backends' options).
     - ``hold_dir``: a job whose ``<hold_dir>/<job_id>.hold`` exists stops in the middle of its render: the first
       worker to get there renames the file to ``<job_id>.held.<pid>.<node>`` (so a test learns where it is held)
       and waits until that file is deleted. Tests use it to act (kill a node, the coordinator) while a job is
@@ -27,6 +29,7 @@ benchmarked without Blender or Unreal.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -76,23 +79,27 @@ class SyntheticTestBackend:
         state_dir: str | os.PathLike[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         num_cpus: float = 1.0,
+        num_gpus: float = 0.0,
         hold_dir: str | os.PathLike[str] | None = None,
+        no_space: Iterable[str] | str | None = None,
     ) -> None:
         self.hold_dir = Path(hold_dir) if hold_dir is not None else None
         self.fail_once = _ids(fail_once)
+        self.no_space = _ids(no_space)
         self.fail_always = _ids(fail_always)
         self.crash = _ids(crash)
         self.sleep_s = float(sleep_s)
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.log_path = Path(log_path) if log_path is not None else None
         self.num_cpus = float(num_cpus)
+        self.num_gpus = float(num_gpus)
         if (self.fail_once or self.crash) and self.state_dir is None:
             raise ValueError(
                 "fail_once and crash need state_dir (to remember first attempts across processes)"
             )
 
     def resources(self) -> dict[str, float]:
-        return {"num_cpus": self.num_cpus, "num_gpus": 0.0}
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
 
     def _first_time(self, kind: str, job_id: str) -> bool:
         assert self.state_dir is not None
@@ -129,6 +136,9 @@ class SyntheticTestBackend:
             os._exit(17)
         if self.sleep_s > 0:
             time.sleep(self.sleep_s)
+        if self._match(self.no_space, job.job_id):
+            path = Path(out_dir) / "videos" / f"{job.cameras[0].name}.mp4"
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         self._hold(job.job_id)
         s = job.settings
         h, w = s.height, s.width

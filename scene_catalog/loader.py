@@ -133,12 +133,27 @@ def _resolve_asset(asset: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True) -> Catalog:
+def _outside_roots(asset: str, resolved: str, base: Path, roots: tuple[Path, ...]) -> str | None:
+    """Why a file asset may not be used: it resolves (``..``, absolute, ``~``, symlinks followed) outside the
+    catalog's folder and every allowed asset root; None when it is inside one."""
+    real = Path(resolved).resolve()
+    if any(real.is_relative_to(r) for r in (base, *roots)):
+        return None
+    allowed = ", ".join(str(r) for r in roots)
+    return (f"{asset} resolves to {real}, outside the catalog's folder {base}"
+            + (f" and the asset roots {allowed}" if roots else "")
+            + "; allow it with --asset-root DIR (a folder that holds it)")
+
+
+def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True,
+                 asset_roots: Iterable[str | os.PathLike[str]] = ()) -> Catalog:
     """Load, merge and validate catalog files; raise :class:`CatalogError` listing all problems.
 
     ``check_assets``: verify that file assets (``.blend``, ``.glb``, ...) exist. ``builtin:`` assets and
-    engine object paths (``/Game/...``) are never checked here.
+    engine object paths (``/Game/...``) are never checked here. File assets must lie below the catalog
+    file's folder or one of ``asset_roots`` (after ``~``, ``..`` and symlinks are resolved).
     """
+    roots = tuple(Path(r).expanduser().resolve() for r in asset_roots)
     problems: list[Problem] = []
     items: dict[str, list[tuple[str, str, BaseModel]]] = {s: [] for s in SECTIONS}
     raws: dict[str, list[tuple[str, str, dict[str, Any]]]] = {s: [] for s in SECTIONS}
@@ -205,7 +220,10 @@ def load_catalog(*paths: str | os.PathLike[str], check_assets: bool = True) -> C
                     continue
                 raw = dict(raw)
                 if isinstance(raw.get("asset"), str):
-                    raw["asset"] = _resolve_asset(raw["asset"], base)
+                    given = raw["asset"]
+                    raw["asset"] = _resolve_asset(given, base)
+                    if is_file_asset(given) and (why := _outside_roots(given, raw["asset"], base, roots)):
+                        problems.append(Problem(file, entry, "asset", why))
                 raws[section].append((file, entry, raw))
                 try:
                     obj = model.model_validate(raw)

@@ -49,6 +49,10 @@ SIZE_RADII_M: dict[str, tuple[float, ...]] = {
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
+#: Bounds of catalog numbers (beyond them a value is a typo, and the renderers' float maths breaks down).
+MAX_LOCATION_CM = 1e8  # 1000 km from the world origin
+MAX_FREE_RADIUS_M = 1e5
+MAX_LENGTH_FRAMES = 10_000_000
 
 
 def _description() -> Any:
@@ -57,7 +61,7 @@ def _description() -> Any:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
 
 
 class Anchor(_Model):
@@ -65,13 +69,20 @@ class Anchor(_Model):
 
     id: str = Field("", pattern=r"^$|" + ID_PATTERN)
     location_cm: tuple[float, float, float]
-    free_radius_m: float = Field(10.0, gt=0)
+    free_radius_m: float = Field(10.0, gt=0, le=MAX_FREE_RADIUS_M)
 
     @field_validator("location_cm", mode="before")
     @classmethod
     def _xyz(cls, v: object) -> object:
         if not isinstance(v, list | tuple) or len(v) != 3:
             raise ValueError(f"must be [x, y, z] in UE cm (z = ground height), got {v!r}")
+        return v
+
+    @field_validator("location_cm")
+    @classmethod
+    def _in_world(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(abs(c) <= MAX_LOCATION_CM for c in v):
+            raise ValueError(f"each coordinate must be within +-{MAX_LOCATION_CM:g} cm, got {list(v)!r}")
         return v
 
 
@@ -180,7 +191,7 @@ class Animation(_Model):
     asset: str = Field(min_length=1)
     skeleton: str = Field("mannequin", min_length=1)
     #: Length in frames at ``fps``.
-    length_frames: int = Field(ge=1)
+    length_frames: int = Field(ge=1, le=MAX_LENGTH_FRAMES)
     fps: float = Field(30.0, gt=0, le=1000)
     loopable: bool = False
     #: Caption verb phrase, present tense (e.g. "walks in a slow circle").

@@ -21,11 +21,11 @@ from exporters.video import encode_mp4, probe_video
 from multicam_app import app
 from render_jobs.backend import Backend
 from render_jobs.backends import UnknownBackendError, get_backend
-from render_jobs.execute import render_scene
+from render_jobs.execute import cleanup_tmp, render_scene
 from render_jobs.planner import PlanError, iter_manifest, load_settings, materialize, plan_dataset, read_plan
 from render_jobs.runner import RunError, run_dataset
 from render_jobs.schema import RenderSettings
-from render_jobs.store import JobStore
+from render_jobs.store import JobStore, lease_file_holds
 from render_jobs.verify import verify_scene_dir
 from scene_catalog.loader import load_catalog
 from scene_catalog.models import Catalog
@@ -199,6 +199,72 @@ def test_store_transitions_and_recovery_of_dead_owner(tmp_path: Path) -> None:
         assert s.event_counts("done") == {"j1": 1}
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_leases_fence_earlier_attempts_and_old_stores_migrate(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    con = sqlite3.connect(path)  # a store from before leases and nodes (and content hashes)
+    con.executescript(
+        "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, scene_index INTEGER NOT NULL, output_dir TEXT NOT NULL, "
+        "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, owner TEXT, "
+        "started_at REAL, finished_at REAL, duration_s REAL); CREATE TABLE events (id INTEGER PRIMARY KEY "
+        "AUTOINCREMENT, job_id TEXT NOT NULL, event TEXT NOT NULL, at REAL NOT NULL, owner TEXT, detail TEXT); "
+        "INSERT INTO jobs(job_id, scene_index, output_dir) VALUES ('j1', 1, 'a'), ('j2', 2, 'b');")
+    con.close()
+    with JobStore(path) as s:
+        assert s.take(["j1", "j2"]) == {"j1": 1, "j2": 1}
+        assert s.lease_holds("j1", 1) and lease_file_holds(tmp_path, "j1", 1)
+        s.release(["j1"])  # taken back: no attempt holds it while it is pending
+        assert not s.lease_holds("j1", 1) and not lease_file_holds(tmp_path, "j1", 1)
+        assert s.take(["j1"]) == {"j1": 3}
+        assert lease_file_holds(tmp_path, "j1", 3) and not lease_file_holds(tmp_path, "j1", 1)
+        s.finish([("j1", 0.5, "node-a")], [("j2", "boom", True, "node-b")])
+        assert s.events("j1")[-1] == ("j1", "done", "node-a", "0.500s")
+        assert s.events("j2")[-1] == ("j2", "retry", "node-b", "boom")
+        s.finish([("j1", 0.5, "node-a")], [("j2", "late", False, "node-b")])  # neither is this run's any more
+        assert s.event_counts("done") == {"j1": 1} and s.get("j2").state == "pending"
+        assert [e[1] for e in s.events("j2")] == ["claimed", "retry"]  # the late outcome recorded nothing
+
+
+def test_retry_running_under_a_live_run_fences_its_tasks(tmp_path: Path, catalog: Catalog) -> None:
+    """`multicam retry --running` while a run is alive (it looked dead from another host): the run's two claimed
+    jobs (one rendering, one queued in its worker) lose their lease, so their attempts end fenced without writing
+    anything; the run claims them again and each is done exactly once."""
+    import threading
+    import time
+
+    ds, hold = plan(catalog, tmp_path / "ds", n=2), tmp_path / "hold"
+    hold.mkdir()
+    (hold / "s000001.hold").touch()
+    box: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: box.setdefault("s", run_dataset(
+        ds, "test-synthetic", workers=1, backend_options={"hold_dir": str(hold)}, progress=False)), daemon=True)
+    t.start()
+    end = time.monotonic() + 120
+    while not list(hold.glob("s000001.held.*")) and time.monotonic() < end:
+        time.sleep(0.05)
+    with JobStore.for_dataset(ds) as store:
+        assert sorted(store.requeue_running()) == ["s000001", "s000002"]
+    for p in hold.glob("*.held.*"):
+        p.unlink()
+    t.join(timeout=120)
+    s = box["s"]
+    assert (s.fenced, s.rendered, s.counts["done"]) == (2, 2, 2)
+    with JobStore.for_dataset(ds) as store:
+        assert store.event_counts("done") == {"s000001": 1, "s000002": 1}
+        assert store.event_counts("claimed") == {"s000001": 2, "s000002": 2}
+
+
+def test_cleanup_removes_dead_half_scenes_of_other_hosts(tmp_path: Path) -> None:
+    import socket
+
+    names = ["s000001.node-b.example.com.123.abcd1234", "s000002.node-b.example.com.124.abcd1234",
+             f"s000003.{socket.gethostname()}.{os.getpid()}.abcd1234"]
+    for n in names:
+        (tmp_path / ".tmp" / n).mkdir(parents=True)
+    assert cleanup_tmp(tmp_path) == 0  # not knowing which jobs run, another host's folders are left alone
+    assert cleanup_tmp(tmp_path, running={"s000002"}) == 1  # s000002 still runs there; this process is alive
+    assert sorted(p.name for p in (tmp_path / ".tmp").iterdir()) == names[1:]
 
 
 # -- verification ---------------------------------------------------------------------------------------------

@@ -41,9 +41,9 @@ RENDER = {"render": 1.0}
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """Head (no CPUs: the coordinator's node) + three heterogeneous render nodes: 1, 2 and 1 job slots."""
+    """Head (no CPUs: the coordinator's node) + two heterogeneous render nodes: 1 and 2 job slots."""
     c = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    for cpus in (1, 2, 1):
+    for cpus in (1, 2):
         c.add_node(num_cpus=cpus, resources={"render": float(cpus)})
     c.wait_for_nodes()
     ray.init(address=c.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -297,6 +297,23 @@ def _alive(pid: int) -> bool:
     from render_jobs.store import pid_alive
 
     return pid_alive(pid)
+
+
+def test_gpu_jobs_take_one_gpu_each_and_keep_their_worker(tmp_path: Path, cluster: Any) -> None:
+    """Unreal's placement (one GPU per job, a custom resource for GPU nodes): the jobs run only on the GPU node,
+    one at a time on its one GPU, all in one Ray worker process (so an editor session would be kept; Ray's
+    default for GPU tasks is a fresh process per task)."""
+    gpu_node = cluster.add_node(num_cpus=2, num_gpus=1, resources={"gpu_render": 1.0})
+    try:
+        ds, log = plan(tmp_path, 3), tmp_path / "log.txt"
+        args = {**ray_args(ds, cluster, num_gpus=1, log_path=str(log)), "ray_resources": {"gpu_render": 1.0}}
+        s = run_dataset(**args)
+        assert s.rendered == 3
+        events = check_complete(ds, 3)
+        assert {done_node(e) for e in events.values()} == {gpu_node.node_id}
+        assert len({line.split()[1] for line in log.read_text().splitlines()}) == 1
+    finally:
+        cluster.remove_node(gpu_node)
 
 
 def test_a_node_that_does_not_see_the_dataset_fails_fast(tmp_path: Path, cluster: Any) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -144,6 +145,11 @@ def test_ctrl_c_stops_cleanly_and_gives_jobs_back(tmp_path: Path, sig: int, code
     text = subprocess.run(status_cmd, capture_output=True, check=True, text=True).stdout
     assert "running 4 (rendering 2, queued in workers 2)" in text, text
     assert text.count("  rendering s0000") == 2 and text.count("  queued    s0000") == 2, text
+    # `retry --running` refuses while the render that owns the running rows is alive (one line, exit 2)
+    retry_cmd = [sys.executable, "-m", "multicam_app", "retry", str(ds), "--running"]
+    refused = subprocess.run(retry_cmd, capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"owner {socket.gethostname()}:{proc.pid}" in refused.stderr and "a render is still going" in refused.stderr
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == code, out.decode()

@@ -515,6 +515,10 @@ def test_gpu_kernels_fall_back_to_sdpa_off_cuda(checkpoint):
     assert rel_err(out, reference_forward(checkpoint, CFG, x, t, text, cam)) < 1e-5
     with pytest.raises(ValueError, match="attention backend"):
         model.set_fast_attention(True, self_backend="fa5")
+    from recam.attn_kernels import resolve_backend
+
+    assert resolve_backend("auto", torch.device("cpu")) is None  # never a GPU-only kernel by default on a CPU
+    assert resolve_backend("fp8", torch.device("cpu")) == "fp8"
 
 
 def test_fp8_attention_rounds_q_and_k_per_block():

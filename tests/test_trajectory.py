@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_camera_profiles import brute_body_distance, check_random_path  # pytest puts tests/ on sys.path
 
 from exporters.camera_json import read_camera_json
 from multicam.conventions import CAMERA_SETS, ue_matrix_to_location_rotator
@@ -46,16 +47,6 @@ def _expected_progress(speed: dict[str, Any], frames: int) -> np.ndarray:
     return (1 - np.exp(-a * i)) / (1 - np.exp(-a))
 
 
-def body_distance_brute(rel_m: np.ndarray, height_m: float, per_segment: int = 24) -> float:
-    """Smallest distance of a path ``(F, 3)`` (relative to the ground point) to the segment (0,0,0)-(0,0,h),
-    sampled densely along every segment between frames (an independent check of trajectory/clearance.py)."""
-    t = np.linspace(0.0, 1.0, per_segment + 1)
-    pts = rel_m[:-1, None, :] + t[None, :, None] * np.diff(rel_m, axis=0)[:, None, :] if len(rel_m) > 1 else rel_m
-    pts = pts.reshape(-1, 3)
-    dz = pts[:, 2] - np.clip(pts[:, 2], 0.0, height_m)
-    return float(np.sqrt(pts[:, 0] ** 2 + pts[:, 1] ** 2 + dz**2).min())
-
-
 def check_scene(sc: SceneSample) -> None:
     """Every rule of the issue, on one scene's poses and records."""
     rec = sc.record()
@@ -83,7 +74,7 @@ def check_scene(sc: SceneSample) -> None:
         assert np.dot(fwd[c, 0], to_aim) > 1 - 1e-9
         # whole trajectory: body clearance (capsule ground -> head, at and between frames), pitch rules, no roll
         assert dist.min() > MIN_DISTANCE_M
-        assert body_distance_brute(rel, sc.character_height_m) > BODY_RADIUS_M
+        assert brute_body_distance(rel, sc.character_height_m) > BODY_RADIUS_M
         assert np.abs(r[:, 0]).max() <= MAX_PITCH_DEG + 1e-9
         assert np.abs(r[:, 2]).max() < 1e-6
         assert rel[:, 2].min() >= 0.2 - 1e-6
@@ -127,15 +118,7 @@ def check_scene(sc: SceneSample) -> None:
                 step = p[1] - p[0]
                 assert np.sign(np.dot(step, sc.poses_ue[c, 0, 1, :3])) in (-sign, 0)
         elif kind == "random":
-            L = cam["length_m"]
-            assert 0.25 * d0 - 1e-9 <= L <= d0 + 1e-9
-            assert 1 <= cam["n_points"] <= 3 and len(cam["waypoints_cm"]) == cam["n_points"]
-            chord = np.linalg.norm(np.diff(p, axis=0), axis=-1)
-            assert chord.sum() <= L * (1 + 1e-9)
-            if sc.frames >= 17:  # few frames cut corners of the curve
-                assert chord.sum() >= 0.9 * L
-            if not cam["fallback"]:
-                np.testing.assert_allclose(p[-1], np.asarray(cam["waypoints_cm"][-1]) / 100.0, atol=1e-6)
+            check_random_path(cam, p, d0)
         if kind in ("arc", "random"):  # facing the character throughout
             to_aim = (aim - p) / np.linalg.norm(aim - p, axis=-1, keepdims=True)
             assert np.all(np.einsum("fi,fi->f", fwd[c], to_aim) > 1 - 1e-9)
@@ -253,9 +236,9 @@ def test_sample_cameras_cli_files_are_deterministic(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--scenes", "0", "--seed", "1"], "--scenes: must be > 0"),
+        (["--scenes", "0", "--seed", "1"], "--scenes: must be an integer in 1..1000000, got 0"),
         (["--scenes", "2", "--seed", "1", "--radius-m", "4"], "--radius-m: must be one of 3, 5, 7, 10"),
-        (["--scenes", "2", "--seed", "1", "--frames", "1"], "--frames: must be >= 2"),
+        (["--scenes", "2", "--seed", "1", "--frames", "1"], "--frames: must be an integer in 2..100000, got 1"),
         (["--scenes", "2", "--seed", "1", "--camera-profile", "wide"],
          "--camera-profile: must be one of released, independent, got 'wide'"),
     ],

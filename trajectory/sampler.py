@@ -136,10 +136,14 @@ class SceneSample:
     camera_profile: str = DEFAULT_CAMERA_PROFILE
     #: Height of the aim point above the ground point (m).
     aim_height_m: float = float("nan")
+    #: Seed of the cameras' own draws (default: ``seed``).
+    camera_seed: int | None = None
 
     def __post_init__(self) -> None:
         if np.isnan(self.aim_height_m):
             self.aim_height_m = float(default_aim_height_m(self.character_height_m))
+        if self.camera_seed is None:
+            self.camera_seed = self.seed
 
     @property
     def cameras(self) -> list[dict[str, Any]]:
@@ -150,7 +154,7 @@ class SceneSample:
             for row, c in zip(self._rows, self.camera_indices, strict=True):
                 rec = self._block.camera_record(row, self.character_location_cm)
                 rec.update(focal_mm=self.focal_mm, aperture=self.aperture,
-                           seed=[self.seed, self.scene_index, c])
+                           seed=[self.camera_seed, self.scene_index, c])
                 recs.append(rec)
             self._cameras = recs
         return self._cameras
@@ -235,17 +239,22 @@ def sample_scenes(
     camera_indices: Sequence[int] | None = None,
     camera_profile: str = DEFAULT_CAMERA_PROFILE,
     aim_height_m: float | Sequence[float] | None = None,
+    camera_seed: int | None = None,
 ) -> SceneBatch:
     """Sample scenes ``scene_indices`` (1-based ids) with ``n_cameras`` cameras each, vectorised.
 
     ``character_location_cm``, ``character_height_m`` and ``aim_height_m`` are one value or one per scene
     (``aim_height_m`` None: :func:`multicam.conventions.default_aim_height_m` of the height);
     ``camera_indices`` (0-based) selects which cameras to draw (default ``range(n_cameras)``), e.g.
-    ``[10, 11]`` to extend a scene with cam11 and cam12 without touching cam01..cam10.
+    ``[10, 11]`` to extend a scene with cam11 and cam12 without touching cam01..cam10. ``camera_seed`` (default
+    ``seed``) seeds the cameras' own draws, ``(camera_seed, scene, camera)``, while the scene-level draws (radius,
+    camera set, the released start) stay those of ``(seed, scene)``: extra cameras with their own seed still
+    share the scene's start.
     """
     _check_args(n_cameras, frames, radius_m, allowed_radii_m, camera_profile)
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    cam_seed = seed if camera_seed is None else int(camera_seed)
+    if seed < 0 or cam_seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed} (camera seed {cam_seed})")
     if camera_set is not None and not 0 <= camera_set < len(CAMERA_SETS):
         raise ValueError(f"camera_set must be in 0..{len(CAMERA_SETS) - 1}, got {camera_set}")
     scenes = [int(s) for s in scene_indices]
@@ -272,7 +281,7 @@ def sample_scenes(
         sets = np.full(n_s, camera_set, dtype=np.int64)
     else:
         sets = np.minimum((u_scene[:, 1] * len(CAMERA_SETS)).astype(np.int64), len(CAMERA_SETS) - 1)
-    u = camera_uniforms([[seed, s, c] for s in scenes for c in cams], N_UNIFORMS)
+    u = camera_uniforms([[cam_seed, s, c] for s in scenes for c in cams], N_UNIFORMS)
 
     aim_h = np.repeat(aim_hs, n_c)
     body_h = np.repeat(height, n_c)
@@ -290,7 +299,7 @@ def sample_scenes(
     out = [
         SceneSample(int(seed), s, float(radii[i]), int(sets[i]), loc[i].copy(), float(height[i]), poses[i],
                     cams, result, range(i * n_c, (i + 1) * n_c), camera_profile=camera_profile,
-                    aim_height_m=float(aim_hs[i]))
+                    aim_height_m=float(aim_hs[i]), camera_seed=cam_seed)
         for i, s in enumerate(scenes)
     ]
     return SceneBatch(out)
@@ -310,13 +319,14 @@ def sample_scene(
     camera_indices: Sequence[int] | None = None,
     camera_profile: str = DEFAULT_CAMERA_PROFILE,
     aim_height_m: float | None = None,
+    camera_seed: int | None = None,
 ) -> SceneSample:
     """One scene (see :func:`sample_scenes`)."""
     return sample_scenes(
         seed, [scene_index], n_cameras=n_cameras, frames=frames, radius_m=radius_m,
         allowed_radii_m=allowed_radii_m, character_location_cm=character_location_cm,
         character_height_m=character_height_m, camera_set=camera_set, camera_indices=camera_indices,
-        camera_profile=camera_profile, aim_height_m=aim_height_m,
+        camera_profile=camera_profile, aim_height_m=aim_height_m, camera_seed=camera_seed,
     ).scenes[0]
 
 
@@ -471,6 +481,15 @@ def _tilt(m: NDArray[np.bool_], u: FloatArray, pitch0: FloatArray, yaw0: FloatAr
     out["fwd"][m] = ue_pitch_yaw_to_forward(pitch0[m, None] + (sign * angle)[:, None] * s[m], yaw0[m, None])
 
 
+def _pan_tilt(kind: NDArray[np.int64], u: FloatArray, pitch0: FloatArray, yaw0: FloatArray, s: FloatArray,
+              out: dict[str, Any]) -> None:
+    """The pan and tilt cameras of ``kind`` (both profiles draw them alike)."""
+    for name, fill in (("pan", _pan), ("tilt", _tilt)):
+        m = kind == TRAJECTORY_TYPES.index(name)
+        if m.any():
+            fill(m, u, pitch0, yaw0, s, out)
+
+
 def _new_params(n: int, frames: int, p0: FloatArray, fwd0: FloatArray) -> dict[str, Any]:
     return {
         "pos": np.repeat(p0[:, None, :], frames, axis=1), "fwd": np.repeat(fwd0[:, None, :], frames, axis=1),
@@ -528,12 +547,7 @@ def sample_camera_block(
     out = _new_params(n, frames, p0, ue_look_direction(p0, aim))
     mag = u[:, _U_MAG]
 
-    m = kind == TRAJECTORY_TYPES.index("pan")
-    if m.any():
-        _pan(m, u, pitch0, yaw0, s, out)
-    m = kind == TRAJECTORY_TYPES.index("tilt")
-    if m.any():
-        _tilt(m, u, pitch0, yaw0, s, out)
+    _pan_tilt(kind, u, pitch0, yaw0, s, out)
 
     # translation along the camera's own axes
     m = kind == TRAJECTORY_TYPES.index("translation")
@@ -609,12 +623,7 @@ def sample_released_block(
     out["replaces"] = np.array([""] * n, dtype=object)
     mag = u[:, _U_MAG]
 
-    m = kind == TRAJECTORY_TYPES.index("pan")
-    if m.any():
-        _pan(m, u, pitch0, yaw0, s, out)
-    m = kind == TRAJECTORY_TYPES.index("tilt")
-    if m.any():
-        _tilt(m, u, pitch0, yaw0, s, out)
+    _pan_tilt(kind, u, pitch0, yaw0, s, out)
 
     # chord arcs: the straight chord to the point `angle` around the character (same height and distance),
     # aimed at the character at every frame (validation presets 9/10); + = camera moves left
