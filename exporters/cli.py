@@ -17,7 +17,8 @@ def validate(
     decode: bool = typer.Option(True, "--decode/--no-decode", help="Decode every video (exact frame counts, "
                                 "codec, black or frozen pictures)."),
     frames: int | None = typer.Option(None, "--frames", help="Expected frames per video (e.g. 81)."),
-    size: int | None = typer.Option(None, "--size", help="Expected square frame size in pixels (e.g. 1280)."),
+    size: int | None = typer.Option(None, "--resolution", "--size", help="Expected square frame size in pixels "
+                                    "(e.g. 1280; --size is the old name)."),
     max_step_m: float = typer.Option(MAX_STEP_M, "--max-step-m", help="Largest camera move between two frames, "
                                      "metres; more is a teleport."),
     max_turn_deg: float = typer.Option(MAX_TURN_DEG, "--max-turn-deg", help="Largest camera turn between two "
@@ -38,7 +39,7 @@ def validate(
     from multicam.io import atomic_write_json
 
     if size is not None and not 16 <= size <= 8192:
-        fail(f"--size: must be an integer in 16..8192 pixels, got {size}")
+        fail(f"--resolution: must be an integer in 16..8192 pixels, got {size}")
     if frames is not None and frames < 1:
         fail(f"--frames: must be >= 1, got {frames}")
     check_number(max_step_m, "--max-step-m", low=0.0, low_open=True)

@@ -34,6 +34,18 @@ def check_seed(seed: int, option: str = "--seed") -> None:
         fail(f"{option}: must be an integer in 0..2**64-1, got {seed}")
 
 
+def frame_size(resolution: int | None, width: int | None, height: int | None,
+               default: tuple[int, int]) -> tuple[int, int]:
+    """``--resolution N`` (square, the name ``generate`` uses) or ``--width``/``--height`` -> (width, height);
+    giving both is a one-line exit 2. What is not given comes from ``default``."""
+    if resolution is not None:
+        if width is not None or height is not None:
+            given = "--width" if width is not None else "--height"
+            fail(f"--resolution: give either --resolution (square) or --width/--height, not both ({given} given)")
+        return resolution, resolution
+    return (default[0] if width is None else width), (default[1] if height is None else height)
+
+
 #: Upper bounds of counts on the command line: far beyond any dataset (MultiCamVideo: 13,600 scenes, 10 cameras,
 #: 81 frames), low enough that a typo fails at once instead of planning for hours or exhausting memory.
 MAX_SCENES = 1_000_000

@@ -39,7 +39,8 @@ def _cmd_prepare(
     dataset: Path = typer.Argument(..., help="Dataset root (MultiCamVideo layout)."),
     wan_dir: Path = typer.Option(..., "--wan-dir", help="Local Wan2.1 folder (VAE, T5, tokenizer)."),
     out: Path = typer.Option(..., "--out", help="Cache folder (created; reruns resume)."),
-    num_frames: int = typer.Option(81, help="Frames per video (4k+1)."),
+    num_frames: int = typer.Option(81, "--frames", "--num-frames", help="Frames per video (4k+1; --num-frames is "
+                                   "the old name)."),
     height: int = typer.Option(480, help="Model height (multiple of 16)."),
     width: int = typer.Option(832, help="Model width (multiple of 16)."),
     text_len: int = typer.Option(512, help="Text tokens (umT5 max length)."),
@@ -157,7 +158,8 @@ def _cmd_infer(
     transformer_config: str | None = typer.Option(
         None, help="Transformer config JSON for original Wan weights."
     ),
-    num_frames: int = typer.Option(81, help="Frames (4k+1)."),
+    num_frames: int = typer.Option(81, "--frames", "--num-frames", help="Frames (4k+1; --num-frames is the old "
+                                   "name)."),
     height: int = typer.Option(480, help="Height (multiple of 16)."),
     width: int = typer.Option(832, help="Width (multiple of 16)."),
     steps: int = typer.Option(50, min=1, help="Denoising steps."),

@@ -18,6 +18,7 @@ from multicam.errors import (
     check_out_folder,
     check_seed,
     fail,
+    frame_size,
 )
 from scene_catalog.cli import asset_root_option
 from trajectory.profiles import DEFAULT_CAMERA_PROFILE, PROFILE_HELP, profile_error
@@ -68,8 +69,10 @@ def plan(
     scenes: int = typer.Option(..., "--scenes", help="Number of scenes (jobs) to plan."),
     seed: int = typer.Option(..., "--seed", help="Dataset seed (composition and camera trajectories)."),
     out: Path = typer.Option(..., "--out", help="Dataset folder to create (or re-plan identically)."),
-    width: int = typer.Option(1280, "--width", help="Render width in pixels."),
-    height: int = typer.Option(1280, "--height", help="Render height in pixels."),
+    resolution: int | None = typer.Option(None, "--resolution", help="Square frame size in pixels (the same as "
+                                          "--width N --height N; default 1280)."),
+    width: int | None = typer.Option(None, "--width", help="Render width in pixels (default 1280)."),
+    height: int | None = typer.Option(None, "--height", help="Render height in pixels (default 1280)."),
     frames: int = typer.Option(81, "--frames", help="Frames per video (>= 2)."),
     fps: float = typer.Option(15.0, "--fps", help="Video frame rate."),
     samples: int = typer.Option(64, "--samples", help="Render samples (Cycles) / spatial samples (UE MRQ)."),
@@ -81,6 +84,7 @@ def plan(
     write_specs: bool = typer.Option(False, "--write-specs", help="Write every plan/specs/scene{k}.json now "
                                      "(default: each is written when its job runs)."),
     asset_roots: list[Path] = asset_root_option(),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the --write-specs progress bar."),
 ) -> None:
     """Plan N render jobs from a catalog into a dataset folder (manifest, job store, folder layout)."""
     from pydantic import ValidationError
@@ -96,13 +100,14 @@ def plan(
     if (profile_msg := profile_error(camera_profile)) is not None:
         fail(profile_msg)
     check_out_folder(out)
+    width, height = frame_size(resolution, width, height, (1280, 1280))
     try:
         settings = RenderSettings.model_validate(
             {"width": width, "height": height, "frames": frames, "fps": fps, "samples": samples,
              "extra_passes": extra_passes}
         )
     except ValidationError as exc:
-        fail_settings(exc)
+        fail_settings(exc, None if resolution is None else {"width": "--resolution", "height": "--resolution"})
     cat = _load(catalog, check_assets, asset_roots)
     try:
         manifest = plan_dataset(cat, scenes, seed, out, settings, n_cameras=cameras, camera_profile=camera_profile)
@@ -114,7 +119,7 @@ def plan(
         typer.echo(f"  {kind}: {s['items']} used {s['min']}..{s['max']} times each")
     typer.echo("  folders: " + ", ".join(f"{k} {v}" for k, v in sorted(info["folders"].items())))
     if write_specs:
-        n = write_scene_specs(out, progress=True)
+        n = write_scene_specs(out, progress=progress)
         typer.echo(f"wrote {n} scene specs to {out / 'plan' / 'specs'}")
 
 
@@ -289,7 +294,7 @@ def retry(
 
 def register(app: typer.Typer) -> None:
     app.command("plan", epilog=("Example: multicam plan --catalog scene_catalog/demo_catalog.yaml --out "
-                              "ds --scenes 100 --width 1280 --height 1280"))(plan)
+                              "ds --scenes 100 --seed 0 --resolution 1280"))(plan)
     app.command("render", epilog="Example: multicam render ds --backend blender --workers 2")(render)
     app.command("status", epilog="Example: multicam status ds --json")(status)
     app.command("retry", epilog="Example: multicam retry ds   (then: multicam render ds)")(retry)

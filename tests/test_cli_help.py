@@ -50,3 +50,21 @@ def test_progress_flags_can_be_turned_off(path: tuple[str, ...], cmd: click.Comm
     opts = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
     if "--progress" in opts:
         assert "--no-progress" in opts, f"{' '.join(path)} has --progress without --no-progress"
+
+
+#: One name for one thing across commands: a name on the left is spelled as on the right everywhere (an old name may
+#: stay as a second, alias spelling of the option, never as its first).
+CANONICAL = {"--size": "--resolution", "--num-frames": "--frames", "--passes": "--pass", "--extra-pass": "--pass",
+             "--extra-passes": "--pass", "--quiet": "--no-progress", "--progress-bar": "--progress"}
+
+
+@pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_one_name_for_one_thing(path: tuple[str, ...], cmd: click.Command) -> None:
+    firsts = [p.opts[0] for p in cmd.params if isinstance(p, click.Option)]
+    odd = {o: CANONICAL[o] for o in firsts if o in CANONICAL}
+    assert not odd, f"{' '.join(path)}: options named as nowhere else: {odd}"
+    opts = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    # multicam's frames are square (MultiCamVideo: 1280 x 1280): --width/--height come with the --resolution
+    # shorthand. recam's --width/--height are the model's (832 x 480) size.
+    if path[0] == "multicam" and opts & {"--width", "--height"}:
+        assert "--resolution" in opts, f"{' '.join(path)} has --width/--height but no --resolution"

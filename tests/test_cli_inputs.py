@@ -20,6 +20,9 @@ runner = CliRunner()
     (["--fps", "1e308"], ["--fps", "240"]),
     (["--width", "33"], ["--width", "even"]),
     (["--height", "31"], ["--height", "even"]),
+    (["--resolution", "33"], ["--resolution", "even"]),
+    (["--resolution", "64", "--width", "64"], ["--resolution", "--width", "not both"]),
+    (["--height", "64", "--resolution", "64"], ["--resolution", "--height", "not both"]),
 ])
 def test_plan_rejects_bad_settings(tmp_path: Path, args: list[str], words: list[str]) -> None:
     out = tmp_path / "ds"
@@ -31,6 +34,17 @@ def test_plan_rejects_bad_settings(tmp_path: Path, args: list[str], words: list[
     for w in words:
         assert w in lines[0], res.output
     assert not (out / "plan").exists()
+
+
+def test_plan_resolution_is_the_square_size(tmp_path: Path) -> None:
+    from render_jobs.planner import load_settings
+
+    base = ["plan", "--catalog", str(DEMO_CATALOG), "--scenes", "1", "--seed", "0", "--no-progress"]
+    for name, args, size in (("sq", ["--resolution", "48"], (48, 48)), ("wh", ["--width", "64"], (64, 1280))):
+        res = runner.invoke(app, [*base, "--out", str(tmp_path / name), *args])
+        assert res.exit_code == 0, res.output
+        st, _ = load_settings(tmp_path / name)
+        assert (st.width, st.height) == size
 
 
 def _planned(tmp_path: Path) -> Path:
@@ -95,7 +109,8 @@ def test_seeds_outside_64_bits_are_one_line_errors(tmp_path: Path, seed: str, co
 @pytest.mark.parametrize(("args", "expected"), [
     (["presets", "--distance-m", "inf"], "error: --distance-m: must be a finite number > 2 and <= 1000, got inf\n"),
     (["presets", "--distance-m", "nan"], "error: --distance-m: must be a finite number > 2 and <= 1000, got nan\n"),
-    (["validate", "--size", "0"], "error: --size: must be an integer in 16..8192 pixels, got 0\n"),
+    (["validate", "--size", "0"], "error: --resolution: must be an integer in 16..8192 pixels, got 0\n"),
+    (["validate", "--resolution", "0"], "error: --resolution: must be an integer in 16..8192 pixels, got 0\n"),
     (["validate", "--frames", "0"], "error: --frames: must be >= 1, got 0\n"),
 ])
 def test_camera_and_validate_numbers(tmp_path: Path, args: list[str], expected: str) -> None:
