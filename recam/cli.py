@@ -52,6 +52,7 @@ def _cmd_prepare(
     tile: int = typer.Option(256, help="VAE tile size in pixels (0 = no tiling)."),
     latent_dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32 latents on disk."),
     default_prompt: str = typer.Option(DEFAULT_PROMPT, help="Caption for videos without one."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """VAE-encode every video and T5-encode every caption once into CACHE (resumable, sharded)."""
     from recam.prepare import prepare
@@ -76,6 +77,7 @@ def _cmd_prepare(
         tile=tile or None,
         latent_dtype=latent_dtype,
         default_prompt=default_prompt,
+        progress=progress,
     )
     typer.echo(
         f"prepared {stats.scenes} scene(s) ({stats.scenes_skipped} already done), "
@@ -111,6 +113,7 @@ def _cmd_train(
     init_checkpoint: Path | None = typer.Option(None, help="Start from this ReCamMaster checkpoint."),
     precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), bf16 or fp32."),
     export: bool = typer.Option(True, help="Write RUN/recammaster.safetensors at the end."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Train ReCamMaster's trainable modules on a prepared cache (DDP via `accelerate launch`)."""
     from recam.train import TrainConfig, train
@@ -139,6 +142,7 @@ def _cmd_train(
         init_checkpoint=str(init_checkpoint) if init_checkpoint else None,
         precision=precision,
         export=export,
+        progress=progress,
     )
     res = _run(train, cfg)
     typer.echo(f"trained steps {res['start_step']}..{res['steps']} -> {out}")
@@ -182,6 +186,7 @@ def _cmd_infer(
         "none", help="Under torchrun: none, cfg, ulysses, allgather, cfg+ulysses or cfg+allgather (see docs)."
     ),
     save_latents: Path | None = typer.Option(None, help="Also write the denoised latents (safetensors)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Re-render VIDEO along a new camera trajectory (multi-GPU: torchrun ... --parallel MODE)."""
     from recam.attn_kernels import ATTENTION_BACKENDS
@@ -221,6 +226,7 @@ def _cmd_infer(
         compile=compile,
         parallel=parallel,
         save_latents=save_latents,
+        progress=progress,
     )
     typer.echo(f"wrote {path}")
 

@@ -68,3 +68,16 @@ def test_one_name_for_one_thing(path: tuple[str, ...], cmd: click.Command) -> No
     # shorthand. recam's --width/--height are the model's (832 x 480) size.
     if path[0] == "multicam" and opts & {"--width", "--height"}:
         assert "--resolution" in opts, f"{' '.join(path)} has --width/--height but no --resolution"
+
+
+#: Commands that show a progress bar (tqdm) while they work; each can turn it off with --no-progress.
+SHOWS_A_BAR = {"multicam generate", "multicam render", "multicam plan", "multicam extend", "multicam validate",
+               "multicam export", "multicam stats", "multicam preview", "multicam sample-cameras",
+               "recam prepare", "recam train", "recam infer"}
+
+
+def test_every_command_with_a_bar_has_no_progress() -> None:
+    by_name = {" ".join(p): cmd for p, cmd in COMMANDS}
+    lacking = sorted(n for n in SHOWS_A_BAR
+                     if "--no-progress" not in {o for p in by_name[n].params for o in (*p.opts, *p.secondary_opts)})
+    assert not lacking, f"commands with a progress bar but no --no-progress: {lacking}"
