@@ -12,20 +12,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_support import VAL_FILE, run_cli
 from ue_projection import read_ue, ue_project
-
-from multicam_app import app
-
-ROOT = Path(__file__).resolve().parents[1]
-VAL_FILE = ROOT / "tests" / "data" / "recammaster_val" / "cameras" / "camera_extrinsics.json"
-
-
-def run_cli(*args: str) -> SimpleNamespace:
-    """The ``multicam`` CLI in this process (typer's runner): exit code, stdout and stderr."""
-    res = CliRunner().invoke(app, list(args))
-    crash = "" if res.exception is None or isinstance(res.exception, SystemExit) else repr(res.exception)
-    return SimpleNamespace(returncode=res.exit_code, stdout=res.stdout, stderr=res.stderr + crash)
 
 
 def run_stats(ds: Path, tmp: Path, *extra: str) -> tuple[SimpleNamespace, dict]:
