@@ -106,7 +106,8 @@ def test_gltf_character_and_animation_from_a_catalog_file(tmp_path: Path) -> Non
     assert seen[0, 0] - seen[-1, 0] > 0.03 * w  # it really moved (+X_ue is image left for this camera)
 
 
-def test_depth_and_mask_passes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("views_per_call", [0, 1])  # both cameras in one render call, or one call each
+def test_depth_and_mask_passes(tmp_path: Path, views_per_call: int) -> None:
     from render_jobs.blender_backend import BlenderBackend
 
     frames, w = 3, 96
@@ -118,7 +119,7 @@ def test_depth_and_mask_passes(tmp_path: Path) -> None:
                          width=w, height=w, samples=4, denoise=False, extra_passes=["depth", "mask"])
     out = tmp_path / "scene"
     out.mkdir()
-    render_scene(BlenderBackend(device="CPU"), job, out)
+    render_scene(BlenderBackend(device="CPU", views_per_call=views_per_call), job, out)
     assert verify_scene_dir(job, out) == []
     cams, names = read_camera_json(out / CAMERA_FILE)
     k = intrinsics_matrix(50.0, w, w)

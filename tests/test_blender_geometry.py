@@ -49,11 +49,11 @@ def detect_blobs(rgb: np.ndarray, threshold: int = 40, min_area: int = 2) -> np.
     return np.array(out).reshape(-1, 2)
 
 
-def _render(job, out_dir: Path) -> Path:  # type: ignore[no-untyped-def]
+def _render(job, out_dir: Path, views_per_call: int = 0) -> Path:  # type: ignore[no-untyped-def]
     from render_jobs.blender_backend import BlenderBackend
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    render_scene(BlenderBackend(device="CPU"), job, out_dir)
+    render_scene(BlenderBackend(device="CPU", views_per_call=views_per_call), job, out_dir)
     assert verify_scene_dir(job, out_dir) == []
     return out_dir
 
@@ -76,12 +76,13 @@ def _calibration_poses(frames: int) -> tuple[np.ndarray, list[float]]:
     return poses, [s[2] for s in specs]
 
 
-def test_markers_project_where_the_camera_file_says(tmp_path: Path) -> None:
+@pytest.mark.parametrize("views_per_call", [0, 3])  # all 4 cameras in one render call, or calls of 3 + 1
+def test_markers_project_where_the_camera_file_says(tmp_path: Path, views_per_call: int) -> None:
     frames, w, h = 3, 200, 136
     poses, focals = _calibration_poses(frames)
     job = job_from_poses(poses, focal_mm=focals, aperture=10.0, character="builtin:none",
                          width=w, height=h, samples=16, denoise=False, depth_of_field=False, video_crf=8)
-    out = _render(job, tmp_path / "calib")
+    out = _render(job, tmp_path / "calib", views_per_call)
     cams, names = read_camera_json(out / CAMERA_FILE)
     assert cams.shape == (frames, 4, 4, 4) and names == ["cam01", "cam02", "cam03", "cam04"]
     tol = TOL_FRACTION * w

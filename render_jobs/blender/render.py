@@ -1,9 +1,10 @@
 """One job in Blender: build the scene once, key the cameras, render every camera over the shared
 time line, encode straight to mp4 and record the poses read back from Blender.
 
-Order of work: frame-major, one render call per frame for every camera: each camera is a view of
-Blender's multi-view rendering (:func:`use_camera_views`), so the animated scene is evaluated and synced
-into Cycles once per frame, only the camera is re-synced per view, and Cycles' persistent data keeps the
+Order of work: frame-major, one render call per frame for every camera (up to :data:`PIXELS_PER_CALL`
+pixels a call: :func:`camera_groups`): each camera is a view of Blender's multi-view rendering
+(:func:`use_camera_views`), so the animated scene is evaluated and synced into Cycles once per call, only
+the camera is re-synced per view, and Cycles' persistent data keeps the
 scene (BVH, shaders) across frames. One call per camera instead cost ~0.07 CPU-s of fixed overhead per
 camera-frame, more than a 64 px frame's path tracing. Each camera has its own open
 :class:`exporters.video.Mp4Writer`.
@@ -222,10 +223,11 @@ def _read_png(path: Path) -> NDArray[np.uint8]:
 
 
 def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: Any = None,
-               save_blend: bool = False, threads: int = 0,
-               quiet: bool = True) -> tuple[JobTimings, dict[str, Any]]:
+               save_blend: bool = False, threads: int = 0, quiet: bool = True,
+               views_per_call: int = 0) -> tuple[JobTimings, dict[str, Any]]:
     """Render ``job`` into ``out_dir`` (videos, camera JSON, optional passes); return the timings and the
-    renderer's record for scene.json (written by :mod:`render_jobs.execute`)."""
+    renderer's record for scene.json (written by :mod:`render_jobs.execute`). ``views_per_call``: cameras per
+    render call (0 = :func:`camera_groups`' choice)."""
     s = job.settings
     if s.width % 2 or s.height % 2:
         raise ValueError(f"settings.width/height must be even for yuv420p video, got {s.width}x{s.height}")
@@ -267,33 +269,37 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
     readback = np.zeros((s.frames, len(cams), 4, 4))
     tmp = Path(tempfile.mkdtemp(prefix="mc_blender_"))
     pngs = use_camera_views(scene, cams, tmp / "frame.png")
+    groups = camera_groups(len(cams), s.width * s.height, views_per_call)
     try:
         with quiet_stdout(quiet):
             for f in range(s.frames):
                 scene.frame_set(f)
                 readback[f] = [np.array(cam.matrix_world) for cam in cams]
-                t = time.perf_counter()
-                bpy.ops.render.render(write_still=True)  # every camera (one view each) -> pngs
-                tm.render_s += time.perf_counter() - t
-                if passes:
+                for group in groups:
+                    for ci, cam in enumerate(cams):
+                        scene.render.views[cam.name].use = ci in group
                     t = time.perf_counter()
-                    _save_passes(scene, tmp / "passes.exr")
-                    views = read_exr_views(tmp / "passes.exr")
-                    for ci, name in enumerate(names):
-                        _write_passes(views[cams[ci].name], out_dir, name, f, "depth" in s.extra_passes,
-                                      masks[ci] if masks else None)
-                    tm.passes_s += time.perf_counter() - t
-                t = time.perf_counter()
-                for ci, name in enumerate(names):
-                    writers[ci].write(_read_png(pngs[ci]))
-                    if s.keep_frames:
-                        dst = out_dir / "frames" / name / f"{f:05d}.png"
-                        dst.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(pngs[ci], dst)
-                tm.encode_s += time.perf_counter() - t
-                tm.camera_frames += len(cams)
-                if progress is not None:
-                    progress(len(cams))
+                    bpy.ops.render.render(write_still=True)  # the group's cameras (a view each) -> pngs
+                    tm.render_s += time.perf_counter() - t
+                    if passes:
+                        t = time.perf_counter()
+                        _save_passes(scene, tmp / "passes.exr")
+                        views = read_exr_views(tmp / "passes.exr")
+                        for ci in group:
+                            _write_passes(views[cams[ci].name], out_dir, names[ci], f, "depth" in s.extra_passes,
+                                          masks[ci] if masks else None)
+                        tm.passes_s += time.perf_counter() - t
+                    t = time.perf_counter()
+                    for ci in group:
+                        writers[ci].write(_read_png(pngs[ci]))
+                        if s.keep_frames:
+                            dst = out_dir / "frames" / names[ci] / f"{f:05d}.png"
+                            dst.parent.mkdir(parents=True, exist_ok=True)
+                            shutil.copyfile(pngs[ci], dst)
+                    tm.encode_s += time.perf_counter() - t
+                    tm.camera_frames += len(group)
+                    if progress is not None:
+                        progress(len(group))
         t = time.perf_counter()
         for w in writers + masks:
             w.close()
@@ -321,6 +327,19 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
         record["renderer"]["depth"] = {"format": "png16", "unit": "mm", "scale": DEPTH_PNG_SCALE,
                                        "kind": "planar (distance along the optical axis)", "invalid": 0}
     return tm, record
+
+
+#: Pixels one render call renders at most when the cameras per call are chosen (``views_per_call=0``): ten 256 px
+#: cameras. Each view keeps its passes in memory until the call ends (~0.5 GB more at 640 px x 10 cameras), and
+#: at large sizes the call's fixed cost (~0.07 CPU-s) is nothing next to the path tracing.
+PIXELS_PER_CALL = 10 * 256 * 256
+
+
+def camera_groups(n_cameras: int, pixels: int, views_per_call: int = 0) -> list[list[int]]:
+    """Camera indices rendered together by one render call: ``views_per_call`` each (0: as many as fit
+    :data:`PIXELS_PER_CALL`, at least one), in camera order."""
+    k = views_per_call if views_per_call > 0 else max(1, PIXELS_PER_CALL // max(pixels, 1))
+    return [list(range(i, min(i + k, n_cameras))) for i in range(0, n_cameras, k)]
 
 
 def use_camera_views(scene: bpy.types.Scene, cams: list[bpy.types.Object], png: Path) -> list[Path]:
