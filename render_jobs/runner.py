@@ -297,7 +297,8 @@ def check_store_matches_plan(
     missing, extra = sorted(planned - stored), sorted(stored - planned)
     if missing:
         raise PlanError(f"{store.path}: the job store lacks {len(missing)} of {len(planned)} planned jobs "
-                        f"(first {missing[0]}); run the same `multicam plan` command again to re-add them")
+                        f"(first {missing[0]}); run `multicam repair {dataset} --rebuild-store` (or the same "
+                        "`multicam plan` command again) to re-add them")
     if extra:
         raise PlanError(f"{store.path}: the job store holds {len(extra)} job(s) the plan does not (first "
                         f"{extra[0]}); it belongs to another plan: move it aside and run the same `multicam plan` "

@@ -48,8 +48,7 @@ EXPECT = {
                       "`multicam plan` command again"),
     "truncated-plan": "plan.json: damaged plan file (",
     "garbage-manifest-line": "manifest.jsonl:3: damaged manifest line (",
-    "deleted-store": "jobs.sqlite: the job store lacks 2 of 2 planned jobs (first s000001); run the same "
-                     "`multicam plan` command again to re-add them",
+    "deleted-store": "jobs.sqlite: the job store lacks 2 of 2 planned jobs (first s000001); run `multicam repair ",
 }
 
 
@@ -93,3 +92,21 @@ def test_rebuilt_store_keeps_finished_scenes(tmp_path: Path, kind: str) -> None:
     assert _hashes(ds) == before
     res = runner.invoke(app, ["status", str(ds)])
     assert "done 2" in res.output, res.output
+
+
+def test_the_lost_store_message_names_a_repair_that_works(tmp_path: Path) -> None:
+    """The deleted-store error gives a command; running exactly that command lets status read the dataset again."""
+    import re
+    import shlex
+
+    ds = _plan(tmp_path / "ds")
+    _damage(ds, "deleted-store")
+    res = runner.invoke(app, ["status", str(ds)])
+    assert res.exit_code == 2, res.output
+    m = re.search(r"run `(multicam repair [^`]+)`", res.output)
+    assert m, res.output
+    repair = shlex.split(m.group(1))[1:]
+    fixed = runner.invoke(app, repair)
+    assert fixed.exit_code == 0, fixed.output
+    after = runner.invoke(app, ["status", str(ds)])
+    assert after.exit_code == 0 and "pending 2" in after.output.replace(":", ""), after.output
