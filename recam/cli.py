@@ -190,7 +190,7 @@ def _cmd_infer(
 ) -> None:
     """Re-render VIDEO along a new camera trajectory (multi-GPU: torchrun ... --parallel MODE)."""
     from recam.attn_kernels import ATTENTION_BACKENDS
-    from recam.infer import DEFAULT_NEGATIVE_PROMPT, infer
+    from recam.infer import DEFAULT_NEGATIVE_PROMPT, format_timings, infer
 
     if attention not in ("auto", *ATTENTION_BACKENDS):
         allowed = ", ".join(ATTENTION_BACKENDS)
@@ -199,6 +199,7 @@ def _cmd_infer(
         raise typer.BadParameter("give exactly one of --cam-type or --cameras (with --cam)")
     if cameras is not None and cam is None:
         raise typer.BadParameter("--cameras needs --cam (e.g. --cam cam03)")
+    timings: dict[str, float] = {}
     path = _run(
         infer,
         video,
@@ -227,8 +228,10 @@ def _cmd_infer(
         parallel=parallel,
         save_latents=save_latents,
         progress=progress,
+        timings=timings,
     )
     typer.echo(f"wrote {path}")
+    typer.echo(f"stages: {format_timings(timings)}", err=True)
 
 
 def _cmd_tiny_wan_dir(

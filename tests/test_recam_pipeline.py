@@ -461,6 +461,9 @@ def test_infer_cli_camera_file_and_errors(dataset: Path, wan_dir: Path, tmp_path
             "--steps", "2", "--tile", "0"]
     res = runner.invoke(app, [*args, "--cameras", str(scene.camera_file), "--cam", "cam02"])
     assert res.exit_code == 0, res.output
+    stages = next(line for line in res.output.splitlines() if line.startswith("stages: "))
+    for name in ("read video", "text", "vae encode", "load transformer", "denoise", "vae decode", "write", "total"):
+        assert f"{name} " in stages, stages
     info = probe_video(out)
     assert (info.frames, info.width, info.height, info.codec) == (FRAMES, 48, 32, "h264")
     np.testing.assert_array_equal(camera_embedding(FRAMES, cameras=scene.camera_file, cam="cam02"),
@@ -470,6 +473,10 @@ def test_infer_cli_camera_file_and_errors(dataset: Path, wan_dir: Path, tmp_path
     assert runner.invoke(app, [*args, "--cam-type", "11"]).exit_code == 2
     res = runner.invoke(app, [*args, "--cameras", str(scene.camera_file), "--cam", "cam09"])
     assert res.exit_code == 2 and "cam09" in res.output
+    # the transformer loads on a worker thread: its errors still reach the user as a one-line failure
+    missing = tmp_path / "no_such.ckpt"
+    res = runner.invoke(app, [*args, "--cam-type", "3", "--checkpoint", str(missing)])
+    assert res.exit_code != 0 and str(missing) in res.output and not out.with_name("x").exists()
 
 
 class _LinearVelocity(torch.nn.Module):
