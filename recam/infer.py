@@ -51,15 +51,41 @@ def camera_embedding(
     return relative_pose_embedding(cameras, cam, cam, num_frames, TEMPORAL_STRIDE)
 
 
+#: ``tile="auto"``: the VAE runs untiled on a CUDA device with at least this much free memory, else in 256 px
+#: tiles (untiled encode and decode of 81 x 480 x 832 peak well below it: BENCHMARKS.md, recam infer stages)
+AUTO_UNTILED_FREE_GIB = 40.0
+
+
+def resolve_tile(tile: int | str | None, device: torch.device) -> int | None:
+    """``"auto"`` -> ``None`` (untiled) on a CUDA device with :data:`AUTO_UNTILED_FREE_GIB` free, else 256;
+    ``0``/``None`` -> ``None``; a number of pixels (multiple of 8, >= 64) is returned as is."""
+    if tile == "auto":
+        if device.type == "cuda" and torch.cuda.mem_get_info(device)[0] >= AUTO_UNTILED_FREE_GIB * 2**30:
+            return None
+        return 256
+    if not tile:
+        return None
+    px = int(tile)
+    if px < 64 or px % 8:
+        raise ValueError(f"--tile must be auto, 0 or a multiple of 8 >= 64 (pixels), got {tile!r}")
+    return px
+
+
 @contextmanager
 def _stage(timings: dict[str, float] | None, name: str, device: torch.device | None = None) -> Iterator[None]:
-    """Add the wall time of the block (the GPU's queued work included) to ``timings[name]``."""
+    """Add the wall time of the block (the GPU's queued work included) to ``timings[name]``; on CUDA also the
+    block's peak allocated memory to ``timings[name + " peak GiB"]``."""
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     yield
-    if device is not None and device.type == "cuda":
+    if cuda:
         torch.cuda.synchronize(device)
     if timings is not None:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        if cuda:
+            timings[f"{name} peak GiB"] = torch.cuda.max_memory_allocated(device) / 2**30
 
 
 def transformer_weight_files(
@@ -94,9 +120,14 @@ def prefetch_files(paths: list[Path], chunk_bytes: int = 16 << 20) -> int:
 
 
 def format_timings(timings: dict[str, float]) -> str:
-    """``{"text": 1.23, ...}`` -> ``"text 1.2 s, ..., total 190.1 s"``."""
-    parts = [f"{k} {v:.1f} s" for k, v in timings.items() if k != "total"]
-    return ", ".join([*parts, f"total {timings.get('total', sum(timings.values())):.1f} s"])
+    """``{"text": 1.23, "text peak GiB": 2.1, ...}`` -> ``"text 1.2 s (2.1 GiB), ..., total 190.1 s"``."""
+    parts = []
+    for k, v in timings.items():
+        if k != "total" and not k.endswith(" peak GiB"):
+            peak = timings.get(f"{k} peak GiB")
+            parts.append(f"{k} {v:.1f} s" + (f" ({peak:.1f} GiB)" if peak is not None else ""))
+    total = timings.get("total", sum(v for k, v in timings.items() if not k.endswith(" peak GiB")))
+    return ", ".join([*parts, f"total {total:.1f} s"])
 
 
 def infer(
@@ -119,7 +150,7 @@ def infer(
     seed: int = 0,
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
     distance_m: float = 4.0,
-    tile: int | None = 256,
+    tile: int | str | None = "auto",
     fps: float = 15.0,
     device: str = "auto",
     fast_attention: bool = True,
@@ -137,6 +168,7 @@ def infer(
     ``attention``: self-attention kernel (``"auto"``: FlashAttention-4 where installed on Hopper/Blackwell, else
     cuDNN; or a name of :data:`recam.attn_kernels.ATTENTION_BACKENDS`, e.g. the opt-in ``"fp8"``).
     ``save_latents``: also write the denoised target latents ``(1, 16, T, h, w)`` there (safetensors).
+    ``tile``: VAE tile size in pixels, ``None``/0 untiled, ``"auto"`` (see :func:`resolve_tile`).
     ``timings``: filled with the wall seconds of each stage (``read video``, ``text``, ``vae encode``,
     ``load transformer`` (only the part not hidden behind the text and VAE stages), ``denoise``, ``vae decode``,
     ``write``, ``total``).
@@ -178,7 +210,7 @@ def infer(
 
     with _stage(timings, "vae encode", dev):
         vae = load_vae(wan_dir, dev, dtype)
-        set_tiling(vae, tile)
+        set_tiling(vae, resolve_tile(tile, dev))
         source = encode_video(vae, frames)[None]
 
     with _stage(timings, "load transformer", dev):

@@ -526,3 +526,19 @@ def test_sample_euler_cfg_against_plain_loop(cfg: float) -> None:
         if n == 2:
             torch.testing.assert_close(ctx[1], neg[0])
         torch.testing.assert_close(c, cam.expand(n, -1, -1))
+
+
+def test_infer_tile_option() -> None:
+    from recam.cli import app
+    from recam.infer import resolve_tile
+
+    cpu = torch.device("cpu")
+    assert resolve_tile("auto", cpu) == 256  # untiled only on a GPU with room for it
+    assert resolve_tile(0, cpu) is None and resolve_tile(None, cpu) is None
+    assert resolve_tile(512, cpu) == 512
+    with pytest.raises(ValueError, match="multiple of 8"):
+        resolve_tile(100 + 1, cpu)
+    for bad in ("7", "abc", "60"):
+        res = CliRunner().invoke(app, ["infer", "--video", "v.mp4", "--prompt", "p", "--out", "o.mp4", "--wan-dir",
+                                       "w", "--cam-type", "1", "--tile", bad])
+        assert res.exit_code == 2 and "--tile" in res.output, res.output
