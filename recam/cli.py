@@ -186,7 +186,7 @@ def _cmd_infer(
     negative_prompt: str | None = typer.Option(None, help="Negative prompt (default: Wan's)."),
     distance_m: float = typer.Option(4.0, help="Preset trajectories' distance to the subject."),
     tile: str = typer.Option(
-        "auto", help="VAE tile size in pixels, 0 = untiled, auto = untiled on a GPU with 40 GiB free, else 256."
+        "auto", help="VAE tile size in pixels, 0 = untiled, auto = untiled on a GPU with 16 GiB free, else 256."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     fast_attention: bool = typer.Option(True, help="Fused-QKV, fp32-RoPE attention processor."),

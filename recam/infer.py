@@ -52,15 +52,16 @@ def camera_embedding(
 
 
 #: ``tile="auto"``: the VAE runs untiled on a CUDA device with at least this much free memory, else in 256 px
-#: tiles (untiled encode and decode of 81 x 480 x 832 peak well below it: BENCHMARKS.md, recam infer stages)
-AUTO_UNTILED_FREE_GIB = 40.0
+#: tiles. Untiled encode and decode of 81 x 480 x 832 peak at 3.7 and 4.7 GiB on an H200 and take 6.8 s against
+#: 12.4 s in 256 px tiles (BENCHMARKS.md); the margin covers larger frames and other processes on the card.
+AUTO_UNTILED_FREE_GIB = 16.0
 
 
 def resolve_tile(tile: int | str | None, device: torch.device) -> int | None:
     """``"auto"`` -> ``None`` (untiled) on a CUDA device with :data:`AUTO_UNTILED_FREE_GIB` free, else 256;
     ``0``/``None`` -> ``None``; a number of pixels (multiple of 8, >= 64) is returned as is."""
     if tile == "auto":
-        if device.type == "cuda" and torch.cuda.mem_get_info(device)[0] >= AUTO_UNTILED_FREE_GIB * 2**30:
+        if device.type == "cuda" and torch.cuda.mem_get_info(device.index)[0] >= AUTO_UNTILED_FREE_GIB * 2**30:
             return None
         return 256
     if not tile:
@@ -76,16 +77,18 @@ def _stage(timings: dict[str, float] | None, name: str, device: torch.device | N
     """Add the wall time of the block (the GPU's queued work included) to ``timings[name]``; on CUDA also the
     block's peak allocated memory to ``timings[name + " peak GiB"]``."""
     cuda = device is not None and device.type == "cuda"
+    index = None if device is None else device.index  # torch.device("cuda") has none: the current device
     if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.init()  # the allocator's statistics exist only once CUDA is initialised
+        torch.cuda.reset_peak_memory_stats(index)
     t0 = time.perf_counter()
     yield
     if cuda:
-        torch.cuda.synchronize(device)
+        torch.cuda.synchronize(index)
     if timings is not None:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         if cuda:
-            timings[f"{name} peak GiB"] = torch.cuda.max_memory_allocated(device) / 2**30
+            timings[f"{name} peak GiB"] = torch.cuda.max_memory_allocated(index) / 2**30
 
 
 def transformer_weight_files(
