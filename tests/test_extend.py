@@ -272,7 +272,7 @@ def test_trajectory_options(ds: Path, tmp_path: Path) -> None:
     (["--cameras", "1", "--cam", "cam01"], "--cam"),
     (["--cameras", "1", "--trajectory", "pan", "--trajectory-file", "f.json", "--cam", "cam01"], "--trajectory"),
     (["--cameras", "1", "--trajectory", "spiral"], "--trajectory"),
-    (["--cameras", "1", "--trajectory", "pan"], "--trajectory"),  # a sampler type, not a preset
+    (["--cameras", "1", "--trajectory", "Pan"], "--trajectory"),
     (["--cameras", "2", "--trajectory-file", "F", "--cam", "cam01"], "--cameras"),
     (["--cameras", "1", "--trajectory-file", "missing.json", "--cam", "cam01"], "--trajectory-file"),
     (["--cameras", "1", "--trajectory-file", "F", "--cam", "cam09"], "--trajectory-file"),
