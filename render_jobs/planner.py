@@ -550,23 +550,15 @@ def clearance_problem(entry: ManifestEntry, poses_ue: Any, obstacles: Sequence[O
     """Why a camera track ``(F, 4, 4)`` (UE cm) breaks the planned cameras' clearance in this scene, or None: it
     comes within ``BODY_RADIUS_M`` of the character's body capsule, or within ``PROP_CAMERA_GAP_M`` of a prop's
     footprint (at a frame or between frames; :mod:`trajectory.clearance`)."""
-    from trajectory.clearance import BODY_RADIUS_M, PROP_CAMERA_GAP_M, path_body_distance, path_prop_distance
+    from trajectory.clearance import BODY_RADIUS_M, path_body_distance, prop_problem
 
     ground = np.asarray(entry.placement.location_cm, dtype=np.float64)
     pos_m = (np.asarray(poses_ue, dtype=np.float64)[:, 3, :3] - ground) / CM_PER_M
     body = float(path_body_distance(pos_m, entry.character.height_m))
     if not body > BODY_RADIUS_M:
         return f"comes {body:.2f} m from the character's body axis (needs > {BODY_RADIUS_M} m)"
-    if obstacles:
-        xy = (np.asarray([o.xy_cm for o in obstacles], dtype=np.float64) - ground[:2]) / CM_PER_M
-        radius = np.asarray([o.radius_m for o in obstacles], dtype=np.float64)
-        d = path_prop_distance(pos_m, xy)
-        bad = np.flatnonzero(~(d > PROP_CAMERA_GAP_M + radius))
-        if len(bad):
-            k = int(bad[0])
-            return (f"passes {d[k]:.2f} m from the prop at ({obstacles[k].xy_cm[0]:.0f}, {obstacles[k].xy_cm[1]:.0f})"
-                    f" cm (needs > {PROP_CAMERA_GAP_M + radius[k]:.2f} m: {PROP_CAMERA_GAP_M} m + its radius)")
-    return None
+    xy = (np.asarray([o.xy_cm for o in obstacles], dtype=np.float64).reshape(-1, 2) - ground[:2]) / CM_PER_M
+    return prop_problem(pos_m, xy, [o.radius_m for o in obstacles])
 
 
 def _drawn_track(ext: ExtensionEntry, frames: int, camera_index: int, draw: int, aim_point_cm: list[float]

@@ -94,3 +94,18 @@ def clear_of_props(pos_m: ArrayLike, props_xy_m: ArrayLike, props_radius_m: Arra
     """``(..., P)`` True where the path ``(..., F, 2 or 3)`` stays more than ``PROP_CAMERA_GAP_M + radius`` from
     prop ``p`` (see :func:`path_prop_distance`)."""
     return path_prop_distance(pos_m, props_xy_m) > PROP_CAMERA_GAP_M + np.asarray(props_radius_m, dtype=np.float64)
+
+
+def prop_problem(pos_m: ArrayLike, props_xy_m: ArrayLike, props_radius_m: ArrayLike) -> str | None:
+    """Why one camera path ``(F, 2 or 3)`` breaks :func:`clear_of_props`, naming the first prop it comes too close
+    to (its index in ``props_xy_m``), or None."""
+    radius = np.asarray(props_radius_m, dtype=np.float64).reshape(-1)
+    if not radius.size:
+        return None
+    d = path_prop_distance(pos_m, props_xy_m)
+    bad = np.flatnonzero(~(d > PROP_CAMERA_GAP_M + radius))
+    if not len(bad):
+        return None
+    k = int(bad[0])
+    return (f"passes {d[k]:.2f} m from prop {k} (environment_build.obstacles[{k}]; needs > "
+            f"{PROP_CAMERA_GAP_M + radius[k]:.2f} m: {PROP_CAMERA_GAP_M} m + its radius)")
