@@ -636,8 +636,8 @@ def sample_released_block(
     moving_kind = np.asarray([TRAJECTORY_TYPES.index(t) for t in RELEASED_MOVING_TYPES])[
         np.minimum((u[:, _U_TYPE] * len(RELEASED_MOVING_TYPES)).astype(np.int64), len(RELEASED_MOVING_TYPES) - 1)]
     kind = moving_kind.astype(np.int64)
-    for k, name in enumerate(TRAJECTORY_TYPES):
-        kind = np.where(role == name, k, kind)
+    for type_index, name in enumerate(TRAJECTORY_TYPES):
+        kind = np.where(role == name, type_index, kind)
     a, s = _speed(kind != TRAJECTORY_TYPES.index("static"), u, A_RANGE_RELEASED, frames)
     out = _new_params(n, frames, p0, fwd0)
     out["aimed"] = u[:, _U_KEEP] >= KEEP_ORIENTATION_P
