@@ -613,3 +613,22 @@ def test_blender_new_camera_on_an_old_track_renders_the_old_video(tmp_path: Path
     assert differ(new, old) < 0.01, differ(new, old)  # the same frames up to path-tracing noise at edges
     assert differ(other, old) > 0.1  # another camera's frames are nothing alike
     assert differ(new[1:], old[:-1]) > 0.1  # cam04 one frame off would not match
+    # the props laid out are recorded, clear of the planned cameras by the environments' gap
+    rec = json.loads((scene / "scene.json").read_text())
+    props = rec["environment_build"]["obstacles"]
+    assert props and len(props) == rec["environment_build"]["props"]
+    poses, names = read_camera_json(scene / CAMERA_FILE)
+    for p in props:
+        gaps = np.linalg.norm(poses[:, :3, 3, :2] - np.asarray(p["xy_cm"]), axis=-1) / 100.0
+        assert gaps.min() > 1.2 + p["radius_m"], (p, gaps.min())
+    # a scene whose scene.json predates the record: the render itself refuses a camera standing in a prop
+    del rec["environment_build"]["obstacles"]
+    (scene / "scene.json").write_text(json.dumps(rec, indent=2) + "\n")
+    inside = np.repeat(poses[:1, :1], 3, axis=0).copy()
+    inside[:, 0, 3, :2] = props[0]["xy_cm"]
+    track = tmp_path / "in_a_prop.json"
+    track.write_text(render_camera_json(inside, ["cam01"]))
+    before = files(ds)
+    res = extend(ds, "--cameras", "1", "--trajectory-file", str(track), "--cam", "cam01", "-o", "device=CPU")
+    assert res.exit_code == 1 and "cam05 passes 0.00 m from prop 0" in res.output, res.output
+    assert files(ds) == before
