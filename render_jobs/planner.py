@@ -546,11 +546,13 @@ def _preset_poses(entry: ManifestEntry, seed: int, frames: int, camera_index: in
 MAX_EXTENSION_DRAWS = 32
 
 
-def clearance_problem(entry: ManifestEntry, poses_ue: Any, obstacles: Sequence[Obstacle]) -> str | None:
+def clearance_problem(entry: ManifestEntry, poses_ue: Any, obstacles: Sequence[Obstacle],
+                      free_radius_m: float | None = None) -> str | None:
     """Why a camera track ``(F, 4, 4)`` (UE cm) breaks the planned cameras' clearance in this scene, or None: it
-    comes within ``BODY_RADIUS_M`` of the character's body capsule, or within ``PROP_CAMERA_GAP_M`` of a prop's
-    footprint (at a frame or between frames; :mod:`trajectory.clearance`)."""
-    from trajectory.clearance import BODY_RADIUS_M, path_body_distance, prop_problem
+    comes within ``BODY_RADIUS_M`` of the character's body capsule, within ``PROP_CAMERA_GAP_M`` of a prop's
+    footprint (at a frame or between frames), or leaves the radius kept free of tall things
+    (:mod:`trajectory.clearance`)."""
+    from trajectory.clearance import BODY_RADIUS_M, free_radius_problem, path_body_distance, prop_problem
 
     ground = np.asarray(entry.placement.location_cm, dtype=np.float64)
     pos_m = (np.asarray(poses_ue, dtype=np.float64)[:, 3, :3] - ground) / CM_PER_M
@@ -558,7 +560,7 @@ def clearance_problem(entry: ManifestEntry, poses_ue: Any, obstacles: Sequence[O
     if not body > BODY_RADIUS_M:
         return f"comes {body:.2f} m from the character's body axis (needs > {BODY_RADIUS_M} m)"
     xy = (np.asarray([o.xy_cm for o in obstacles], dtype=np.float64).reshape(-1, 2) - ground[:2]) / CM_PER_M
-    return prop_problem(pos_m, xy, [o.radius_m for o in obstacles])
+    return prop_problem(pos_m, xy, [o.radius_m for o in obstacles]) or free_radius_problem(pos_m, free_radius_m)
 
 
 def _drawn_track(ext: ExtensionEntry, frames: int, camera_index: int, draw: int, aim_point_cm: list[float]
@@ -584,13 +586,13 @@ def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]
     camera aims and focuses): sampled (:func:`sample_entry_cameras`, seeded by ``ext.seed``, following the scene's
     camera profile), of a sampler type (``pan`` ... ``static``, same profile and start), a validation preset placed
     in the scene, or the given track. A drawn camera that breaks :func:`clearance_problem` (body, the scene's
-    props) is drawn again from (seed, scene, camera, k), k = 1, 2, ...; raises :class:`PlanError` when none of
-    ``MAX_EXTENSION_DRAWS`` draws fits, or when the given track does not."""
+    props, its radius free of tall things) is drawn again from (seed, scene, camera, k), k = 1, 2, ...; raises
+    :class:`PlanError` when none of ``MAX_EXTENSION_DRAWS`` draws fits, or when the given track does not."""
     entry = ext.entry
     indices = [camera_index_of(n) for n in ext.cameras]
     if ext.poses_ue is not None:
         poses = np.asarray(ext.poses_ue, dtype=np.float64)
-        why = clearance_problem(entry, poses, ext.obstacles)
+        why = clearance_problem(entry, poses, ext.obstacles, ext.free_radius_m)
         if why:
             raise PlanError(f"{ext.source}: the track {why}")
         rec: dict[str, Any] = {"trajectory": "file", "source": ext.source, "focal_mm": entry.sampler.focal_mm,
@@ -601,9 +603,14 @@ def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]
     # draw 0 of every camera at once (a sampled cam11 is the cam11 of a plan of 11 cameras), redraws one by one
     first = (sample_entry_cameras(entry, frames, indices, seed=ext.seed) if ext.trajectory is None else
              [_drawn_track(ext, frames, c, 0, aim_point_cm) for c in indices])
+
+    def problem(track: CameraTrack) -> str | None:
+        return _type_problem(ext, track) or clearance_problem(entry, track.poses_array(), ext.obstacles,
+                                                              ext.free_radius_m)
+
     out = []
     for track, c in zip(first, indices, strict=True):
-        why = _type_problem(ext, track) or clearance_problem(entry, track.poses_array(), ext.obstacles)
+        why = problem(track)
         draw = 0
         while why is not None:
             draw += 1
@@ -613,7 +620,7 @@ def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]
                                 f"{what} keeps clear of the body and the scene's props (the last {why}); try "
                                 "another --seed or --trajectory")
             track = _drawn_track(ext, frames, c, draw, aim_point_cm)
-            why = _type_problem(ext, track) or clearance_problem(entry, track.poses_array(), ext.obstacles)
+            why = problem(track)
         out.append(track)
     return out
 

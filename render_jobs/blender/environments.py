@@ -320,6 +320,7 @@ def build_environment(asset: str, ctx: EnvContext) -> dict[str, Any]:
 
     ctx.record["asset"] = asset
     if asset.startswith("builtin:"):
+        ctx.record["free_radius_m"] = ctx.clear_m  # tall things stand outside it (cameras added later stay in)
         name = asset.split(":", 1)[1]
         try:
             fn = BUILTIN_ENVIRONMENTS[name]
