@@ -244,7 +244,7 @@ def parse_scene_ids(text: str, option: str = "--scenes") -> list[int]:
 
 
 def _request_key(ext: ExtensionEntry) -> tuple[Any, ...]:
-    return (len(ext.cameras), ext.seed, ext.trajectory, ext.source, ext.poses_ue, ext.obstacles, ext.free_radius_m)
+    return (len(ext.cameras), ext.seed, ext.trajectory, ext.source, ext.poses_ue, ext.obstacles, ext.clear_radius_m)
 
 
 def plan_extensions(dataset: Path, n_new: int, scenes: list[int] | None, seed: int | None, trajectory: str | None,
@@ -305,11 +305,11 @@ def _check_cameras(ext: ExtensionEntry, settings: RenderSettings, n_cameras: int
 
 def _layout(rec: dict[str, Any], where: Path) -> tuple[list[Obstacle], float | None]:
     """The props and the radius kept free of tall things that ``scene.json`` records (``environment_build``'s
-    ``obstacles`` and ``free_radius_m``; none for backends that lay out nothing)."""
+    ``obstacles`` and ``clear_radius_m``; none for backends that lay out nothing)."""
     build = rec.get("environment_build")
     build = build if isinstance(build, dict) else {}
     try:
-        free = build.get("free_radius_m")
+        free = build.get("clear_radius_m")
         return [Obstacle.model_validate(o) for o in build.get("obstacles", [])], None if free is None else float(free)
     except (ValueError, TypeError) as exc:
         raise ExtendError(f"{where}: environment_build: {exc}".splitlines()[0]) from exc
@@ -327,7 +327,7 @@ def _scene_request(dataset: Path, entry: ManifestEntry, k: int, n_new: int, n_ca
         rec = json.loads((final / SCENE_FILE).read_text(encoding="utf-8"))
         base = list(rec["cameras"])
         backend = str(rec["backend"])
-        obstacles, free_radius_m = _layout(rec, final / SCENE_FILE)
+        obstacles, clear_radius_m = _layout(rec, final / SCENE_FILE)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExtendError(f"{final / SCENE_FILE}: no camera record or backend ({exc}); extend needs the scene.json "
                           "that `multicam render` wrote") from exc
@@ -341,8 +341,8 @@ def _scene_request(dataset: Path, entry: ManifestEntry, k: int, n_new: int, n_ca
                                "source": source, "poses": poses}
     if obstacles:
         request["obstacles"] = [o.model_dump() for o in obstacles]
-    if free_radius_m is not None:
-        request["free_radius_m"] = free_radius_m
+    if clear_radius_m is not None:
+        request["clear_radius_m"] = clear_radius_m
     return ExtensionEntry(job_id=extension_job_id(k, request), entry=entry, backend=backend, base_cameras=base,
                           cameras=names, seed=seed, trajectory=trajectory, source=source, poses_ue=poses,
-                          obstacles=obstacles, free_radius_m=free_radius_m)
+                          obstacles=obstacles, clear_radius_m=clear_radius_m)

@@ -547,12 +547,12 @@ MAX_EXTENSION_DRAWS = 32
 
 
 def clearance_problem(entry: ManifestEntry, poses_ue: Any, obstacles: Sequence[Obstacle],
-                      free_radius_m: float | None = None) -> str | None:
+                      clear_radius_m: float | None = None) -> str | None:
     """Why a camera track ``(F, 4, 4)`` (UE cm) breaks the planned cameras' clearance in this scene, or None: it
     comes within ``BODY_RADIUS_M`` of the character's body capsule, within ``PROP_CAMERA_GAP_M`` of a prop's
     footprint (at a frame or between frames), or leaves the radius kept free of tall things
     (:mod:`trajectory.clearance`)."""
-    from trajectory.clearance import BODY_RADIUS_M, free_radius_problem, path_body_distance, prop_problem
+    from trajectory.clearance import BODY_RADIUS_M, clear_radius_problem, path_body_distance, prop_problem
 
     ground = np.asarray(entry.placement.location_cm, dtype=np.float64)
     pos_m = (np.asarray(poses_ue, dtype=np.float64)[:, 3, :3] - ground) / CM_PER_M
@@ -560,7 +560,7 @@ def clearance_problem(entry: ManifestEntry, poses_ue: Any, obstacles: Sequence[O
     if not body > BODY_RADIUS_M:
         return f"comes {body:.2f} m from the character's body axis (needs > {BODY_RADIUS_M} m)"
     xy = (np.asarray([o.xy_cm for o in obstacles], dtype=np.float64).reshape(-1, 2) - ground[:2]) / CM_PER_M
-    return prop_problem(pos_m, xy, [o.radius_m for o in obstacles]) or free_radius_problem(pos_m, free_radius_m)
+    return prop_problem(pos_m, xy, [o.radius_m for o in obstacles]) or clear_radius_problem(pos_m, clear_radius_m)
 
 
 def _drawn_track(ext: ExtensionEntry, frames: int, camera_index: int, draw: int, aim_point_cm: list[float]
@@ -592,7 +592,7 @@ def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]
     indices = [camera_index_of(n) for n in ext.cameras]
     if ext.poses_ue is not None:
         poses = np.asarray(ext.poses_ue, dtype=np.float64)
-        why = clearance_problem(entry, poses, ext.obstacles, ext.free_radius_m)
+        why = clearance_problem(entry, poses, ext.obstacles, ext.clear_radius_m)
         if why:
             raise PlanError(f"{ext.source}: the track {why}")
         rec: dict[str, Any] = {"trajectory": "file", "source": ext.source, "focal_mm": entry.sampler.focal_mm,
@@ -606,7 +606,7 @@ def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]
 
     def problem(track: CameraTrack) -> str | None:
         return _type_problem(ext, track) or clearance_problem(entry, track.poses_array(), ext.obstacles,
-                                                              ext.free_radius_m)
+                                                              ext.clear_radius_m)
 
     out = []
     for track, c in zip(first, indices, strict=True):

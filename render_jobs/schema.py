@@ -326,8 +326,8 @@ class ExtensionEntry(_Model):
     #: The scene's props (from its ``scene.json``): the new cameras keep clear of them, as the planned ones do.
     obstacles: list[Obstacle] = Field(default_factory=list)
     #: The horizontal radius (m) around the placement that the scene keeps free of tall things (``scene.json``'s
-    #: ``environment_build.free_radius_m``; None: not recorded): the new cameras stay inside it.
-    free_radius_m: float | None = Field(default=None, gt=0)
+    #: ``environment_build.clear_radius_m``; None: not recorded): the new cameras stay inside it.
+    clear_radius_m: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExtensionEntry:

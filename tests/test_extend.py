@@ -417,7 +417,7 @@ def test_no_draw_clear_of_the_props_exits_2(ds: Path) -> None:
 
 
 def test_new_cameras_stay_inside_the_radius_free_of_tall_things(rendered: Path, tmp_path: Path) -> None:
-    """scene.json's environment_build.free_radius_m (Blender: buildings, trees, walls stand outside it): a draw
+    """scene.json's environment_build.clear_radius_m (Blender: buildings, trees, walls stand outside it): a draw
     that leaves it is drawn again; none inside gives exit 2."""
     ds = tmp_path / "ds"
     shutil.copytree(rendered, ds)
@@ -427,7 +427,7 @@ def test_new_cameras_stay_inside_the_radius_free_of_tall_things(rendered: Path, 
     ground = np.asarray(entry.placement.location_cm[:2])
     start_m = float(np.linalg.norm(poses[0, 0, 3, :2] - ground)) / 100.0  # the shared start of every camera
     rec = json.loads((scene / "scene.json").read_text())
-    rec["environment_build"] = {"free_radius_m": start_m + 0.3}
+    rec["environment_build"] = {"clear_radius_m": start_m + 0.3}
     (scene / "scene.json").write_text(json.dumps(rec, indent=2) + "\n")
     res = extend(ds, "--cameras", "2", "--scenes", "1", "--trajectory", "translation")
     assert res.exit_code == 0, res.output
@@ -435,7 +435,7 @@ def test_new_cameras_stay_inside_the_radius_free_of_tall_things(rendered: Path, 
     far = np.linalg.norm(poses[:, names.index("cam04"):, 3, :2] - ground, axis=-1).max() / 100.0
     assert far < start_m + 0.3  # e.g. vertical moves, or horizontal ones towards the character
     rec = json.loads((scene / "scene.json").read_text())
-    rec["environment_build"] = {"free_radius_m": 0.1}
+    rec["environment_build"] = {"clear_radius_m": 0.1}
     (scene / "scene.json").write_text(json.dumps(rec, indent=2) + "\n")
     before = files(ds)
     res = extend(ds, "--cameras", "1", "--scenes", "1")
@@ -650,9 +650,9 @@ def test_blender_new_camera_on_an_old_track_renders_the_old_video(tmp_path: Path
         assert gaps.min() > 1.2 + p["radius_m"], (p, gaps.min())
     ground = np.asarray(rec["placement"]["location_cm"][:2])
     far = np.linalg.norm(poses[:, :3, 3, :2] - ground, axis=-1).max() / 100.0
-    assert far < rec["environment_build"]["free_radius_m"]  # inside the circle kept free of tall things
+    assert far < rec["environment_build"]["clear_radius_m"]  # inside the circle kept free of tall things
     # a scene whose scene.json predates the record: the render itself refuses a camera standing in a prop
-    del rec["environment_build"]["obstacles"], rec["environment_build"]["free_radius_m"]
+    del rec["environment_build"]["obstacles"], rec["environment_build"]["clear_radius_m"]
     (scene / "scene.json").write_text(json.dumps(rec, indent=2) + "\n")
     inside = np.repeat(poses[:1, :1], 3, axis=0).copy()
     inside[:, 0, 3, :2] = props[0]["xy_cm"]

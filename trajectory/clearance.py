@@ -96,18 +96,18 @@ def clear_of_props(pos_m: ArrayLike, props_xy_m: ArrayLike, props_radius_m: Arra
     return path_prop_distance(pos_m, props_xy_m) > PROP_CAMERA_GAP_M + np.asarray(props_radius_m, dtype=np.float64)
 
 
-def free_radius_problem(pos_m: ArrayLike, free_radius_m: float | None) -> str | None:
+def clear_radius_problem(pos_m: ArrayLike, clear_radius_m: float | None) -> str | None:
     """Why a camera path ``(F, 2 or 3)`` (relative to the character's ground point) leaves the horizontal circle
-    of ``free_radius_m`` that the scene keeps free of tall things (buildings, trees, walls), or None. Between two
+    of ``clear_radius_m`` that the scene keeps free of tall things (buildings, trees, walls), or None. Between two
     frames a path is a segment, farthest at an end: the frames decide."""
-    if free_radius_m is None:
+    if clear_radius_m is None:
         return None
     p = np.asarray(pos_m, dtype=np.float64)
     far = float(np.hypot(p[..., 0], p[..., 1]).max())
-    if far < free_radius_m:
+    if far < clear_radius_m:
         return None
-    return (f"goes {far:.2f} m from the character horizontally, beyond the {free_radius_m:.2f} m kept free of tall "
-            "things (environment_build.free_radius_m)")
+    return (f"goes {far:.2f} m from the character horizontally, beyond the {clear_radius_m:.2f} m kept free of tall "
+            "things (environment_build.clear_radius_m)")
 
 
 def prop_problem(pos_m: ArrayLike, props_xy_m: ArrayLike, props_radius_m: ArrayLike) -> str | None:

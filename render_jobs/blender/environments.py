@@ -310,6 +310,8 @@ def build_void(ctx: EnvContext) -> None:
     bpy.context.scene.world = w
 
 
+#: Built-in environments with tall things (buildings, trees, walls) outside ``clear_m``.
+WITH_TALL_THINGS = frozenset({"plaza", "park", "hall"})
 BUILTIN_ENVIRONMENTS = {"plaza": build_plaza, "park": build_park, "hall": build_hall,
                         "calibration": build_calibration, "void": build_void}
 
@@ -320,8 +322,9 @@ def build_environment(asset: str, ctx: EnvContext) -> dict[str, Any]:
 
     ctx.record["asset"] = asset
     if asset.startswith("builtin:"):
-        ctx.record["free_radius_m"] = ctx.clear_m  # tall things stand outside it (cameras added later stay in)
         name = asset.split(":", 1)[1]
+        if name in WITH_TALL_THINGS:
+            ctx.record["clear_radius_m"] = ctx.clear_m  # tall things stand outside it (cameras added later stay in)
         try:
             fn = BUILTIN_ENVIRONMENTS[name]
         except KeyError:

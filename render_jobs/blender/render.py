@@ -167,7 +167,7 @@ def _check_new_cameras_clear(job: RenderJob, env_record: dict[str, Any]) -> None
     """Cameras added to a scene (``multicam extend``) keep clear of the props laid out around its planned cameras
     (the coordinator already drew them clear of the props ``scene.json`` records; this also covers scenes rendered
     before props were recorded). Raises ValueError naming the camera and the prop."""
-    from trajectory.clearance import free_radius_problem, prop_problem
+    from trajectory.clearance import clear_radius_problem, prop_problem
 
     obstacles = env_record.get("obstacles", [])
     xy = np.asarray([o["xy_cm"] for o in obstacles], dtype=np.float64).reshape(-1, 2) / CM_PER_M
@@ -175,7 +175,7 @@ def _check_new_cameras_clear(job: RenderJob, env_record: dict[str, Any]) -> None
     for track in job.cameras:
         pos = track.poses_array()[:, 3, :2] / CM_PER_M
         why = (prop_problem(pos, xy, [o["radius_m"] for o in obstacles])
-               or free_radius_problem(pos - ground, env_record.get("free_radius_m")))
+               or clear_radius_problem(pos - ground, env_record.get("clear_radius_m")))
         if why:
             raise ValueError(f"{track.name} {why}; draw it again with another --seed")
 
