@@ -53,19 +53,28 @@ def worth_showing(text: str) -> list[str]:
 
 
 @contextlib.contextmanager
+def stdout_fd_to(fd: int) -> Iterator[None]:
+    """Point file descriptor 1 (C-level writes included) at ``fd`` for the block, then back."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(fd, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextlib.contextmanager
 def blender_stdout(sink: TextIO | None = None) -> Iterator[None]:
     """Send file descriptor 1 (Blender's C-level log lines, and Python's prints) to a temporary file for the block;
     then write the lines :func:`worth_showing` keeps to ``sink`` (default: stderr), even when the block raised."""
-    sys.stdout.flush()
-    saved = os.dup(1)
     with tempfile.TemporaryFile() as cap:
-        os.dup2(cap.fileno(), 1)
         try:
-            yield
+            with stdout_fd_to(cap.fileno()):
+                yield
         finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
             cap.seek(0)
             lines = worth_showing(cap.read().decode("utf-8", errors="replace"))
             if lines:

@@ -16,7 +16,6 @@ import contextlib
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -220,16 +219,13 @@ def quiet_stdout(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    sys.stdout.flush()
-    saved = os.dup(1)
+    from render_jobs.blender_backend import stdout_fd_to
+
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
     try:
-        yield
+        with stdout_fd_to(devnull):
+            yield
     finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
         os.close(devnull)
 
 
