@@ -328,6 +328,30 @@ def test_trajectory_sampler_types_are_measured_in_the_camera_file(ds: Path) -> N
     assert 5.0 <= rec["cameras"]["cam04"]["angle_deg"] <= 45.0
 
 
+def test_trajectory_type_follows_the_independent_profile(tmp_path: Path) -> None:
+    """With the ``independent`` profile a new camera of a type gets its own start and that profile's geometry: a
+    translation along one of its own start axes, orientation fixed."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(CATALOG))
+    ds = tmp_path / "ds"
+    plan_dataset(load_catalog(tmp_path / "c.yaml"), 1, 4, ds, RenderSettings(width=32, height=32, frames=FRAMES,
+                 samples=1), n_cameras=2, camera_profile="independent")
+    assert run_dataset(ds, "test-synthetic", progress=False).rendered == 1
+    res = extend(ds, "--cameras", "2", "--trajectory", "translation")
+    assert res.exit_code == 0, res.output
+    scene = scene_dirs(ds)[0]
+    poses, names = read_camera_json(scene / CAMERA_FILE)
+    rec = json.loads((scene / "scene.json").read_text())
+    starts = poses[0, :, 3, :3]
+    assert len({tuple(np.round(s, 3)) for s in starts}) == 4  # every camera its own start
+    for name in ("cam03", "cam04"):
+        p = poses[:, names.index(name)]
+        assert rec["cameras"][name]["trajectory"] == "translation" and "axes" not in rec["cameras"][name]
+        assert np.abs(p[:, :3, :3] - p[0, :3, :3]).max() < 1e-6  # orientation fixed
+        d = p[-1, 3, :3] - p[0, 3, :3]
+        along = np.abs(p[0, :3, :3] @ d) / np.linalg.norm(d)  # cosines with its forward, right, up axes
+        assert np.isclose(along.max(), 1.0, atol=1e-6), along
+
+
 def test_trajectory_type_is_deterministic_from_seed_scene_camera(rendered: Path, tmp_path: Path) -> None:
     from render_jobs.planner import _sample_entry
 
