@@ -47,7 +47,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recam.attn_kernels import ATTENTION_BACKENDS, attention, fa4_available  # noqa: E402
+from recam.attn_kernels import (  # noqa: E402
+    ATTENTION_BACKENDS,
+    FA4_FWD_CONFIG,
+    attention,
+    fa4_available,
+    format_fa4_fwd_config,
+)
 from recam.model import (  # noqa: E402
     ReCamMasterTransformer,
     flops_per_forward,
@@ -470,9 +476,10 @@ def main(argv: list[str] | None = None) -> int:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "latent_target": args.latent,
         "text_len": args.text_len,
+        "fa4_fwd_config": format_fa4_fwd_config(FA4_FWD_CONFIG),  # RECAM_FA4_FWD, or FA4's heuristic ("default")
     }
     PROGRESS.update(res=res, out=args.out)
-    log(f"torch {res['torch']}, diffusers {res['diffusers']}, device {res['device']}")
+    log(f"torch {res['torch']}, diffusers {res['diffusers']}, device {res['device']}, FA4 fwd {res['fa4_fwd_config']}")
     try:
         run_all(args, device, res)
     except Exception:

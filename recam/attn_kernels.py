@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+import os
 from typing import Any
 
 import torch
@@ -39,6 +40,50 @@ FP8_BLOCK = 128  # tokens per quantisation block of q and k (one scale per block
 FP8_MAX = 448.0  # largest finite float8 e4m3fn
 # launch configuration of the FP8 kernel (BLOCK_N must divide FP8_BLOCK)
 FP8_KERNEL_CONFIG: dict[str, int] = {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3}  # best of a sweep, H200
+#: FlashAttention-4 forward tile options on Hopper (sm90), passed to ``flash_attn.cute.interface._flash_attn_fwd``:
+#: ``tile_mn`` (query rows, key columns per tile), ``mma_pv_is_rs`` (P from registers for P V), ``intra_wg_overlap``.
+#: Empty = FA4's own heuristic (128 x 128, RS, overlap for head dim 128). Set from ``RECAM_FA4_FWD`` (see
+#: :func:`parse_fa4_fwd_config`) or by a sweep (``bench/recam_attn_kernels.py --fa4-sweep``).
+FA4_FWD_CONFIG: dict[str, Any] = {}
+
+
+def parse_fa4_fwd_config(text: str) -> dict[str, Any]:
+    """``"128x176"``, ``"128x176,rs,ol"``, ``"128x128,nors,ol"`` -> FA4 forward options (see :data:`FA4_FWD_CONFIG`);
+    ``""`` or ``"default"`` -> ``{}`` (FA4's heuristic). Flags: ``rs``/``nors`` (P V operand from registers or shared
+    memory), ``ol``/``nool`` (intra-warpgroup overlap of softmax and the next QK^T); unnamed flags keep FA4's
+    choice."""
+    text = text.strip().lower()
+    if text in ("", "default"):
+        return {}
+    head, *flags = (t.strip() for t in text.split(","))
+    try:
+        m, n = (int(t) for t in head.split("x"))
+    except ValueError:
+        raise ValueError(f"RECAM_FA4_FWD: tile {head!r} is not MxN (e.g. 128x176)") from None
+    if m not in (64, 128, 192) or not (16 <= n <= 256) or n % 16:
+        raise ValueError(f"RECAM_FA4_FWD: tile {m}x{n} out of range (M in 64, 128, 192; N a multiple of 16, 16-256)")
+    cfg: dict[str, Any] = {"tile_mn": (m, n)}
+    names = {"rs": ("mma_pv_is_rs", True), "nors": ("mma_pv_is_rs", False), "ol": ("intra_wg_overlap", True),
+             "nool": ("intra_wg_overlap", False)}
+    for f in flags:
+        if f not in names:
+            raise ValueError(f"RECAM_FA4_FWD: unknown flag {f!r}; allowed: {', '.join(names)}")
+        key, val = names[f]
+        cfg[key] = val
+    return cfg
+
+
+def format_fa4_fwd_config(cfg: dict[str, Any]) -> str:
+    """Inverse of :func:`parse_fa4_fwd_config`."""
+    if not cfg:
+        return "default"
+    m, n = cfg["tile_mn"]
+    flags = [{True: "rs", False: "nors"}[cfg["mma_pv_is_rs"]]] if "mma_pv_is_rs" in cfg else []
+    flags += [{True: "ol", False: "nool"}[cfg["intra_wg_overlap"]]] if "intra_wg_overlap" in cfg else []
+    return ",".join([f"{m}x{n}", *flags])
+
+
+FA4_FWD_CONFIG.update(parse_fa4_fwd_config(os.environ.get("RECAM_FA4_FWD", "")))
 
 
 def check_backend(name: str | None) -> None:
@@ -114,7 +159,8 @@ def flash_attn4_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[
     """FA4 forward of (B, S, H, D) bf16/fp16 tensors -> (out (B, S_q, H, D), lse (B, H, S_q) float32)."""
     from flash_attn.cute.interface import _flash_attn_fwd
 
-    out, lse = _flash_attn_fwd(q, k, v, softmax_scale=q.shape[-1] ** -0.5, return_lse=True)[:2]
+    opts = FA4_FWD_CONFIG if torch.cuda.get_device_capability(q.device)[0] == 9 else {}  # tiles are sm90's
+    out, lse = _flash_attn_fwd(q, k, v, softmax_scale=q.shape[-1] ** -0.5, return_lse=True, **opts)[:2]
     return out, lse
 
 

@@ -148,6 +148,19 @@ def _cmd_train(
     typer.echo(f"trained steps {res['start_step']}..{res['steps']} -> {out}")
 
 
+def _tile_option(text: str) -> int | str | None:
+    """``--tile``: ``auto``, 0 (untiled) or a number of pixels (multiple of 8, >= 64)."""
+    if text == "auto":
+        return text
+    try:
+        px = int(text)
+    except ValueError:
+        raise typer.BadParameter(f"--tile must be auto, 0 or a number of pixels, got {text!r}") from None
+    if px and (px < 64 or px % 8):
+        raise typer.BadParameter(f"--tile must be auto, 0 or a multiple of 8 >= 64 (pixels), got {px}")
+    return px or None
+
+
 def _cmd_infer(
     video: Path = typer.Option(..., "--video", help="Source video (mp4)."),
     prompt: str = typer.Option(..., "--prompt", help="Text prompt."),
@@ -172,7 +185,9 @@ def _cmd_infer(
     seed: int = typer.Option(0, help="Noise seed."),
     negative_prompt: str | None = typer.Option(None, help="Negative prompt (default: Wan's)."),
     distance_m: float = typer.Option(4.0, help="Preset trajectories' distance to the subject."),
-    tile: int = typer.Option(256, help="VAE tile size in pixels (0 = no tiling)."),
+    tile: str = typer.Option(
+        "auto", help="VAE tile size in pixels, 0 = untiled, auto = untiled on a GPU with 16 GiB free, else 256."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     fast_attention: bool = typer.Option(True, help="Fused-QKV, fp32-RoPE attention processor."),
     attention: str = typer.Option(
@@ -190,7 +205,7 @@ def _cmd_infer(
 ) -> None:
     """Re-render VIDEO along a new camera trajectory (multi-GPU: torchrun ... --parallel MODE)."""
     from recam.attn_kernels import ATTENTION_BACKENDS
-    from recam.infer import DEFAULT_NEGATIVE_PROMPT, infer
+    from recam.infer import DEFAULT_NEGATIVE_PROMPT, format_timings, infer
 
     if attention not in ("auto", *ATTENTION_BACKENDS):
         allowed = ", ".join(ATTENTION_BACKENDS)
@@ -199,6 +214,7 @@ def _cmd_infer(
         raise typer.BadParameter("give exactly one of --cam-type or --cameras (with --cam)")
     if cameras is not None and cam is None:
         raise typer.BadParameter("--cameras needs --cam (e.g. --cam cam03)")
+    timings: dict[str, float] = {}
     path = _run(
         infer,
         video,
@@ -219,7 +235,7 @@ def _cmd_infer(
         seed=seed,
         negative_prompt=DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt,
         distance_m=distance_m,
-        tile=tile or None,
+        tile=_tile_option(tile),
         device=device,
         fast_attention=fast_attention,
         attention=attention,
@@ -227,8 +243,10 @@ def _cmd_infer(
         parallel=parallel,
         save_latents=save_latents,
         progress=progress,
+        timings=timings,
     )
     typer.echo(f"wrote {path}")
+    typer.echo(f"stages: {format_timings(timings)}", err=True)
 
 
 def _cmd_tiny_wan_dir(

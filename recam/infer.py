@@ -10,6 +10,10 @@ flow matching, ``steps`` Euler steps with shift 5, classifier-free guidance ``cf
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +51,88 @@ def camera_embedding(
     return relative_pose_embedding(cameras, cam, cam, num_frames, TEMPORAL_STRIDE)
 
 
+#: ``tile="auto"``: the VAE runs untiled on a CUDA device with at least this much free memory, else in 256 px
+#: tiles. Untiled encode and decode of 81 x 480 x 832 peak at 3.7 and 4.7 GiB on an H200 and take 6.8 s against
+#: 12.4 s in 256 px tiles (BENCHMARKS.md); the margin covers larger frames and other processes on the card.
+AUTO_UNTILED_FREE_GIB = 16.0
+
+
+def resolve_tile(tile: int | str | None, device: torch.device) -> int | None:
+    """``"auto"`` -> ``None`` (untiled) on a CUDA device with :data:`AUTO_UNTILED_FREE_GIB` free, else 256;
+    ``0``/``None`` -> ``None``; a number of pixels (multiple of 8, >= 64) is returned as is."""
+    if tile == "auto":
+        if device.type == "cuda" and torch.cuda.mem_get_info(device.index)[0] >= AUTO_UNTILED_FREE_GIB * 2**30:
+            return None
+        return 256
+    if not tile:
+        return None
+    px = int(tile)
+    if px < 64 or px % 8:
+        raise ValueError(f"--tile must be auto, 0 or a multiple of 8 >= 64 (pixels), got {tile!r}")
+    return px
+
+
+@contextmanager
+def _stage(timings: dict[str, float] | None, name: str, device: torch.device | None = None) -> Iterator[None]:
+    """Add the wall time of the block (the GPU's queued work included) to ``timings[name]``; on CUDA also the
+    block's peak allocated memory to ``timings[name + " peak GiB"]``."""
+    cuda = device is not None and device.type == "cuda"
+    index = None if device is None else device.index  # torch.device("cuda") has none: the current device
+    if cuda:
+        torch.cuda.init()  # the allocator's statistics exist only once CUDA is initialised
+        torch.cuda.reset_peak_memory_stats(index)
+    t0 = time.perf_counter()
+    yield
+    if cuda:
+        torch.cuda.synchronize(index)
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        if cuda:
+            timings[f"{name} peak GiB"] = torch.cuda.max_memory_allocated(index) / 2**30
+
+
+def transformer_weight_files(
+    wan_dir: str | os.PathLike[str], checkpoint: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """The files :func:`recam.pipeline.load_transformer` reads (weights of ``wan_dir``'s transformer, checkpoint)."""
+    from recam.pipeline import latest_checkpoint
+    from recam.wandir import wan_paths
+
+    folder = wan_paths(wan_dir).transformer.parent
+    files = sorted(folder.glob("*.safetensors"))
+    if checkpoint is not None:
+        c = Path(checkpoint)
+        ck = None if c.is_file() else latest_checkpoint(c)
+        files += [c] if c.is_file() else sorted(ck.glob("*.safetensors")) if ck is not None else []
+    return files
+
+
+def prefetch_files(paths: list[Path], chunk_bytes: int = 16 << 20) -> int:
+    """Read ``paths`` once (into the OS page cache); returns the bytes read. Missing files are skipped: the real
+    load reports them."""
+    total = 0
+    buf = bytearray(chunk_bytes)
+    for p in paths:
+        try:
+            with open(p, "rb", buffering=0) as f:
+                while n := f.readinto(buf):
+                    total += n
+        except OSError:
+            continue
+    return total
+
+
+def format_timings(timings: dict[str, float]) -> str:
+    """``{"text": 1.23, "text peak GiB": 2.1, ...}`` -> ``"text 1.2 s (2.1 GiB), ..., total 190.1 s"``."""
+    parts = []
+    for k, v in timings.items():
+        if k != "total" and not k.endswith(" peak GiB"):
+            peak = timings.get(f"{k} peak GiB")
+            parts.append(f"{k} {v:.1f} s" + (f" ({peak:.1f} GiB)" if peak is not None else ""))
+    total = timings.get("total", sum(v for k, v in timings.items() if not k.endswith(" peak GiB")))
+    return ", ".join([*parts, f"total {total:.1f} s"])
+
+
 def infer(
     video: str | os.PathLike[str],
     prompt: str,
@@ -67,7 +153,7 @@ def infer(
     seed: int = 0,
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
     distance_m: float = 4.0,
-    tile: int | None = 256,
+    tile: int | str | None = "auto",
     fps: float = 15.0,
     device: str = "auto",
     fast_attention: bool = True,
@@ -76,6 +162,7 @@ def infer(
     progress: bool = True,
     parallel: str = "none",
     save_latents: str | os.PathLike[str] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """Write the re-rendered video to ``out`` (``num_frames`` frames, ``height x width``); returns its path.
 
@@ -84,6 +171,10 @@ def infer(
     ``attention``: self-attention kernel (``"auto"``: FlashAttention-4 where installed on Hopper/Blackwell, else
     cuDNN; or a name of :data:`recam.attn_kernels.ATTENTION_BACKENDS`, e.g. the opt-in ``"fp8"``).
     ``save_latents``: also write the denoised target latents ``(1, 16, T, h, w)`` there (safetensors).
+    ``tile``: VAE tile size in pixels, ``None``/0 untiled, ``"auto"`` (see :func:`resolve_tile`).
+    ``timings``: filled with the wall seconds of each stage (``read video``, ``text``, ``vae encode``,
+    ``load transformer`` (only the part not hidden behind the text and VAE stages), ``denoise``, ``vae decode``,
+    ``write``, ``total``).
     """
     from recam.attn_kernels import resolve_backend
     from recam.parallel import PARALLEL_MODES, init_distributed, parallelize
@@ -91,9 +182,11 @@ def infer(
     from recam.text import PromptEncoder, pad_prompt_embeddings
     from recam.vae import decode_latents, encode_video, load_vae, set_tiling
 
+    t_start = time.perf_counter()
     latent_shape(num_frames, height, width)
     cam_emb = torch.from_numpy(camera_embedding(num_frames, cam_type, cameras, cam, distance_m))[None]
-    frames = load_video(video, num_frames, height, width)
+    with _stage(timings, "read video"):
+        frames = load_video(video, num_frames, height, width)
     if parallel not in PARALLEL_MODES:
         raise ValueError(f"--parallel must be one of {', '.join(PARALLEL_MODES)}, got {parallel!r}")
     rank, own_group = 0, False
@@ -106,20 +199,30 @@ def infer(
     else:
         dev = pick_device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    # the transformer's weight files are read into the page cache on a worker thread while the text and VAE
+    # stages run, so the load below does not wait for the disk. Only file reads run there: building models in two
+    # threads at once is not safe (diffusers/accelerate patch module construction globally while loading).
+    loader = ThreadPoolExecutor(1, thread_name_prefix="recam-prefetch")
+    prefetched = loader.submit(prefetch_files, transformer_weight_files(wan_dir, checkpoint))
 
-    enc = PromptEncoder(wan_dir, dev, dtype)
-    embs = enc.encode([prompt, negative_prompt])
-    ctx = pad_prompt_embeddings(embs, enc.max_length)
-    del enc
+    with _stage(timings, "text", dev):
+        enc = PromptEncoder(wan_dir, dev, dtype)
+        embs = enc.encode([prompt, negative_prompt])
+        ctx = pad_prompt_embeddings(embs, enc.max_length)
+        del enc
 
-    vae = load_vae(wan_dir, dev, dtype)
-    set_tiling(vae, tile)
-    source = encode_video(vae, frames)[None]
+    with _stage(timings, "vae encode", dev):
+        vae = load_vae(wan_dir, dev, dtype)
+        set_tiling(vae, resolve_tile(tile, dev))
+        source = encode_video(vae, frames)[None]
 
-    model = load_transformer(wan_dir, transformer_config, checkpoint)
-    if dev.type == "cuda":
-        model.to_mixed_precision(torch.bfloat16)
-    model.to(dev).eval()
+    with _stage(timings, "load transformer", dev):
+        prefetched.result()
+        loader.shutdown()
+        model = load_transformer(wan_dir, transformer_config, checkpoint)
+        if dev.type == "cuda":
+            model.to_mixed_precision(torch.bfloat16)
+        model.to(dev).eval()
     if fast_attention:  # on CUDA: the kernel `attention` names plus the inference fusions (see recam.attention)
         cuda = dev.type == "cuda"
         model.set_fast_attention(
@@ -130,18 +233,19 @@ def infer(
         )
     if compile:
         model.compile_blocks()
-    latents = sample(
-        parallelize(model, parallel),
-        source,
-        ctx[:1],
-        cam_emb,
-        negative_emb=ctx[1:],
-        steps=steps,
-        cfg=cfg,
-        shift=shift,
-        seed=seed,
-        progress=progress and rank == 0,
-    )
+    with _stage(timings, "denoise", dev):
+        latents = sample(
+            parallelize(model, parallel),
+            source,
+            ctx[:1],
+            cam_emb,
+            negative_emb=ctx[1:],
+            steps=steps,
+            cfg=cfg,
+            shift=shift,
+            seed=seed,
+            progress=progress and rank == 0,
+        )
     del model
     if dev.type == "cuda":
         torch.cuda.empty_cache()
@@ -153,12 +257,16 @@ def infer(
             from multicam.io import atomic_write_bytes
 
             atomic_write_bytes(Path(save_latents), save({"latents": latents.float().cpu().contiguous()}))
-        video_out = decode_latents(vae, latents)
-        written = encode_mp4(out, list(video_out[:num_frames]), fps=fps)
+        with _stage(timings, "vae decode", dev):
+            video_out = decode_latents(vae, latents)
+        with _stage(timings, "write"):
+            written = encode_mp4(out, list(video_out[:num_frames]), fps=fps)
     if own_group:
         import torch.distributed as dist
 
         if dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+    if timings is not None:
+        timings["total"] = time.perf_counter() - t_start
     return written

@@ -21,17 +21,66 @@ Options (``multicam render --backend blender -o KEY=VALUE`` or ``get_backend("bl
 ``views_per_call``
     Cameras rendered by one Blender render call (multi-view; 0 = the default: all ten up to 256 px, fewer
     at larger sizes to bound memory, one at 1280 px). Changes nothing in the output but the noise.
+
+Blender writes its own log lines to the process's stdout (file descriptor 1, from C). While a job is built and
+rendered that descriptor goes to a temporary file (:func:`blender_stdout`); afterwards its lines are copied to
+stderr, except the known noise of :data:`BLENDER_NOISE` (e.g. ``CUEW initialization failed`` on a machine without
+the CUDA or HIP libraries), so that ``multicam``'s stdout carries only its own report and real messages still show.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from render_jobs.backend import RenderError
 from render_jobs.schema import RenderJob
+
+#: Blender's lines that say nothing about a render: the GPU libraries it probes for are absent (a CPU machine).
+BLENDER_NOISE = re.compile(r"\b(CUEW|HIPEW|HIPRT|OPTIX|OptiX|oneAPI|ONEAPI)\b.*\b(initialization failed|failed to "
+                           r"(load|initiali[sz]e)|Error opening|not found)", re.IGNORECASE)
+
+
+def worth_showing(text: str) -> list[str]:
+    """The lines of Blender's captured output that are not :data:`BLENDER_NOISE` (nor blank)."""
+    return [ln for ln in text.splitlines() if ln.strip() and not BLENDER_NOISE.search(ln)]
+
+
+@contextlib.contextmanager
+def stdout_fd_to(fd: int) -> Iterator[None]:
+    """Point file descriptor 1 (C-level writes included) at ``fd`` for the block, then back."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(fd, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def blender_stdout(sink: TextIO | None = None) -> Iterator[None]:
+    """Send file descriptor 1 (Blender's C-level log lines, and Python's prints) to a temporary file for the block;
+    then write the lines :func:`worth_showing` keeps to ``sink`` (default: stderr), even when the block raised."""
+    with tempfile.TemporaryFile() as cap:
+        try:
+            with stdout_fd_to(cap.fileno()):
+                yield
+        finally:
+            cap.seek(0)
+            lines = worth_showing(cap.read().decode("utf-8", errors="replace"))
+            if lines:
+                out = sys.stderr if sink is None else sink
+                out.write("\n".join(lines) + "\n")
+                out.flush()
 
 
 def _blender_script_path(entry: str) -> bool:
@@ -78,6 +127,10 @@ class BlenderBackend:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
 
     def render(self, job: RenderJob, out_dir: Path) -> dict[str, Any]:
+        with blender_stdout():
+            return self._render(job, out_dir)
+
+    def _render(self, job: RenderJob, out_dir: Path) -> dict[str, Any]:
         try:
             import_bpy()
         except ImportError as exc:

@@ -16,7 +16,9 @@ def extend(
     scenes: str | None = typer.Option(None, "--scenes", help="Scene ids of the plan, e.g. 1,3-5 (default: all)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the new cameras' draws (default: the dataset "
                                     "seed); each camera is drawn from (seed, scene, camera)."),
-    trajectory: str | None = typer.Option(None, "--trajectory", help="Instead of sampling: a validation preset "
+    trajectory: str | None = typer.Option(None, "--trajectory", help="Instead of the profile's choice: a sampler "
+                                          "type (pan, tilt, translation, arc, random, static: drawn like the "
+                                          "scene's cameras, its profile and start) or a validation preset "
                                           "(pan_right, pan_left, tilt_up, tilt_down, zoom_in, zoom_out, "
                                           "translate_up, translate_down, arc_left, arc_right; see `multicam "
                                           "presets`), placed at the scene's radius facing the character."),
@@ -33,7 +35,7 @@ def extend(
     files stay byte-identical; each scene gains its cameras atomically; resumable (run the same command again
     after a crash).
 
-    Example: multicam extend demo_dataset --cameras 2 --scenes 1 --no-progress
+    Example: multicam extend demo_dataset --cameras 2 --scenes 1 --trajectory arc --no-progress
     """
     from exporters.camera_json import CameraFileError, read_camera_track
     from exporters.metadata import MetadataWriter
@@ -44,6 +46,7 @@ def extend(
     from render_jobs.runner import RunError, run_dataset
     from render_jobs.schema import ExtensionEntry
     from trajectory.presets import PRESET_NAMES
+    from trajectory.profiles import TRAJECTORY_TYPES
 
     if cameras < 1:
         fail(f"--cameras: must be >= 1, got {cameras}")
@@ -55,8 +58,9 @@ def extend(
         fail("--trajectory: give either --trajectory or --trajectory-file, not both")
     if cam is not None and trajectory_file is None:
         fail("--cam: only with --trajectory-file (the camera of that file to add)")
-    if trajectory is not None and trajectory not in PRESET_NAMES:
-        fail(f"--trajectory: must be one of {', '.join(PRESET_NAMES)}, got {trajectory!r}")
+    if trajectory is not None and trajectory not in (*TRAJECTORY_TYPES, *PRESET_NAMES):
+        fail(f"--trajectory: must be a sampler type ({', '.join(TRAJECTORY_TYPES)}) or a preset "
+             f"({', '.join(PRESET_NAMES)}), got {trajectory!r}")
     if trajectory_file is not None and cam is None:
         fail("--trajectory-file: needs --cam camNN (the camera of the file to add)")
     if trajectory_file is not None and cameras != 1:

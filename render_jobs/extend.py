@@ -38,7 +38,15 @@ from multicam.errors import DatasetError
 from multicam.io import atomic_write_text, exchange_dirs
 from render_jobs.backend import RenderError
 from render_jobs.planner import TMP_DIR, PlanError, extension_job, iter_manifest, load_settings, read_plan
-from render_jobs.schema import CameraTrack, ExtensionEntry, ManifestEntry, RenderJob, extension_job_id
+from render_jobs.schema import (
+    CameraTrack,
+    ExtensionEntry,
+    ManifestEntry,
+    Obstacle,
+    RenderJob,
+    RenderSettings,
+    extension_job_id,
+)
 from render_jobs.store import JobStore
 from render_jobs.verify import verify_scene_dir
 
@@ -236,7 +244,7 @@ def parse_scene_ids(text: str, option: str = "--scenes") -> list[int]:
 
 
 def _request_key(ext: ExtensionEntry) -> tuple[Any, ...]:
-    return (len(ext.cameras), ext.seed, ext.trajectory, ext.source, ext.poses_ue)
+    return (len(ext.cameras), ext.seed, ext.trajectory, ext.source, ext.poses_ue, ext.obstacles, ext.clear_radius_m)
 
 
 def plan_extensions(dataset: Path, n_new: int, scenes: list[int] | None, seed: int | None, trajectory: str | None,
@@ -245,7 +253,7 @@ def plan_extensions(dataset: Path, n_new: int, scenes: list[int] | None, seed: i
     jobs of the same request found in the store, e.g. after a killed run). Raises :class:`ExtendError`."""
     try:
         plan = read_plan(dataset)
-        _, n_cameras = load_settings(dataset)
+        settings, n_cameras = load_settings(dataset)
         entries = {e.scene_index: e for e in iter_manifest(dataset)}
     except PlanError as exc:
         raise ExtendError(f"{exc} (multicam extend re-renders a scene from the plan that made it)") from exc
@@ -267,6 +275,7 @@ def plan_extensions(dataset: Path, n_new: int, scenes: list[int] | None, seed: i
         for k in picked:
             entry = entries[k]
             ext = _scene_request(dataset, entry, k, n_new, n_cameras, seed, trajectory, track, done_ids)
+            _check_cameras(ext, settings, n_cameras)
             pending = unfinished.get(k, [])
             same = [p for p in pending if _request_key(p) == _request_key(ext)]
             if same:
@@ -285,6 +294,27 @@ def plan_extensions(dataset: Path, n_new: int, scenes: list[int] | None, seed: i
     return jobs, resumed
 
 
+def _check_cameras(ext: ExtensionEntry, settings: RenderSettings, n_cameras: int) -> None:
+    """Draw the new cameras now as the worker will (a pure function of the entry): a request whose cameras cannot
+    keep clear of the body and the scene's props is refused before anything is queued."""
+    try:
+        extension_job(ext, settings, n_cameras)
+    except PlanError as exc:
+        raise ExtendError(str(exc)) from exc
+
+
+def _layout(rec: dict[str, Any], where: Path) -> tuple[list[Obstacle], float | None]:
+    """The props and the radius kept free of tall things that ``scene.json`` records (``environment_build``'s
+    ``obstacles`` and ``clear_radius_m``; none for backends that lay out nothing)."""
+    build = rec.get("environment_build")
+    build = build if isinstance(build, dict) else {}
+    try:
+        free = build.get("clear_radius_m")
+        return [Obstacle.model_validate(o) for o in build.get("obstacles", [])], None if free is None else float(free)
+    except (ValueError, TypeError) as exc:
+        raise ExtendError(f"{where}: environment_build: {exc}".splitlines()[0]) from exc
+
+
 def _scene_request(dataset: Path, entry: ManifestEntry, k: int, n_new: int, n_cameras: int, seed: int,
                    trajectory: str | None, track: tuple[str, list[list[list[float]]]] | None,
                    done_ids: set[str]) -> ExtensionEntry:
@@ -297,6 +327,7 @@ def _scene_request(dataset: Path, entry: ManifestEntry, k: int, n_new: int, n_ca
         rec = json.loads((final / SCENE_FILE).read_text(encoding="utf-8"))
         base = list(rec["cameras"])
         backend = str(rec["backend"])
+        obstacles, clear_radius_m = _layout(rec, final / SCENE_FILE)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExtendError(f"{final / SCENE_FILE}: no camera record or backend ({exc}); extend needs the scene.json "
                           "that `multicam render` wrote") from exc
@@ -306,7 +337,12 @@ def _scene_request(dataset: Path, entry: ManifestEntry, k: int, n_new: int, n_ca
                           f"{MAX_CAMERA_NUMBER - first + 1} more fit (cam{MAX_CAMERA_NUMBER}), got {n_new}")
     names = [f"cam{c:02d}" for c in range(first, first + n_new)]
     source, poses = track if track is not None else (None, None)
-    request = {"base": base, "cameras": names, "seed": seed, "trajectory": trajectory, "source": source,
-               "poses": poses}
+    request: dict[str, Any] = {"base": base, "cameras": names, "seed": seed, "trajectory": trajectory,
+                               "source": source, "poses": poses}
+    if obstacles:
+        request["obstacles"] = [o.model_dump() for o in obstacles]
+    if clear_radius_m is not None:
+        request["clear_radius_m"] = clear_radius_m
     return ExtensionEntry(job_id=extension_job_id(k, request), entry=entry, backend=backend, base_cameras=base,
-                          cameras=names, seed=seed, trajectory=trajectory, source=source, poses_ue=poses)
+                          cameras=names, seed=seed, trajectory=trajectory, source=source, poses_ue=poses,
+                          obstacles=obstacles, clear_radius_m=clear_radius_m)

@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from exporters.camera_json import cam_name
-from multicam.conventions import CAMERA_SETS, SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
+from multicam.conventions import CAMERA_SETS, CM_PER_M, SENSOR_HEIGHT_MM, SENSOR_WIDTH_MM, camera_set_folder
 from multicam.errors import DatasetError
 from multicam.io import atomic_write_json, atomic_write_text
 from multicam.testhooks import hook
@@ -46,6 +46,7 @@ from render_jobs.schema import (
     ExtensionEntry,
     ManifestEntry,
     ManifestEnvironment,
+    Obstacle,
     Placement,
     RenderJob,
     RenderSettings,
@@ -437,10 +438,11 @@ def materialize(entry: ManifestEntry, settings: RenderSettings, n_cameras: int =
     )
 
 
-def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int], camera_seed: int | None = None
-                  ) -> Any:
+def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int], camera_seed: int | None = None,
+                  trajectory_type: str | None = None, camera_draw: int = 0) -> Any:
     """The sampler's :class:`~trajectory.sampler.SceneSample` of a planned scene, for these 0-based cameras, with
-    the scene-level choices the planner made (radius, camera set, profile, aim height) passed back to it."""
+    the scene-level choices the planner made (radius, camera set, profile, aim height) passed back to it
+    (``trajectory_type``, ``camera_draw``: see :func:`trajectory.sampler.sample_scenes`)."""
     from trajectory.sampler import sample_scene
 
     smp = entry.sampler
@@ -457,6 +459,8 @@ def _sample_entry(entry: ManifestEntry, frames: int, camera_indices: list[int], 
         camera_profile=smp.camera_profile,
         aim_height_m=smp.aim_height_m,
         camera_seed=camera_seed,
+        trajectory_type=trajectory_type,
+        camera_draw=camera_draw,
     )
 
 
@@ -520,14 +524,15 @@ _PRESET_RECORDS: dict[str, dict[str, Any]] = {
 
 
 def _preset_poses(entry: ManifestEntry, seed: int, frames: int, camera_index: int, preset: str,
-                  aim_point_cm: list[float]) -> Any:
+                  aim_point_cm: list[float], draw: int = 0) -> Any:
     """A validation preset (``trajectory/presets.py``) placed in the scene: started at the scene's radius from the
-    character, level with its aim point, from an azimuth drawn from (seed, scene, camera)."""
+    character, level with its aim point, from an azimuth drawn from (seed, scene, camera) (redraw ``k``: from
+    (seed, scene, camera, k))."""
     from trajectory.presets import PRESET_NAMES, SUBJECT_HEIGHT_CM, preset_track
-    from trajectory.sampler import camera_rng
 
     track = preset_track(PRESET_NAMES.index(preset) + 1, distance_m=entry.sampler.radius_m, frames=frames)
-    yaw = np.radians(camera_rng(seed, entry.scene_index, camera_index).uniform(0.0, 360.0))
+    key = [seed, entry.scene_index, camera_index, *([draw] if draw else [])]
+    yaw = np.radians(np.random.default_rng(key).uniform(0.0, 360.0))
     c, s = np.cos(yaw), np.sin(yaw)
     aim = np.asarray(aim_point_cm, dtype=np.float64)
     # Row-vector UE matrices: rotate about the world vertical (yaw from +X towards +Y), then move the subject centre
@@ -537,30 +542,97 @@ def _preset_poses(entry: ManifestEntry, seed: int, frames: int, camera_index: in
     return track @ place
 
 
+#: Draws of one extension camera (the first, then redraws) before ``multicam extend`` gives up on it.
+MAX_EXTENSION_DRAWS = 32
+
+
+def clearance_problem(entry: ManifestEntry, poses_ue: Any, obstacles: Sequence[Obstacle],
+                      clear_radius_m: float | None = None) -> str | None:
+    """Why a camera track ``(F, 4, 4)`` (UE cm) breaks the planned cameras' clearance in this scene, or None: it
+    comes within ``BODY_RADIUS_M`` of the character's body capsule, within ``PROP_CAMERA_GAP_M`` of a prop's
+    footprint (at a frame or between frames), or leaves the radius kept free of tall things
+    (:mod:`trajectory.clearance`)."""
+    from trajectory.clearance import BODY_RADIUS_M, clear_radius_problem, path_body_distance, prop_problem
+
+    ground = np.asarray(entry.placement.location_cm, dtype=np.float64)
+    pos_m = (np.asarray(poses_ue, dtype=np.float64)[:, 3, :3] - ground) / CM_PER_M
+    body = float(path_body_distance(pos_m, entry.character.height_m))
+    if not body > BODY_RADIUS_M:
+        return f"comes {body:.2f} m from the character's body axis (needs > {BODY_RADIUS_M} m)"
+    xy = (np.asarray([o.xy_cm for o in obstacles], dtype=np.float64).reshape(-1, 2) - ground[:2]) / CM_PER_M
+    return prop_problem(pos_m, xy, [o.radius_m for o in obstacles]) or clear_radius_problem(pos_m, clear_radius_m)
+
+
+def _drawn_track(ext: ExtensionEntry, frames: int, camera_index: int, draw: int, aim_point_cm: list[float]
+                 ) -> CameraTrack:
+    """Draw ``draw`` of one new camera of ``ext`` (a preset or a sampler draw, of ``ext.trajectory``'s type)."""
+    entry, name = ext.entry, cam_name(camera_index)
+    if ext.trajectory in _PRESET_RECORDS:
+        poses = _preset_poses(entry, ext.seed, frames, camera_index, ext.trajectory, aim_point_cm, draw)
+        rec: dict[str, Any] = {**_PRESET_RECORDS[ext.trajectory], "preset": ext.trajectory,
+                               "speed": {"mode": "constant", "a": None}}
+        if draw:
+            rec["draw"] = draw
+        rec.update(focal_mm=entry.sampler.focal_mm, aperture=entry.sampler.aperture)
+        focus = [list(aim_point_cm) for _ in range(frames)]
+        return CameraTrack(name=name, focal_mm=entry.sampler.focal_mm, aperture=entry.sampler.aperture,
+                           poses_ue=poses.tolist(), focus_points_cm=focus, trajectory=rec)
+    sample = _sample_entry(entry, frames, [camera_index], ext.seed, ext.trajectory, draw)
+    return _tracks(entry, sample, sample.record())[0]
+
+
 def extension_tracks(ext: ExtensionEntry, frames: int, aim_point_cm: list[float]) -> list[CameraTrack]:
     """The new cameras of an extension job (a pure function of the entry; ``aim_point_cm``: the scene's, where every
     camera aims and focuses): sampled (:func:`sample_entry_cameras`, seeded by ``ext.seed``, following the scene's
-    camera profile), a validation preset placed in the scene, or the given track."""
+    camera profile), of a sampler type (``pan`` ... ``static``, same profile and start), a validation preset placed
+    in the scene, or the given track. A drawn camera that breaks :func:`clearance_problem` (body, the scene's
+    props, its radius free of tall things) is drawn again from (seed, scene, camera, k), k = 1, 2, ...; raises
+    :class:`PlanError` when none of ``MAX_EXTENSION_DRAWS`` draws fits, or when the given track does not."""
     entry = ext.entry
-    focal, aperture = entry.sampler.focal_mm, entry.sampler.aperture
     indices = [camera_index_of(n) for n in ext.cameras]
-    if ext.poses_ue is None and ext.trajectory is None:
-        return sample_entry_cameras(entry, frames, indices, seed=ext.seed)  # the plan's start, radius, camera set
-    focus = [list(aim_point_cm) for _ in range(frames)]
+    if ext.poses_ue is not None:
+        poses = np.asarray(ext.poses_ue, dtype=np.float64)
+        why = clearance_problem(entry, poses, ext.obstacles, ext.clear_radius_m)
+        if why:
+            raise PlanError(f"{ext.source}: the track {why}")
+        rec: dict[str, Any] = {"trajectory": "file", "source": ext.source, "focal_mm": entry.sampler.focal_mm,
+                               "aperture": entry.sampler.aperture}
+        return [CameraTrack(name=ext.cameras[0], focal_mm=entry.sampler.focal_mm, aperture=entry.sampler.aperture,
+                            poses_ue=poses.tolist(), focus_points_cm=[list(aim_point_cm) for _ in range(frames)],
+                            trajectory=rec)]
+    # draw 0 of every camera at once (a sampled cam11 is the cam11 of a plan of 11 cameras), redraws one by one
+    first = (sample_entry_cameras(entry, frames, indices, seed=ext.seed) if ext.trajectory is None else
+             [_drawn_track(ext, frames, c, 0, aim_point_cm) for c in indices])
+
+    def problem(track: CameraTrack) -> str | None:
+        return _type_problem(ext, track) or clearance_problem(entry, track.poses_array(), ext.obstacles,
+                                                              ext.clear_radius_m)
+
     out = []
-    for name, c in zip(ext.cameras, indices, strict=True):
-        if ext.poses_ue is not None:
-            poses = np.asarray(ext.poses_ue, dtype=np.float64)
-            rec: dict[str, Any] = {"trajectory": "file", "source": ext.source}
-        else:
-            assert ext.trajectory is not None
-            poses = _preset_poses(entry, ext.seed, frames, c, ext.trajectory, aim_point_cm)
-            rec = {**_PRESET_RECORDS[ext.trajectory], "preset": ext.trajectory, "speed": {"mode": "constant",
-                                                                                         "a": None}}
-        rec.update(focal_mm=focal, aperture=aperture)
-        out.append(CameraTrack(name=name, focal_mm=focal, aperture=aperture, poses_ue=poses.tolist(),
-                               focus_points_cm=focus, trajectory=rec))
+    for track, c in zip(first, indices, strict=True):
+        why = problem(track)
+        draw = 0
+        while why is not None:
+            draw += 1
+            if draw == MAX_EXTENSION_DRAWS:
+                what = f"{ext.trajectory} camera" if ext.trajectory else "sampled camera"
+                raise PlanError(f"scene {entry.scene_index} {track.name}: none of {MAX_EXTENSION_DRAWS} draws of a "
+                                f"{what} keeps clear of the body and the scene's props (the last {why}); try "
+                                "another --seed or --trajectory")
+            track = _drawn_track(ext, frames, c, draw, aim_point_cm)
+            why = problem(track)
+        out.append(track)
     return out
+
+
+def _type_problem(ext: ExtensionEntry, track: CameraTrack) -> str | None:
+    """Why a draw of a sampler type is not of that type (the sampler replaced it: no path of it kept every rule)."""
+    rec = track.trajectory
+    if ext.trajectory is None or ext.trajectory in _PRESET_RECORDS:
+        return None
+    if rec["trajectory"] != ext.trajectory or rec.get("replaces") or rec.get("fallback"):
+        return f"drew no {ext.trajectory} path keeping the sampler's rules"
+    return None
 
 
 def extension_job(ext: ExtensionEntry, settings: RenderSettings, n_cameras: int = 10) -> RenderJob:

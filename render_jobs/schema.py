@@ -292,13 +292,23 @@ def changed_fields(old: object, new: object, prefix: str = "") -> list[str]:
 EXTENSION_VERSION: Literal[1] = 1
 
 
+class Obstacle(_Model):
+    """A prop of a rendered scene that cameras keep clear of (``scene.json``'s ``environment_build.obstacles``, as
+    the Blender environments record them): a vertical column at ``xy_cm`` (UE world, cm) of radius ``radius_m``;
+    a camera keeps ``trajectory.clearance.PROP_CAMERA_GAP_M`` (1.2 m) horizontally from its footprint."""
+
+    xy_cm: list[float] = Field(min_length=2, max_length=2)
+    radius_m: float = Field(ge=0)
+
+
 class ExtensionEntry(_Model):
     """One extension job: add ``cameras`` to the complete scene of plan entry ``entry``.
 
     Everything of the scene comes from the plan's entry (never re-guessed); the new cameras' poses come from
     :func:`render_jobs.planner.extension_tracks` of this entry: sampled with ``seed`` (the dataset seed unless
     ``multicam extend --seed``), or a preset / sampler type (``trajectory``), or the given track (``poses_ue``,
-    from ``--trajectory-file``, stored here so that a resumed job does not depend on the file)."""
+    from ``--trajectory-file``, stored here so that a resumed job does not depend on the file); each keeps clear
+    of the body and of ``obstacles`` (a draw that does not is drawn again)."""
 
     extension_version: Literal[1] = EXTENSION_VERSION
     job_id: str = Field(pattern=r"^x\d{6,}-[0-9a-f]{10}$")
@@ -313,6 +323,11 @@ class ExtensionEntry(_Model):
     #: ``--trajectory-file FILE --cam camNN``: where the track came from, and the track itself ((F, 4, 4) UE cm).
     source: str | None = None
     poses_ue: list[list[list[float]]] | None = None
+    #: The scene's props (from its ``scene.json``): the new cameras keep clear of them, as the planned ones do.
+    obstacles: list[Obstacle] = Field(default_factory=list)
+    #: The horizontal radius (m) around the placement that the scene keeps free of tall things (``scene.json``'s
+    #: ``environment_build.clear_radius_m``; None: not recorded): the new cameras stay inside it.
+    clear_radius_m: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExtensionEntry:

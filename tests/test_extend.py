@@ -264,6 +264,209 @@ def test_trajectory_options(ds: Path, tmp_path: Path) -> None:
     assert np.allclose(poses[:, -1], src_poses[:, src_names.index("cam02")], atol=1e-9)
 
 
+def _yaw_pitch_deg(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Yaw and pitch (deg) of UE row-vector poses ``(F, 4, 4)``: the forward axis is row 0."""
+    fwd = poses[:, 0, :3]
+    return np.degrees(np.arctan2(fwd[:, 1], fwd[:, 0])), np.degrees(np.arcsin(np.clip(fwd[:, 2], -1, 1)))
+
+
+def _aim_error_deg(poses: np.ndarray, aim: np.ndarray) -> float:
+    """Largest angle between the forward axis and the direction to ``aim`` over the frames."""
+    to_aim = aim - poses[:, 3, :3]
+    to_aim /= np.linalg.norm(to_aim, axis=-1, keepdims=True)
+    return float(np.degrees(np.arccos(np.clip(np.sum(poses[:, 0, :3] * to_aim, -1), -1, 1))).max())
+
+
+def test_trajectory_sampler_types_are_measured_in_the_camera_file(ds: Path) -> None:
+    """``--trajectory TYPE``: each new camera is of that type, measured from the written poses, from the scene's
+    shared start (the released profile), and the old cameras stay byte for byte."""
+    before = snapshot(ds)
+    types = ["pan", "tilt", "translation", "arc", "random", "static"]
+    for t in types:
+        res = extend(ds, "--cameras", "1", "--scenes", "1", "--trajectory", t)
+        assert res.exit_code == 0, res.output
+    new = [f"cam{c:02d}" for c in range(4, 4 + len(types))]
+    assert_old_kept(ds, before, new, only=1)
+    entry = next(e for e in iter_manifest(ds) if e.scene_index == 1)
+    scene = ds / entry.output_dir
+    rec = json.loads((scene / "scene.json").read_text())
+    poses, names = read_camera_json(scene / CAMERA_FILE)
+    aim = np.asarray(rec["character"]["aim_point_cm"])
+    start = poses[0, names.index("cam01"), 3, :3]  # the scene's shared start (cam01 pans from it)
+    for t, name in zip(types, new, strict=True):
+        assert rec["cameras"][name]["trajectory"] == t and rec["camera_motion"][name]
+        p = poses[:, names.index(name)]
+        loc = p[:, 3, :3]
+        yaw, pitch = _yaw_pitch_deg(p)
+        moved = np.linalg.norm(loc - loc[0], axis=-1)
+        assert np.allclose(loc[0], start, atol=1e-6), t
+        assert np.allclose(p[:, 1, 2], 0.0, atol=1e-9), t  # no roll: the right axis stays level
+        if t == "pan":
+            assert moved.max() < 1e-6 and np.ptp(pitch) < 1e-6 and np.ptp(yaw) > 4.9, (t, np.ptp(yaw))
+        elif t == "tilt":
+            assert moved.max() < 1e-6 and np.ptp(yaw) < 1e-6 and np.ptp(pitch) > 4.9, (t, np.ptp(pitch))
+        elif t == "translation":  # along one world axis
+            d = loc - loc[0]
+            axis = int(np.argmax(np.abs(d[-1])))
+            assert np.abs(np.delete(d, axis, axis=1)).max() < 1e-6 and abs(d[-1, axis]) > 50.0, (t, d[-1])
+        elif t == "arc":  # the chord to a point at the same height and distance around the character, aimed
+            ground = np.asarray(rec["character"]["location_cm"])
+            r = np.linalg.norm((loc - ground)[:, :2], axis=-1)
+            assert abs(r[-1] - r[0]) < 1e-6 and np.ptp(loc[:, 2]) < 1e-6 and moved.max() > 50.0
+            chord = (loc[-1] - loc[0]) / np.linalg.norm(loc[-1] - loc[0])
+            off = (loc - loc[0]) - ((loc - loc[0]) @ chord)[:, None] * chord
+            assert np.abs(off).max() < 1e-6 and _aim_error_deg(p, aim) < 0.01  # the file keeps ~7 digits
+        elif t == "random":  # through its recorded waypoints to the last one, path length as recorded
+            wp = np.asarray(rec["cameras"][name]["waypoints_cm"])
+            assert np.allclose(loc[-1], wp[-1], atol=1e-3), (loc[-1], wp[-1])
+            steps = np.linalg.norm(np.diff(loc, axis=0), axis=-1).sum()
+            length_cm = rec["cameras"][name]["length_m"] * 100
+            assert 0.5 * length_cm < steps <= length_cm + 1e-3  # chords of the curve between frames
+        else:  # static
+            assert np.abs(p - p[0]).max() < 1e-9
+    # a pan's angle as recorded: 5-45 deg
+    assert 5.0 <= rec["cameras"]["cam04"]["angle_deg"] <= 45.0
+
+
+def test_trajectory_type_follows_the_independent_profile(tmp_path: Path) -> None:
+    """With the ``independent`` profile a new camera of a type gets its own start and that profile's geometry: a
+    translation along one of its own start axes, orientation fixed."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(CATALOG))
+    ds = tmp_path / "ds"
+    plan_dataset(load_catalog(tmp_path / "c.yaml"), 1, 4, ds, RenderSettings(width=32, height=32, frames=FRAMES,
+                 samples=1), n_cameras=2, camera_profile="independent")
+    assert run_dataset(ds, "test-synthetic", progress=False).rendered == 1
+    res = extend(ds, "--cameras", "2", "--trajectory", "translation")
+    assert res.exit_code == 0, res.output
+    scene = scene_dirs(ds)[0]
+    poses, names = read_camera_json(scene / CAMERA_FILE)
+    rec = json.loads((scene / "scene.json").read_text())
+    starts = poses[0, :, 3, :3]
+    assert len({tuple(np.round(s, 3)) for s in starts}) == 4  # every camera its own start
+    for name in ("cam03", "cam04"):
+        p = poses[:, names.index(name)]
+        assert rec["cameras"][name]["trajectory"] == "translation" and "axes" not in rec["cameras"][name]
+        assert np.abs(p[:, :3, :3] - p[0, :3, :3]).max() < 1e-6  # orientation fixed
+        d = p[-1, 3, :3] - p[0, 3, :3]
+        along = np.abs(p[0, :3, :3] @ d) / np.linalg.norm(d)  # cosines with its forward, right, up axes
+        assert np.isclose(along.max(), 1.0, atol=1e-6), along
+
+
+def test_trajectory_type_is_deterministic_from_seed_scene_camera(rendered: Path, tmp_path: Path) -> None:
+    from render_jobs.planner import _sample_entry
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        shutil.copytree(rendered, d)
+        res = extend(d, "--cameras", "2", "--trajectory", "random", "--seed", "7")
+        assert res.exit_code == 0, res.output
+    for sa, sb in zip(scene_dirs(a), scene_dirs(b), strict=True):
+        assert (sa / CAMERA_FILE).read_bytes() == (sb / CAMERA_FILE).read_bytes()
+        ra, rb = (json.loads((s / "scene.json").read_text()) for s in (sa, sb))
+        assert ra["cameras"] == rb["cameras"]
+    for entry in iter_manifest(a):
+        poses, names = read_camera_json(a / entry.output_dir / CAMERA_FILE)
+        want = _sample_entry(entry, FRAMES, [3, 4], 7, "random").poses_ue  # (seed 7, scene, camera 4 / 5)
+        assert np.allclose(poses[:, 3:].swapaxes(0, 1), want, atol=1e-9)
+        rec = json.loads((a / entry.output_dir / "scene.json").read_text())
+        assert rec["cameras"]["cam05"]["seed"] == [7, entry.scene_index, 4]
+
+
+def _plant_prop(scene: Path, xy_cm: list[float], radius_m: float) -> None:
+    """Record a prop in scene.json as the Blender environments do (environment_build.obstacles), in the format
+    multicam writes it."""
+    rec = json.loads((scene / "scene.json").read_text())
+    rec.setdefault("environment_build", {}).setdefault("obstacles", []).append(
+        {"xy_cm": [float(v) for v in xy_cm], "radius_m": radius_m})
+    (scene / "scene.json").write_text(json.dumps(rec, indent=2) + "\n")
+
+
+def _prop_gap_m(loc_cm: np.ndarray, xy_cm: list[float]) -> float:
+    """Horizontal distance (m) of a path to a point, densely sampled between the frames."""
+    t = np.linspace(0.0, 1.0, 101)[None, :, None]
+    dense = (loc_cm[:-1, None, :2] + t * (loc_cm[1:, None, :2] - loc_cm[:-1, None, :2])).reshape(-1, 2)
+    return float(np.linalg.norm(dense - np.asarray(xy_cm), axis=-1).min() / 100.0)
+
+
+def test_a_prop_on_the_path_makes_the_camera_drawn_again(rendered: Path, tmp_path: Path) -> None:
+    from render_jobs.planner import _sample_entry
+
+    entry = next(e for e in iter_manifest(rendered) if e.scene_index == 1)
+    # a seed whose first arc for cam04 moves far enough from the shared start to plant a prop at its end
+    seed = next(s for s in range(50) if np.linalg.norm(np.diff(_sample_entry(entry, FRAMES, [3], s, "arc").poses_ue[
+        0, [0, -1], 3, :2], axis=0)) > 250.0)
+    args = ["--cameras", "1", "--scenes", "1", "--trajectory", "arc", "--seed", str(seed)]
+    free, ds = tmp_path / "free", tmp_path / "ds"
+    shutil.copytree(rendered, free)
+    shutil.copytree(rendered, ds)
+    res = extend(free, *args)
+    assert res.exit_code == 0, res.output
+    poses, names = read_camera_json(free / entry.output_dir / CAMERA_FILE)
+    path = poses[:, names.index("cam04"), 3, :3]
+    prop = [float(v) for v in path[-1, :2]]  # where the camera would go
+    scene = ds / entry.output_dir
+    _plant_prop(scene, prop, 0.3)
+    before = snapshot(ds)
+    res = extend(ds, *args)
+    assert res.exit_code == 0, res.output
+    assert_old_kept(ds, before, ["cam04"], only=1)
+    poses, names = read_camera_json(scene / CAMERA_FILE)
+    loc = poses[:, names.index("cam04"), 3, :3]
+    assert _prop_gap_m(path, prop) < 0.01  # the first draw went through the prop
+    assert _prop_gap_m(loc, prop) > 1.2 + 0.3  # the redraw keeps the planned cameras' gap
+    rec = json.loads((scene / "scene.json").read_text())
+    cam = rec["cameras"]["cam04"]
+    assert cam["trajectory"] == "arc" and cam["seed"][:3] == [seed, 1, 3] and cam["seed"][3] >= 1
+    assert rec["environment_build"]["obstacles"] == [{"xy_cm": prop, "radius_m": 0.3}]
+    # the same request again on a fresh copy: the same redraw, byte for byte
+    again = tmp_path / "again"
+    shutil.copytree(rendered, again)
+    _plant_prop(again / entry.output_dir, prop, 0.3)
+    assert extend(again, *args).exit_code == 0
+    assert (again / entry.output_dir / CAMERA_FILE).read_bytes() == (scene / CAMERA_FILE).read_bytes()
+
+
+def test_no_draw_clear_of_the_props_exits_2(ds: Path) -> None:
+    entry = next(e for e in iter_manifest(ds) if e.scene_index == 1)
+    scene = ds / entry.output_dir
+    _plant_prop(scene, entry.placement.location_cm[:2], 1000.0)  # covers the whole scene
+    before = files(ds)
+    for args in (["--cameras", "1"], ["--cameras", "1", "--trajectory", "arc_left"],
+                 ["--cameras", "1", "--trajectory-file", str(scene / CAMERA_FILE), "--cam", "cam01"]):
+        res = extend(ds, "--scenes", "1", *args)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert "from prop 0" in lines[0] and ("32 draws" in lines[0] or "the track" in lines[0]), lines[0]
+        assert files(ds) == before
+
+
+def test_new_cameras_stay_inside_the_radius_free_of_tall_things(rendered: Path, tmp_path: Path) -> None:
+    """scene.json's environment_build.clear_radius_m (Blender: buildings, trees, walls stand outside it): a draw
+    that leaves it is drawn again; none inside gives exit 2."""
+    ds = tmp_path / "ds"
+    shutil.copytree(rendered, ds)
+    entry = next(e for e in iter_manifest(ds) if e.scene_index == 1)
+    scene = ds / entry.output_dir
+    poses, _ = read_camera_json(scene / CAMERA_FILE)
+    ground = np.asarray(entry.placement.location_cm[:2])
+    start_m = float(np.linalg.norm(poses[0, 0, 3, :2] - ground)) / 100.0  # the shared start of every camera
+    rec = json.loads((scene / "scene.json").read_text())
+    rec["environment_build"] = {"clear_radius_m": start_m + 0.3}
+    (scene / "scene.json").write_text(json.dumps(rec, indent=2) + "\n")
+    res = extend(ds, "--cameras", "2", "--scenes", "1", "--trajectory", "translation")
+    assert res.exit_code == 0, res.output
+    poses, names = read_camera_json(scene / CAMERA_FILE)
+    far = np.linalg.norm(poses[:, names.index("cam04"):, 3, :2] - ground, axis=-1).max() / 100.0
+    assert far < start_m + 0.3  # e.g. vertical moves, or horizontal ones towards the character
+    rec = json.loads((scene / "scene.json").read_text())
+    rec["environment_build"] = {"clear_radius_m": 0.1}
+    (scene / "scene.json").write_text(json.dumps(rec, indent=2) + "\n")
+    before = files(ds)
+    res = extend(ds, "--cameras", "1", "--scenes", "1")
+    assert res.exit_code == 2 and "beyond the 0.10 m kept free of tall things" in res.output, res.output
+    assert files(ds) == before
+
+
 @pytest.mark.parametrize(("args", "option"), [
     (["--cameras", "0"], "--cameras"),
     (["--cameras", "97"], "--cameras"),
@@ -272,7 +475,7 @@ def test_trajectory_options(ds: Path, tmp_path: Path) -> None:
     (["--cameras", "1", "--cam", "cam01"], "--cam"),
     (["--cameras", "1", "--trajectory", "pan", "--trajectory-file", "f.json", "--cam", "cam01"], "--trajectory"),
     (["--cameras", "1", "--trajectory", "spiral"], "--trajectory"),
-    (["--cameras", "1", "--trajectory", "pan"], "--trajectory"),  # a sampler type, not a preset
+    (["--cameras", "1", "--trajectory", "Pan"], "--trajectory"),
     (["--cameras", "2", "--trajectory-file", "F", "--cam", "cam01"], "--cameras"),
     (["--cameras", "1", "--trajectory-file", "missing.json", "--cam", "cam01"], "--trajectory-file"),
     (["--cameras", "1", "--trajectory-file", "F", "--cam", "cam09"], "--trajectory-file"),
@@ -461,3 +664,25 @@ def test_blender_new_camera_on_an_old_track_renders_the_old_video(tmp_path: Path
     assert differ(new, old) < 0.01, differ(new, old)  # the same frames up to path-tracing noise at edges
     assert differ(other, old) > 0.1  # another camera's frames are nothing alike
     assert differ(new[1:], old[:-1]) > 0.1  # cam04 one frame off would not match
+    # the props laid out are recorded, clear of the planned cameras by the environments' gap
+    rec = json.loads((scene / "scene.json").read_text())
+    props = rec["environment_build"]["obstacles"]
+    assert props and len(props) == rec["environment_build"]["props"]
+    poses, names = read_camera_json(scene / CAMERA_FILE)
+    for p in props:
+        gaps = np.linalg.norm(poses[:, :3, 3, :2] - np.asarray(p["xy_cm"]), axis=-1) / 100.0
+        assert gaps.min() > 1.2 + p["radius_m"], (p, gaps.min())
+    ground = np.asarray(rec["placement"]["location_cm"][:2])
+    far = np.linalg.norm(poses[:, :3, 3, :2] - ground, axis=-1).max() / 100.0
+    assert far < rec["environment_build"]["clear_radius_m"]  # inside the circle kept free of tall things
+    # a scene whose scene.json predates the record: the render itself refuses a camera standing in a prop
+    del rec["environment_build"]["obstacles"], rec["environment_build"]["clear_radius_m"]
+    (scene / "scene.json").write_text(json.dumps(rec, indent=2) + "\n")
+    inside = np.repeat(poses[:1, :1], 3, axis=0).copy()
+    inside[:, 0, 3, :2] = props[0]["xy_cm"]
+    track = tmp_path / "in_a_prop.json"
+    track.write_text(render_camera_json(inside, ["cam01"]))
+    before = files(ds)
+    res = extend(ds, "--cameras", "1", "--trajectory-file", str(track), "--cam", "cam01", "-o", "device=CPU")
+    assert res.exit_code == 1 and "cam05 passes 0.00 m from prop 0" in res.output, res.output
+    assert files(ds) == before

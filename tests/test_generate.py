@@ -92,3 +92,41 @@ def test_generate_blender_full_81_frames_multicamvideo_layout(tmp_path: Path) ->
     assert rec["environment"]["asset"].startswith("builtin:") and rec["character"]["id"]
     cam01 = rec["cameras"]["cam01"]
     assert scene.parent.name == f"f{cam01['focal_mm']:g}_aperture{cam01['aperture']:g}"
+
+
+def test_blender_stdout_drops_known_noise_and_keeps_real_lines(capfd: pytest.CaptureFixture[str]) -> None:
+    """What Blender writes on file descriptor 1 (from C) while it renders leaves our stdout: the CUEW/HIPEW lines
+    of a machine without CUDA/HIP libraries are dropped, anything else goes to stderr (also when the block
+    raised)."""
+    import io
+    import os
+
+    from render_jobs.blender_backend import blender_stdout
+
+    noise = ("00:01.587  cycles           | WARNING CUEW initialization failed: Error opening the library\n"
+             "00:01.587  cycles           | WARNING HIPEW initialization failed: Error opening HIP dynamic library\n")
+    sink = io.StringIO()
+    with pytest.raises(RuntimeError), blender_stdout(sink):
+        os.write(1, (noise + "Error: cannot read file 'x.blend'\n").encode())
+        raise RuntimeError("render failed")
+    assert sink.getvalue() == "Error: cannot read file 'x.blend'\n"
+    os.write(1, b"ours\n")  # fd 1 is our stdout again
+    assert capfd.readouterr().out == "ours\n"
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_generate_with_blender_prints_only_its_report_on_stdout(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("bpy")
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "multicam_app", "generate", "--out", str(out), "--scenes", "1", "--cameras", "1",
+           "--frames", "2", "--resolution", "16", "--samples", "1", "--no-denoise", "--no-dof", "--no-progress"]
+    # device auto: Cycles probes CUDA/HIP (and says so on fd 1 where their libraries are missing)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines and not [ln for ln in lines if "cycles" in ln or "CUEW" in ln or "HIPEW" in ln], res.stdout
+    assert lines[0].startswith("planned 1 scene(s)") and any(ln.startswith("ok: 1 scene(s)") for ln in lines)

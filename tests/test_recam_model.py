@@ -4,6 +4,7 @@ parameter set, and checkpoint key mapping (Wan original, DiffSynth/ReCamMaster, 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -555,3 +556,25 @@ def test_fp8_backend_is_inference_only(checkpoint):
     assert 0 < rel_err(fp8, ref) < 5e-2
     trained = model(x, t, text, cam)[0]  # autograd on: exact attention
     assert rel_err(trained.detach(), ref) < 1e-5
+
+
+def test_fa4_forward_config_parsing_and_env(tmp_path: Path) -> None:
+    """RECAM_FA4_FWD round-trips through parse/format, rejects bad tiles and flags, and is read at import."""
+    import subprocess
+    import sys
+
+    from recam.attn_kernels import format_fa4_fwd_config, parse_fa4_fwd_config
+
+    assert parse_fa4_fwd_config("default") == {} == parse_fa4_fwd_config("")
+    cfg = parse_fa4_fwd_config("128x176,nors,ol")
+    assert cfg == {"tile_mn": (128, 176), "mma_pv_is_rs": False, "intra_wg_overlap": True}
+    for text in ("128x176,nors,ol", "192x128", "64x64,rs,nool", "default"):
+        assert format_fa4_fwd_config(parse_fa4_fwd_config(text)) == text
+    for bad, msg in (("128x100", "multiple of 16"), ("96x128", "out of range"), ("128", "MxN"),
+                     ("128x128,fast", "unknown flag")):
+        with pytest.raises(ValueError, match=msg):
+            parse_fa4_fwd_config(bad)
+    code = "from recam.attn_kernels import FA4_FWD_CONFIG as c; print(c)"
+    env = {**os.environ, "RECAM_FA4_FWD": "192x112,nors"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "{'tile_mn': (192, 112), 'mma_pv_is_rs': False}"

@@ -461,6 +461,9 @@ def test_infer_cli_camera_file_and_errors(dataset: Path, wan_dir: Path, tmp_path
             "--steps", "2", "--tile", "0"]
     res = runner.invoke(app, [*args, "--cameras", str(scene.camera_file), "--cam", "cam02"])
     assert res.exit_code == 0, res.output
+    stages = next(line for line in res.output.splitlines() if line.startswith("stages: "))
+    for name in ("read video", "text", "vae encode", "load transformer", "denoise", "vae decode", "write", "total"):
+        assert f"{name} " in stages, stages
     info = probe_video(out)
     assert (info.frames, info.width, info.height, info.codec) == (FRAMES, 48, 32, "h264")
     np.testing.assert_array_equal(camera_embedding(FRAMES, cameras=scene.camera_file, cam="cam02"),
@@ -470,6 +473,10 @@ def test_infer_cli_camera_file_and_errors(dataset: Path, wan_dir: Path, tmp_path
     assert runner.invoke(app, [*args, "--cam-type", "11"]).exit_code == 2
     res = runner.invoke(app, [*args, "--cameras", str(scene.camera_file), "--cam", "cam09"])
     assert res.exit_code == 2 and "cam09" in res.output
+    # the transformer loads on a worker thread: its errors still reach the user as a one-line failure
+    missing = tmp_path / "no_such.ckpt"
+    res = runner.invoke(app, [*args, "--cam-type", "3", "--checkpoint", str(missing)])
+    assert res.exit_code != 0 and str(missing) in res.output and not out.with_name("x").exists()
 
 
 class _LinearVelocity(torch.nn.Module):
@@ -519,3 +526,19 @@ def test_sample_euler_cfg_against_plain_loop(cfg: float) -> None:
         if n == 2:
             torch.testing.assert_close(ctx[1], neg[0])
         torch.testing.assert_close(c, cam.expand(n, -1, -1))
+
+
+def test_infer_tile_option() -> None:
+    from recam.cli import app
+    from recam.infer import resolve_tile
+
+    cpu = torch.device("cpu")
+    assert resolve_tile("auto", cpu) == 256  # untiled only on a GPU with room for it
+    assert resolve_tile(0, cpu) is None and resolve_tile(None, cpu) is None
+    assert resolve_tile(512, cpu) == 512
+    with pytest.raises(ValueError, match="multiple of 8"):
+        resolve_tile(100 + 1, cpu)
+    for bad in ("7", "abc", "60"):
+        res = CliRunner().invoke(app, ["infer", "--video", "v.mp4", "--prompt", "p", "--out", "o.mp4", "--wan-dir",
+                                       "w", "--cam-type", "1", "--tile", bad])
+        assert res.exit_code == 2 and "--tile" in res.output, res.output

@@ -1,10 +1,15 @@
-"""Body clearance: how far camera positions stay from the character's body.
+"""Body and prop clearance: how far camera positions stay from the character's body and the scene's props.
 
 The body is a vertical capsule: the segment from the character's ground point up to its head height
 (``height_m``, from the catalog), swollen by ``BODY_RADIUS_M``. A camera keeps clear when every position it
 takes, at a frame *and between frames* (the straight segment joining consecutive frames), is more than
 ``BODY_RADIUS_M`` from that segment. Positions here are metres relative to the ground point, UE axes
 (Z up); everything is vectorised over leading axes.
+
+Props (benches, lamps, plants of the Blender environments) are vertical columns: a prop at ``xy`` with radius
+``r`` keeps clear of a camera when every horizontal position the camera takes is more than
+``PROP_CAMERA_GAP_M + r`` from ``xy``. The environments place a prop only where the planned cameras' frames keep
+this gap; :func:`clear_of_props` checks a camera path at its frames and on the segments between them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ FloatArray = NDArray[np.float64]
 
 #: Radius of the body capsule (m): no camera comes closer to the segment ground point -> head.
 BODY_RADIUS_M = 0.5
+#: Horizontal gap (m) between a camera and a prop's footprint (its radius around its centre).
+PROP_CAMERA_GAP_M = 1.2
 
 
 def point_body_distance(p_m: ArrayLike, height_m: ArrayLike) -> FloatArray:
@@ -66,3 +73,53 @@ def clear_of_body(pos_m: ArrayLike, height_m: ArrayLike, margin_m: float = 0.0) 
     """``(...)`` True where the whole path ``(..., F, 3)`` stays more than ``BODY_RADIUS_M + margin_m`` from the
     body axis."""
     return path_body_distance(pos_m, height_m) > BODY_RADIUS_M + margin_m
+
+
+def path_prop_distance(pos_m: ArrayLike, props_xy_m: ArrayLike) -> FloatArray:
+    """Smallest horizontal distance ``(..., P)`` of camera paths ``(..., F, 2 or 3)`` (x, y used) to prop centres
+    ``(P, 2)``, over every frame and every segment between consecutive frames (same frame of reference and
+    units, metres)."""
+    p = np.asarray(pos_m, dtype=np.float64)[..., :2]
+    q = np.asarray(props_xy_m, dtype=np.float64).reshape(-1, 2)
+    a = p[..., :-1, None, :] if p.shape[-2] > 1 else p[..., None, :]  # (..., S, 1, 2)
+    d = (p[..., 1:, None, :] - a) if p.shape[-2] > 1 else np.zeros_like(a)
+    rel = q - a  # (..., S, P, 2)
+    dd = np.sum(d * d, -1)
+    t = np.clip(np.sum(rel * d, -1) / np.where(dd > 0, dd, 1.0), 0.0, 1.0)
+    gap = rel - t[..., None] * d
+    return np.asarray(np.sqrt(np.sum(gap * gap, -1)).min(-2))
+
+
+def clear_of_props(pos_m: ArrayLike, props_xy_m: ArrayLike, props_radius_m: ArrayLike) -> NDArray[np.bool_]:
+    """``(..., P)`` True where the path ``(..., F, 2 or 3)`` stays more than ``PROP_CAMERA_GAP_M + radius`` from
+    prop ``p`` (see :func:`path_prop_distance`)."""
+    return path_prop_distance(pos_m, props_xy_m) > PROP_CAMERA_GAP_M + np.asarray(props_radius_m, dtype=np.float64)
+
+
+def clear_radius_problem(pos_m: ArrayLike, clear_radius_m: float | None) -> str | None:
+    """Why a camera path ``(F, 2 or 3)`` (relative to the character's ground point) leaves the horizontal circle
+    of ``clear_radius_m`` that the scene keeps free of tall things (buildings, trees, walls), or None. Between two
+    frames a path is a segment, farthest at an end: the frames decide."""
+    if clear_radius_m is None:
+        return None
+    p = np.asarray(pos_m, dtype=np.float64)
+    far = float(np.hypot(p[..., 0], p[..., 1]).max())
+    if far < clear_radius_m:
+        return None
+    return (f"goes {far:.2f} m from the character horizontally, beyond the {clear_radius_m:.2f} m kept free of tall "
+            "things (environment_build.clear_radius_m)")
+
+
+def prop_problem(pos_m: ArrayLike, props_xy_m: ArrayLike, props_radius_m: ArrayLike) -> str | None:
+    """Why one camera path ``(F, 2 or 3)`` breaks :func:`clear_of_props`, naming the first prop it comes too close
+    to (its index in ``props_xy_m``), or None."""
+    radius = np.asarray(props_radius_m, dtype=np.float64).reshape(-1)
+    if not radius.size:
+        return None
+    d = path_prop_distance(pos_m, props_xy_m)
+    bad = np.flatnonzero(~(d > PROP_CAMERA_GAP_M + radius))
+    if not len(bad):
+        return None
+    k = int(bad[0])
+    return (f"passes {d[k]:.2f} m from prop {k} (environment_build.obstacles[{k}]; needs > "
+            f"{PROP_CAMERA_GAP_M + radius[k]:.2f} m: {PROP_CAMERA_GAP_M} m + its radius)")

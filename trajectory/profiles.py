@@ -8,6 +8,8 @@ and docs/trajectories.md.
 from __future__ import annotations
 
 CAMERA_PROFILES: tuple[str, ...] = ("released", "independent")
+#: The sampler's trajectory types (``trajectory.sampler`` draws them; ``multicam extend --trajectory`` asks for one).
+TRAJECTORY_TYPES: tuple[str, ...] = ("pan", "tilt", "translation", "arc", "random", "static")
 DEFAULT_CAMERA_PROFILE = "released"
 #: ``--camera-profile``'s help text (sample-cameras, plan, generate).
 PROFILE_HELP = ("Camera trajectories: released (the released scenes' structure: one start per scene, cam01 pan, "

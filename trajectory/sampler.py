@@ -62,15 +62,14 @@ from multicam.conventions import (
     ue_pitch_yaw_to_forward,
 )
 from trajectory.clearance import BODY_RADIUS_M, clear_of_body, point_body_distance, segment_body_distance
-from trajectory.profiles import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE
+from trajectory.profiles import CAMERA_PROFILES, DEFAULT_CAMERA_PROFILE, TRAJECTORY_TYPES
 from trajectory.rng import camera_uniforms
 from trajectory.speed import A_RANGE, progress
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["AIM_HEIGHT_FRACTION", "BODY_RADIUS_M", "CAMERA_PROFILES", "DEFAULT_CAMERA_PROFILE"]  # re-exported
-
-TRAJECTORY_TYPES: tuple[str, ...] = ("pan", "tilt", "translation", "arc", "random", "static")
+__all__ = ["AIM_HEIGHT_FRACTION", "BODY_RADIUS_M", "CAMERA_PROFILES", "DEFAULT_CAMERA_PROFILE",
+           "TRAJECTORY_TYPES"]  # re-exported
 #: Types a moving camera of the released profile draws from (cam03-cam09, cam11, ...), equal odds.
 RELEASED_MOVING_TYPES: tuple[str, ...] = ("translation", "arc", "random")
 #: Released roles by 0-based camera index; every other index is a moving camera.
@@ -138,6 +137,9 @@ class SceneSample:
     aim_height_m: float = float("nan")
     #: Seed of the cameras' own draws (default: ``seed``).
     camera_seed: int | None = None
+    #: Which draw of each camera: 0 = ``(camera_seed, scene, camera)``, k > 0 = ``(camera_seed, scene, camera, k)``
+    #: (a redraw, e.g. of an extension camera that would pass through a prop).
+    camera_draw: int = 0
 
     def __post_init__(self) -> None:
         if np.isnan(self.aim_height_m):
@@ -154,7 +156,8 @@ class SceneSample:
             for row, c in zip(self._rows, self.camera_indices, strict=True):
                 rec = self._block.camera_record(row, self.character_location_cm)
                 rec.update(focal_mm=self.focal_mm, aperture=self.aperture,
-                           seed=[self.camera_seed, self.scene_index, c])
+                           seed=[self.camera_seed, self.scene_index, c, *([self.camera_draw] if self.camera_draw
+                                                                          else [])])
                 recs.append(rec)
             self._cameras = recs
         return self._cameras
@@ -240,6 +243,8 @@ def sample_scenes(
     camera_profile: str = DEFAULT_CAMERA_PROFILE,
     aim_height_m: float | Sequence[float] | None = None,
     camera_seed: int | None = None,
+    trajectory_type: str | None = None,
+    camera_draw: int = 0,
 ) -> SceneBatch:
     """Sample scenes ``scene_indices`` (1-based ids) with ``n_cameras`` cameras each, vectorised.
 
@@ -249,7 +254,11 @@ def sample_scenes(
     ``[10, 11]`` to extend a scene with cam11 and cam12 without touching cam01..cam10. ``camera_seed`` (default
     ``seed``) seeds the cameras' own draws, ``(camera_seed, scene, camera)``, while the scene-level draws (radius,
     camera set, the released start) stay those of ``(seed, scene)``: extra cameras with their own seed still
-    share the scene's start.
+    share the scene's start. ``trajectory_type`` (one of ``TRAJECTORY_TYPES``) makes every drawn camera of that
+    type instead of its profile's choice (the released profile: still from the scene's shared start, translations
+    along world axes, chord arcs); the drawn type may still be replaced where no path of it keeps every rule
+    (the record's ``replaces`` / ``fallback``). ``camera_draw`` k > 0 draws the cameras from
+    ``(camera_seed, scene, camera, k)`` instead: the k-th redraw of the same camera.
     """
     _check_args(n_cameras, frames, radius_m, allowed_radii_m, camera_profile)
     cam_seed = seed if camera_seed is None else int(camera_seed)
@@ -261,6 +270,11 @@ def sample_scenes(
     cams = list(range(n_cameras)) if camera_indices is None else [int(c) for c in camera_indices]
     if any(c < 0 for c in cams):
         raise ValueError(f"camera indices must be >= 0, got {cams}")
+    if trajectory_type is not None and trajectory_type not in TRAJECTORY_TYPES:
+        raise ValueError(f"trajectory_type must be one of {', '.join(TRAJECTORY_TYPES)}, got {trajectory_type!r}")
+    if camera_draw < 0:
+        raise ValueError(f"camera_draw must be >= 0, got {camera_draw}")
+    draw_key = [int(camera_draw)] if camera_draw else []
     n_s, n_c = len(scenes), len(cams)
     loc = np.broadcast_to(np.asarray(character_location_cm, dtype=np.float64), (n_s, 3))
     height = np.broadcast_to(np.asarray(character_height_m, dtype=np.float64), (n_s,))
@@ -281,16 +295,17 @@ def sample_scenes(
         sets = np.full(n_s, camera_set, dtype=np.int64)
     else:
         sets = np.minimum((u_scene[:, 1] * len(CAMERA_SETS)).astype(np.int64), len(CAMERA_SETS) - 1)
-    u = camera_uniforms([[cam_seed, s, c] for s in scenes for c in cams], N_UNIFORMS)
+    u = camera_uniforms([[cam_seed, s, c, *draw_key] for s in scenes for c in cams], N_UNIFORMS)
 
     aim_h = np.repeat(aim_hs, n_c)
     body_h = np.repeat(height, n_c)
     if camera_profile == "independent":
-        result = sample_camera_block(u, np.repeat(radii, n_c), aim_h, frames, body_h)
+        result = sample_camera_block(u, np.repeat(radii, n_c), aim_h, frames, body_h, trajectory_type)
     else:
         start = hemisphere_start(u_scene[:, 2], u_scene[:, 3], u_scene[:, 4], radii, aim_hs, height)
         rep = {k: np.repeat(v, n_c, axis=0) for k, v in start.items()}
-        role = np.tile(np.asarray([RELEASED_ROLES.get(c, "moving") for c in cams], dtype=object), n_s)
+        role = np.tile(np.asarray([trajectory_type or RELEASED_ROLES.get(c, "moving") for c in cams], dtype=object),
+                       n_s)
         result = sample_released_block(u, rep, role, aim_h, body_h, frames)
     loc_rep = np.repeat(loc, n_c, axis=0)
     poses = result.poses_m_to_ue(loc_rep)
@@ -299,7 +314,7 @@ def sample_scenes(
     out = [
         SceneSample(int(seed), s, float(radii[i]), int(sets[i]), loc[i].copy(), float(height[i]), poses[i],
                     cams, result, range(i * n_c, (i + 1) * n_c), camera_profile=camera_profile,
-                    aim_height_m=float(aim_hs[i]), camera_seed=cam_seed)
+                    aim_height_m=float(aim_hs[i]), camera_seed=cam_seed, camera_draw=int(camera_draw))
         for i, s in enumerate(scenes)
     ]
     return SceneBatch(out)
@@ -320,6 +335,8 @@ def sample_scene(
     camera_profile: str = DEFAULT_CAMERA_PROFILE,
     aim_height_m: float | None = None,
     camera_seed: int | None = None,
+    trajectory_type: str | None = None,
+    camera_draw: int = 0,
 ) -> SceneSample:
     """One scene (see :func:`sample_scenes`)."""
     return sample_scenes(
@@ -327,6 +344,7 @@ def sample_scene(
         allowed_radii_m=allowed_radii_m, character_location_cm=character_location_cm,
         character_height_m=character_height_m, camera_set=camera_set, camera_indices=camera_indices,
         camera_profile=camera_profile, aim_height_m=aim_height_m, camera_seed=camera_seed,
+        trajectory_type=trajectory_type, camera_draw=camera_draw,
     ).scenes[0]
 
 
@@ -531,13 +549,16 @@ def _random_kind(idx: NDArray[np.int64], u: FloatArray, p0: FloatArray, aim: Flo
 
 def sample_camera_block(
     u: FloatArray, radius_m: FloatArray, aim_height_m: FloatArray, frames: int,
-    body_height_m: FloatArray | None = None,
+    body_height_m: FloatArray | None = None, trajectory_type: str | None = None,
 ) -> CameraBlockResult:
     """The ``independent`` profile: N cameras from ``u`` ``(N, N_UNIFORMS)``; radii, aim and body heights ``(N,)``
-    (body height default: aim height / AIM_HEIGHT_FRACTION)."""
+    (body height default: aim height / AIM_HEIGHT_FRACTION); ``trajectory_type``: every camera of that type
+    instead of the drawn one."""
     n = u.shape[0]
     body_h = aim_height_m / AIM_HEIGHT_FRACTION if body_height_m is None else body_height_m
     kind = np.minimum((u[:, _U_TYPE] * len(TRAJECTORY_TYPES)).astype(np.int64), len(TRAJECTORY_TYPES) - 1)
+    if trajectory_type is not None:
+        kind = np.full(n, TRAJECTORY_TYPES.index(trajectory_type), dtype=np.int64)
     aim = np.zeros((n, 3))
     aim[:, 2] = aim_height_m
     start = hemisphere_start(u[:, _U_DIST], u[:, _U_AZ], u[:, _U_ELEV], radius_m, aim_height_m, body_h)
@@ -603,7 +624,8 @@ def sample_released_block(
     body_height_m: FloatArray, frames: int,
 ) -> CameraBlockResult:
     """The ``released`` profile: N cameras from ``u`` ``(N, N_UNIFORMS)`` sharing their scene's ``start`` (rows
-    of :func:`hemisphere_start`); ``role`` ``(N,)`` is ``pan``, ``tilt``, ``static`` or ``moving``."""
+    of :func:`hemisphere_start`); ``role`` ``(N,)`` is ``moving`` (a type drawn from ``RELEASED_MOVING_TYPES``) or
+    one of ``TRAJECTORY_TYPES`` (that type)."""
     n = u.shape[0]
     body_h = body_height_m
     aim = np.zeros((n, 3))
@@ -613,10 +635,9 @@ def sample_released_block(
     fwd0 = ue_look_direction(p0, aim)
     moving_kind = np.asarray([TRAJECTORY_TYPES.index(t) for t in RELEASED_MOVING_TYPES])[
         np.minimum((u[:, _U_TYPE] * len(RELEASED_MOVING_TYPES)).astype(np.int64), len(RELEASED_MOVING_TYPES) - 1)]
-    kind = np.where(role == "pan", TRAJECTORY_TYPES.index("pan"),
-                    np.where(role == "tilt", TRAJECTORY_TYPES.index("tilt"),
-                             np.where(role == "static", TRAJECTORY_TYPES.index("static"), moving_kind)))
-    kind = kind.astype(np.int64)
+    kind = moving_kind.astype(np.int64)
+    for type_index, name in enumerate(TRAJECTORY_TYPES):
+        kind = np.where(role == name, type_index, kind)
     a, s = _speed(kind != TRAJECTORY_TYPES.index("static"), u, A_RANGE_RELEASED, frames)
     out = _new_params(n, frames, p0, fwd0)
     out["aimed"] = u[:, _U_KEEP] >= KEEP_ORIENTATION_P

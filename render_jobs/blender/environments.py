@@ -5,7 +5,8 @@ Layouts are drawn from a numpy Generator seeded by the job, so a scene is reprod
 environment is built around the character's placement: tall things (buildings, trees, walls) stay
 outside ``clear_m`` (the farthest horizontal camera distance of the job plus a margin) so that no
 camera sits inside a wall; low props may stand closer but never within ``PROP_CAMERA_GAP_M`` of a
-camera path.
+camera path. Every prop placed is recorded (``obstacles``: UE world xy in cm and the radius kept free around it),
+so that cameras added later (``multicam extend``) keep the same gap from it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import bpy
 import numpy as np
 from numpy.typing import NDArray
 
-from multicam.conventions import CM_PER_M, ue_to_rh_points
+from multicam.conventions import CM_PER_M, rh_to_ue_points, ue_to_rh_points
 from render_jobs.blender import materials as M
 from render_jobs.blender.calibration import MARKER_COLOURS, MARKER_RADIUS_CM, MARKERS_CM
 from render_jobs.blender.meshes import box, cylinder, plane, sphere
+from trajectory.clearance import PROP_CAMERA_GAP_M
 
-PROP_CAMERA_GAP_M = 1.2
+__all__ = ["PROP_CAMERA_GAP_M"]  # the environments' rule, from trajectory.clearance
 #: Keep this much floor free around the character (metres).
 CHARACTER_GAP_M = 1.8
 #: Rugs: the central one this high above the floor, each further one another step higher (no two coplanar).
@@ -41,12 +43,17 @@ class EnvContext:
     record: dict[str, Any] = field(default_factory=dict)
 
     def free_for_prop(self, xy: NDArray[np.float64], radius: float) -> bool:
+        """Whether a prop of footprint ``radius`` may stand at ``xy``; True records it in ``obstacles`` (every
+        caller places the prop when this says True)."""
         d_char = np.hypot(*(xy - self.center[:2]))
         if d_char < CHARACTER_GAP_M + radius:
             return False
-        if self.camera_xy.size == 0:
-            return True
-        return bool(np.min(np.hypot(*(self.camera_xy - xy).T)) > PROP_CAMERA_GAP_M + radius)
+        if self.camera_xy.size and not np.min(np.hypot(*(self.camera_xy - xy).T)) > PROP_CAMERA_GAP_M + radius:
+            return False
+        ue = rh_to_ue_points([float(xy[0]), float(xy[1]), 0.0])
+        self.record.setdefault("obstacles", []).append(
+            {"xy_cm": [float(ue[0]), float(ue[1])], "radius_m": float(radius)})
+        return True
 
     def ring_points(self, n: int, r_min: float, r_max: float) -> NDArray[np.float64]:
         ang = self.rng.uniform(0, 2 * np.pi, n)
@@ -303,6 +310,8 @@ def build_void(ctx: EnvContext) -> None:
     bpy.context.scene.world = w
 
 
+#: Built-in environments with tall things (buildings, trees, walls) outside ``clear_m``.
+WITH_TALL_THINGS = frozenset({"plaza", "park", "hall"})
 BUILTIN_ENVIRONMENTS = {"plaza": build_plaza, "park": build_park, "hall": build_hall,
                         "calibration": build_calibration, "void": build_void}
 
@@ -314,6 +323,8 @@ def build_environment(asset: str, ctx: EnvContext) -> dict[str, Any]:
     ctx.record["asset"] = asset
     if asset.startswith("builtin:"):
         name = asset.split(":", 1)[1]
+        if name in WITH_TALL_THINGS:
+            ctx.record["clear_radius_m"] = ctx.clear_m  # tall things stand outside it (cameras added later stay in)
         try:
             fn = BUILTIN_ENVIRONMENTS[name]
         except KeyError:

@@ -16,7 +16,6 @@ import contextlib
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from numpy.typing import NDArray
 from exporters.camera_json import CAMERA_FILE, write_camera_json
 from exporters.video import Mp4Writer
 from multicam.conventions import (
+    CM_PER_M,
     DEPTH_PNG_MM_PER_M,
     opengl_c2w_to_ue,
     planar_depth_m_to_png_mm,
@@ -162,6 +162,23 @@ def clear_m_for(job: RenderJob) -> tuple[float, NDArray[np.float64]]:
     return float(max(d.max() + 2.0, 4.0)), cam_rh[:, :2]
 
 
+def _check_new_cameras_clear(job: RenderJob, env_record: dict[str, Any]) -> None:
+    """Cameras added to a scene (``multicam extend``) keep clear of the props laid out around its planned cameras
+    (the coordinator already drew them clear of the props ``scene.json`` records; this also covers scenes rendered
+    before props were recorded). Raises ValueError naming the camera and the prop."""
+    from trajectory.clearance import clear_radius_problem, prop_problem
+
+    obstacles = env_record.get("obstacles", [])
+    xy = np.asarray([o["xy_cm"] for o in obstacles], dtype=np.float64).reshape(-1, 2) / CM_PER_M
+    ground = np.asarray(job.placement.location_cm[:2], dtype=np.float64) / CM_PER_M
+    for track in job.cameras:
+        pos = track.poses_array()[:, 3, :2] / CM_PER_M
+        why = (prop_problem(pos, xy, [o["radius_m"] for o in obstacles])
+               or clear_radius_problem(pos - ground, env_record.get("clear_radius_m")))
+        if why:
+            raise ValueError(f"{track.name} {why}; draw it again with another --seed")
+
+
 def add_cameras(job: RenderJob, scene: bpy.types.Scene, coll: bpy.types.Collection) -> list[bpy.types.Object]:
     """One Blender camera per track, keyed per frame from ``ue_to_opengl_c2w`` of the job's poses; each focuses
     on an empty keyed at the track's planned focus points (the plan's choice, replayed)."""
@@ -202,16 +219,13 @@ def quiet_stdout(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    sys.stdout.flush()
-    saved = os.dup(1)
+    from render_jobs.blender_backend import stdout_fd_to
+
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
     try:
-        yield
+        with stdout_fd_to(devnull):
+            yield
     finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
         os.close(devnull)
 
 
@@ -245,6 +259,8 @@ def render_job(job: RenderJob, out_dir: Path, device: str = "auto", progress: An
     clear_m, cam_xy = clear_m_for(job)
     center = ue_to_rh_points(np.asarray(job.placement.location_cm, dtype=np.float64))
     env_record = build_environment(job.environment.asset, EnvContext(center, clear_m, cam_xy, rng, coll))
+    if job.setup_cameras:
+        _check_new_cameras_clear(job, env_record)
     if scene.world is not None:
         # Fast GI's AO distance (m). An environment may set its own as the world's custom property
         # "multicam_ao_distance_m": indoors, where walls and ceiling are within 10 m of every point, a
