@@ -202,7 +202,7 @@ def test_a_backend_receives_a_job_with_nothing_left_to_decide(tmp_path: Path, ca
     ds = _plan(catalog, tmp_path / "ds")
     ctx = JobContext(ds, "test-synthetic")
     rec = _Recorder()
-    ctx._backend = rec  # type: ignore[assignment]
+    ctx._backend = rec
     entry = next(iter_manifest(ds))
     out = ctx.execute(entry)
     assert out.ok, out.error
@@ -239,7 +239,7 @@ def test_a_backend_cannot_rewrite_plan_fields_of_scene_json(tmp_path: Path, cata
             return {"cameras": {}}
 
     ctx = JobContext(ds, "test-synthetic")
-    ctx._backend = Liar()  # type: ignore[assignment]
+    ctx._backend = Liar()
     out = ctx.execute(next(iter_manifest(ds)))
     assert not out.ok and "plan fields ['cameras']" in (out.error or "")
 

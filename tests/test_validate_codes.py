@@ -42,7 +42,7 @@ def _scenes(ds: Path) -> list[Path]:
     return sorted(p.parent.parent for p in (ds / "train").rglob("camera_extrinsics.json"))
 
 
-def _rewrite_poses(scene: Path, edit: Callable[[np.ndarray], None]) -> None:
+def _rewrite_poses(scene: Path, edit: Callable[[np.ndarray], object]) -> None:
     path = scene / "cameras" / "camera_extrinsics.json"
     poses, names = read_camera_json(path)
     edit(poses)
@@ -82,7 +82,7 @@ def _moving(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
 
 
 # kind -> (what to do to a copy of the dataset, the codes it must produce, text the planted line must hold)
-DEFECTS: dict[str, tuple[Callable[[Path, Path], None], set[str], str]] = {
+DEFECTS: dict[str, tuple[Callable[[Path, Path], object], set[str], str]] = {
     "binary camera file": (lambda ds, s: (s / "cameras/camera_extrinsics.json").write_bytes(bytes(range(256)) * 4),
                            {"camera-file-encoding"}, "binary file (NUL byte at offset 0)"),
     "non-UTF-8 camera file": (lambda ds, s: (s / "cameras/camera_extrinsics.json").write_bytes(
