@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_support import SYNTHETIC, generate_synthetic
 from typer.testing import CliRunner
 
 from multicam_app import app
@@ -63,7 +64,7 @@ def _planned(tmp_path: Path) -> Path:
 ])
 def test_render_rejects_bad_numbers(tmp_path: Path, args: list[str], word: str) -> None:
     ds = _planned(tmp_path)
-    res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--no-progress", *args])
+    res = runner.invoke(app, ["render", str(ds), *SYNTHETIC, *args])
     assert res.exit_code == 2, res.output
     assert res.output.startswith(f"error: {word}: must be a finite number"), res.output
 
@@ -78,18 +79,14 @@ def test_render_rejects_bad_numbers(tmp_path: Path, args: list[str], word: str) 
 ])
 def test_render_rejects_bad_ray_resources(tmp_path: Path, value: str, executor: str, says: str) -> None:
     ds = _planned(tmp_path)
-    res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--no-progress", "--executor",
-                              executor, "--ray-resources", value])
+    res = runner.invoke(app, ["render", str(ds), *SYNTHETIC, "--executor", executor, "--ray-resources", value])
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error: --ray-resources: ") and says in res.output, res.output
     assert res.output.count("\n") == 1
 
 
 def test_generate_no_progress_shows_no_bars(tmp_path: Path) -> None:
-    out = tmp_path / "ds"
-    res = runner.invoke(app, ["generate", "--out", str(out), "--scenes", "1", "--resolution", "32", "--frames", "4",
-                              "--cameras", "2", "--backend", "test-synthetic", "--no-progress"])
-    assert res.exit_code == 0, res.output
+    res = generate_synthetic(tmp_path / "ds", scenes=1, size=32, frames=4, cameras=2)
     assert "it/s" not in res.output and "scene/s" not in res.output and "%|" not in res.output, res.output
     assert "ok: 1 scene(s)" in res.output
 

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_support import SYNTHETIC, synthetic_generate_args
 
 from render_jobs.cli_generate import DEMO_CATALOG
 
 PLAN = ["plan", "--catalog", str(DEMO_CATALOG), "--seed", "0", "--width", "32", "--height", "32", "--frames", "4",
         "--cameras", "2"]
-RENDER = ["--backend", "test-synthetic", "--no-progress"]
 
 
 def multicam(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
@@ -66,7 +66,7 @@ def test_plan_killed_after_the_store_before_plan_json(tmp_path: Path) -> None:
     res = multicam(*PLAN, "--scenes", "2", "--out", str(ds), env={"MULTICAM_HOOK_PLAN_AFTER_STORE": "kill"})
     assert res.returncode == -9, res.stderr
     assert (ds / "jobs.sqlite").exists() and not (ds / "plan" / "plan.json").exists()
-    for cmd in (["status", str(ds)], ["render", str(ds), *RENDER], ["retry", str(ds)]):
+    for cmd in (["status", str(ds)], ["render", str(ds), *SYNTHETIC], ["retry", str(ds)]):
         err = one_error(multicam(*cmd), 2)
         assert "plan.json: missing: the plan was not finished" in err and "run the same `multicam plan`" in err
     # Another plan replaces the unpublished one (nothing can have rendered from it); the same plan would finish it
@@ -111,7 +111,7 @@ def _as_plain_user() -> tuple[str, ...]:
 def _rendered(tmp_path: Path, scenes: int = 2) -> Path:
     ds = tmp_path / "ds"
     assert multicam(*PLAN, "--scenes", str(scenes), "--out", str(ds)).returncode == 0
-    res = multicam("render", str(ds), *RENDER)
+    res = multicam("render", str(ds), *SYNTHETIC)
     assert res.returncode == 0, res.stderr
     return ds
 
@@ -133,10 +133,10 @@ def test_read_only_dataset(tmp_path: Path) -> None:
         assert res.returncode == 0 and "done 2" in res.stdout, res.stderr
         res = multicam("validate", str(ds), prefix=user)
         assert res.returncode == 0 and "2 scenes" in res.stdout, res.stderr
-        for cmd in (["render", str(ds), *RENDER], ["retry", str(ds)]):
+        for cmd in (["render", str(ds), *SYNTHETIC], ["retry", str(ds)]):
             assert "the dataset is read-only" in one_error(multicam(*cmd, prefix=user), 2)
         for cmd in ([*PLAN, "--scenes", "2", "--out", str(ds)],
-                    ["generate", "--out", str(ds), "--scenes", "2", "--backend", "test-synthetic"]):
+                    synthetic_generate_args(ds, scenes=2)):
             assert f"--out {ds}: {ds} is not writable" in one_error(multicam(*cmd, prefix=user), 2)
         assert sorted(p.name for p in ds.iterdir()) == before  # nothing was written (no WAL index either)
     finally:
@@ -156,10 +156,10 @@ def test_full_disk_in_a_render_stops_the_run_cleanly(tmp_path: Path) -> None:
     no job is left running or marked failed, and the same command resumes once there is space."""
     ds = tmp_path / "ds"
     assert multicam(*PLAN, "--scenes", "2", "--out", str(ds)).returncode == 0
-    err = one_error(multicam("render", str(ds), *RENDER, "-o", "no_space=s000002"), 1)
+    err = one_error(multicam("render", str(ds), *SYNTHETIC, "-o", "no_space=s000002"), 1)
     assert "no space left on device; the finished scenes are kept" in err, err
     assert _counts(ds) == {"done": 1, "pending": 1}
-    res = multicam("render", str(ds), *RENDER)
+    res = multicam("render", str(ds), *SYNTHETIC)
     assert res.returncode == 0 and "rendered 1" in res.stdout, res.stderr
     assert _counts(ds) == {"done": 2}
 
@@ -184,19 +184,19 @@ def test_full_disk_under_the_job_store_is_one_line(tmp_path: Path) -> None:
     exit 1, no traceback; the next run recovers the jobs and adopts what was rendered."""
     ds = tmp_path / "ds"
     assert multicam(*PLAN, "--scenes", "2", "--out", str(ds)).returncode == 0
-    res = subprocess.run([sys.executable, "-c", _DISK_FULL_STORE, "render", str(ds), *RENDER],
+    res = subprocess.run([sys.executable, "-c", _DISK_FULL_STORE, "render", str(ds), *SYNTHETIC],
                          capture_output=True, text=True, timeout=300)
     err = one_error(res, 1)
     assert "database or disk is full; the finished work is kept; free space and run the same command" in err
     assert _counts(ds).get("running", 0) == 0  # given back
-    res = multicam("render", str(ds), *RENDER)
+    res = multicam("render", str(ds), *SYNTHETIC)
     assert res.returncode == 0 and "rendered 1, found complete 1" in res.stdout, (res.stdout, res.stderr)
 
 
 def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
     ds = tmp_path / "ds"
     assert multicam(*PLAN, "--scenes", "1", "--out", str(ds)).returncode == 0
-    res = subprocess.run([sys.executable, "-c", _DISK_FULL_STORE, "render", str(ds), *RENDER],
+    res = subprocess.run([sys.executable, "-c", _DISK_FULL_STORE, "render", str(ds), *SYNTHETIC],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "MULTICAM_DEBUG": "1"})
     assert res.returncode == 1 and "Traceback" in res.stderr and "disk is full" in res.stderr, res.stderr
 
@@ -228,12 +228,12 @@ def test_a_deleted_scene_folder_or_video_is_found_and_rendered_again(tmp_path: P
     assert f"re-queued {first} (s000001): videos/cam02.mp4 missing" in res.stdout
     assert f"re-queued {second} (s000002): the folder missing" in res.stdout
     assert multicam("status", str(ds)).stdout.count("pending 2") == 1
-    res = multicam("render", str(ds), *RENDER)
+    res = multicam("render", str(ds), *SYNTHETIC)
     assert res.returncode == 0 and "rendered 2" in res.stdout, (res.stdout, res.stderr)
     assert f"{first} was incomplete (videos/cam02.mp4: missing): moved to {ds / '.damaged'}" in res.stderr
     # render finds the damage itself too, and renders the scene again
     (ds / second / "cameras" / "camera_extrinsics.json").unlink()
-    res = multicam("render", str(ds), *RENDER)
+    res = multicam("render", str(ds), *SYNTHETIC)
     assert res.returncode == 0 and "rendered 1" in res.stdout, (res.stdout, res.stderr)
     assert f"1 done scene(s) lost files: {second} (s000002): cameras/camera_extrinsics.json missing; re-queued" \
         in res.stderr
@@ -253,7 +253,7 @@ def test_repair_rebuilds_a_lost_store_from_the_plan(tmp_path: Path) -> None:
         res = multicam("repair", str(ds))
         assert res.returncode == 0 and "rebuilt" in res.stdout and "(2 jobs" in res.stdout, res.stderr
         assert (kind == "garbage") == bool(list(ds.glob("jobs.sqlite.damaged-*")))
-        res = multicam("render", str(ds), *RENDER)
+        res = multicam("render", str(ds), *SYNTHETIC)
         assert res.returncode == 0 and "rendered 0, found complete 2" in res.stdout, res.stderr
         assert _hashes(ds / "train") == before
     assert "nothing to repair" in multicam("repair", str(ds)).stdout
@@ -279,7 +279,7 @@ def test_two_jobs_for_one_output_folder_are_refused(tmp_path: Path) -> None:
     manifest = ds / "plan" / "manifest.jsonl"
     lines = manifest.read_text().splitlines(keepends=True)
     manifest.write_text("".join([*lines, lines[0]]))
-    for cmd in (["status", str(ds)], ["render", str(ds), *RENDER]):
+    for cmd in (["status", str(ds)], ["render", str(ds), *SYNTHETIC]):
         err = one_error(multicam(*cmd), 2)
         assert "manifest.jsonl:3: job id s000001 is also on line 1: two jobs would write one folder" in err, err
 
@@ -289,14 +289,14 @@ def test_user_files_in_a_scene_folder_are_left_alone(tmp_path: Path) -> None:
     (folder,) = _output_dirs(ds)
     (ds / folder / "videos" / "cam01.mp4").unlink()
     (ds / folder / "my_notes.txt").write_text("mine")
-    res = multicam("render", str(ds), *RENDER, "--max-attempts", "1")
+    res = multicam("render", str(ds), *SYNTHETIC, "--max-attempts", "1")
     assert res.returncode == 1, res.stderr
     assert "holds files this job did not write (my_notes.txt)" in res.stderr and "move them out of it" in res.stderr
     assert (ds / folder / "my_notes.txt").read_text() == "mine"
     assert not list((ds / folder).parent.glob(".*"))  # nothing moved aside into a hidden folder
     (ds / folder / "my_notes.txt").rename(tmp_path / "my_notes.txt")
     assert multicam("retry", str(ds)).returncode == 0
-    res = multicam("render", str(ds), *RENDER)
+    res = multicam("render", str(ds), *SYNTHETIC)
     assert res.returncode == 0 and "rendered 1" in res.stdout, res.stderr
 
 
@@ -309,6 +309,6 @@ def test_an_output_folder_leaving_the_dataset_is_refused(tmp_path: Path) -> None
     camera_set = ds / folder.rpartition("/")[0]
     camera_set.rmdir()
     camera_set.symlink_to(outside)
-    res = multicam("render", str(ds), *RENDER, "--max-attempts", "1")
+    res = multicam("render", str(ds), *SYNTHETIC, "--max-attempts", "1")
     assert res.returncode == 1 and "outside the dataset" in res.stderr and "a symlink?" in res.stderr, res.stderr
     assert list(outside.iterdir()) == []

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from cli_support import SYNTHETIC, generate_synthetic
 from typer.testing import CliRunner
 
 from multicam_app import app
@@ -15,7 +16,6 @@ from render_jobs.cli_generate import DEMO_CATALOG
 runner = CliRunner()
 PLAN = ["plan", "--catalog", str(DEMO_CATALOG), "--scenes", "2", "--seed", "0", "--width", "32", "--height", "32",
         "--frames", "4", "--cameras", "2"]
-RENDER = ["--backend", "test-synthetic", "--no-progress"]
 
 
 def _plan(out: Path) -> Path:
@@ -57,7 +57,7 @@ EXPECT = {
 def test_damaged_dataset_is_one_line(tmp_path: Path, kind: str, command: str) -> None:
     ds = _plan(tmp_path / "ds")
     _damage(ds, kind)
-    args = [command, str(ds), *(RENDER if command == "render" else [])]
+    args = [command, str(ds), *(SYNTHETIC if command == "render" else [])]
     res = runner.invoke(app, args)
     assert res.exit_code == 2, res.output
     assert res.output.count("\n") == 1 and res.output.startswith("error: "), res.output
@@ -67,18 +67,16 @@ def test_damaged_dataset_is_one_line(tmp_path: Path, kind: str, command: str) ->
 
 def test_generate_on_a_damaged_plan_is_one_line(tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    args = ["generate", "--out", str(out), "--scenes", "1", "--resolution", "32", "--frames", "4", "--cameras", "2",
-            "--backend", "test-synthetic", "--no-progress"]
-    assert runner.invoke(app, args).exit_code == 0
+    generate_synthetic(out, scenes=1, size=32, frames=4, cameras=2)
     _damage(out, "truncated-plan")
-    res = runner.invoke(app, args)
-    assert res.exit_code == 2 and "plan.json: damaged plan file" in res.output, res.output
+    res = generate_synthetic(out, scenes=1, size=32, frames=4, cameras=2, expect=2)
+    assert "plan.json: damaged plan file" in res.output, res.output
 
 
 @pytest.mark.parametrize("kind", ["deleted-store", "garbage-store"])
 def test_rebuilt_store_keeps_finished_scenes(tmp_path: Path, kind: str) -> None:
     ds = _plan(tmp_path / "ds")
-    res = runner.invoke(app, ["render", str(ds), *RENDER])
+    res = runner.invoke(app, ["render", str(ds), *SYNTHETIC])
     assert res.exit_code == 0, res.output
     before = _hashes(ds)
     assert len(before) >= 2 * 4  # 2 scenes x (2 videos + camera JSON + scene.json)
@@ -86,7 +84,7 @@ def test_rebuilt_store_keeps_finished_scenes(tmp_path: Path, kind: str) -> None:
     if kind == "garbage-store":
         (ds / "jobs.sqlite").rename(tmp_path / "jobs.sqlite.damaged")  # the documented "move it aside"
     _plan(ds)  # the same plan command again rebuilds the store
-    res = runner.invoke(app, ["render", str(ds), *RENDER])
+    res = runner.invoke(app, ["render", str(ds), *SYNTHETIC])
     assert res.exit_code == 0, res.output
     assert "rendered 0, found complete 2" in res.output, res.output
     assert _hashes(ds) == before

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_support import VAL_FILE, run_cli
+from cli_support import RELEASED_VAL_JSON, generate_synthetic, run_cli
 from ue_projection import read_ue, ue_project
 
 # ---- readers of each format (as the tools read them) -> pixel (continuous) and depth, (F, C, 2) / (F, C) ----
@@ -120,9 +120,7 @@ def check_all_formats(dataset: Path, scene_rel: Path, out: Path, point_cm: np.nd
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds = tmp_path_factory.mktemp("ds") / "ds"
-    res = run_cli("generate", "--out", str(ds), "--scenes", "2", "--resolution", "48", "--frames", "6",
-                  "--cameras", "4", "--backend", "test-synthetic", "--no-progress", "--no-verify")
-    assert res.returncode == 0, res.stderr
+    generate_synthetic(ds, scenes=2, size=48, frames=6, cameras=4, extra_args=("--no-verify",))
     return ds
 
 
@@ -164,7 +162,7 @@ def test_released_validation_file(tmp_path: Path) -> None:
     """The val layout (only cameras/camera_extrinsics.json): 1280x1280 and 24 mm by default, said on stderr."""
     val = tmp_path / "val" / "10basic_trajectories"
     (val / "cameras").mkdir(parents=True)
-    shutil.copy(VAL_FILE, val / "cameras" / "camera_extrinsics.json")
+    shutil.copy(RELEASED_VAL_JSON, val / "cameras" / "camera_extrinsics.json")
     point = np.array([3390.0 + 400.0, 1380.0 + 35.0, 240.0 - 20.0])  # ~4 m ahead of the shared start pose
     stderr = check_all_formats(tmp_path / "val", Path("10basic_trajectories"), tmp_path / "out", point, 24.0, 1280,
                                1280, 0.02, tol_m=1e-5)
@@ -183,7 +181,7 @@ def test_focal_from_the_folder_name_and_frames_out_without_videos(tmp_path: Path
     """A released-layout scene without scene.json takes the focal length from its f<focal>_aperture<a> folder."""
     scene = tmp_path / "ds" / "train" / "f35_aperture2.4" / "scene7"
     (scene / "cameras").mkdir(parents=True)
-    shutil.copy(VAL_FILE, scene / "cameras" / "camera_extrinsics.json")
+    shutil.copy(RELEASED_VAL_JSON, scene / "cameras" / "camera_extrinsics.json")
     res = run_cli("export", str(tmp_path / "ds"), "--to", "realestate10k", "--out", str(tmp_path / "o"), "--frames-out",
                   "--no-progress")
     assert res.returncode == 0, res.stderr
@@ -196,7 +194,7 @@ def test_recammaster_convention_has_det_minus_one_ours_plus_one() -> None:
     """What docs/export.md says about ReCamMaster's loader, on the released file."""
     from multicam.conventions import ue_to_opencv_c2w, ue_to_recammaster_c2w
 
-    ue, _ = read_ue(VAL_FILE)
+    ue, _ = read_ue(RELEASED_VAL_JSON)
     assert np.allclose(np.linalg.det(ue_to_recammaster_c2w(ue)[..., :3, :3]), -1.0, atol=1e-5)
     assert np.allclose(np.linalg.det(ue_to_opencv_c2w(ue)[..., :3, :3]), 1.0, atol=1e-5)
     # ours = diag(1, -1, 1, 1) @ theirs, so the poses relative to a reference camera (what ReCamMaster trains on)

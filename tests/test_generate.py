@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
+from cli_support import generate_synthetic
 from typer.testing import CliRunner
 
 from exporters.camera_json import read_camera_json
@@ -31,18 +33,15 @@ def test_generate_rejects_bad_input_with_exit_code_2(tmp_path: Path) -> None:
 
 def test_generate_with_a_test_backend_is_resumable(tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    args = ["generate", "--out", str(out), "--scenes", "3", "--resolution", "32", "--frames", "4",
-            "--backend", "test-synthetic"]
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
+    generate = partial(generate_synthetic, out, scenes=3, size=32, frames=4, progress=True)
+    generate()
     assert len(_scene_dirs(out)) == 3
     stamp = {p: (p / "videos" / "cam01.mp4").stat().st_mtime_ns for p in _scene_dirs(out)}
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
+    res = generate()
     assert "rendered 0" in res.output
     assert stamp == {p: (p / "videos" / "cam01.mp4").stat().st_mtime_ns for p in _scene_dirs(out)}
-    res = runner.invoke(app, [*args, "--seed", "9"])  # another plan into the same folder
-    assert res.exit_code == 2 and "different plan" in res.output
+    res = generate(extra_args=("--seed", "9"), expect=2)  # another plan into the same folder
+    assert "different plan" in res.output
 
 
 def test_generate_quality_presets_and_the_closing_lines(tmp_path: Path) -> None:
@@ -50,9 +49,7 @@ def test_generate_quality_presets_and_the_closing_lines(tmp_path: Path) -> None:
     from render_jobs.planner import load_settings
 
     out = tmp_path / "demo"
-    base = ["generate", "--frames", "2", "--cameras", "2", "--backend", "test-synthetic", "--no-progress"]
-    res = runner.invoke(app, [*base, "--out", str(out)])
-    assert res.exit_code == 0, res.output
+    res = generate_synthetic(out, frames=2, cameras=2)
     st, _ = load_settings(out)
     assert (st.width, st.samples, st.denoise, st.denoise_quality) == QUALITY["demo"]
     [scene] = _scene_dirs(out)
@@ -65,8 +62,7 @@ def test_generate_quality_presets_and_the_closing_lines(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert (out / "preview" / "scene1" / "index.html").is_file()
     # explicit options override the preset's values, the rest comes from it
-    res = runner.invoke(app, [*base, "--out", str(tmp_path / "full"), "--quality", "full", "--resolution", "32"])
-    assert res.exit_code == 0, res.output
+    generate_synthetic(tmp_path / "full", frames=2, cameras=2, size=32, extra_args=("--quality", "full"))
     st, _ = load_settings(tmp_path / "full")
     assert (st.width, st.samples, st.denoise, st.denoise_quality) == (32, *QUALITY["full"][1:])
 

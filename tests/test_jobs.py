@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from cli_support import SYNTHETIC
 from typer.testing import CliRunner
 
 from exporters.camera_json import CAMERA_FILE, read_camera_json, write_camera_json
@@ -408,7 +409,7 @@ def test_backend_that_cannot_start_stops_the_run_without_failing_jobs(tmp_path: 
 def test_render_cli_runs_and_reports(tmp_path: Path, catalog: Catalog) -> None:
     ds = plan(catalog, tmp_path / "ds", n=2)
     runner = CliRunner()
-    res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--no-progress"])
+    res = runner.invoke(app, ["render", str(ds), *SYNTHETIC])
     assert res.exit_code == 0, res.output
     assert "rendered 2, found complete 0, failed 0" in res.output
     res = runner.invoke(app, ["render", str(ds), "--backend", "nope"])

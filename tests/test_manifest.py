@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from cli_support import SYNTHETIC
 from typer.testing import CliRunner
 
 from multicam_app import app
@@ -146,14 +147,14 @@ def test_render_cli_reports_an_edited_manifest_in_one_line_and_replanning_repair
     lines = _lines(ds)
     lines[0]["seed"] = 5
     _write_lines(ds, lines)
-    for cmd in (["render", str(ds), "--backend", "test-synthetic", "--no-progress"], ["status", str(ds)]):
+    for cmd in (["render", str(ds), *SYNTHETIC], ["status", str(ds)]):
         res = runner.invoke(app, cmd)
         assert res.exit_code == 2, res.output
         assert "scene 1 (s000001) differs from the plan: seed (planned 4, now 5)" in res.output
         assert "Traceback" not in res.output
     assert runner.invoke(app, plan_args).exit_code == 0  # the same plan command restores the manifest
     assert (ds / "plan" / "manifest.jsonl").read_bytes() == original
-    res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--no-progress"])
+    res = runner.invoke(app, ["render", str(ds), *SYNTHETIC])
     assert res.exit_code == 0, res.output
 
 
@@ -201,7 +202,7 @@ def test_a_backend_receives_a_job_with_nothing_left_to_decide(tmp_path: Path, ca
     ds = _plan(catalog, tmp_path / "ds")
     ctx = JobContext(ds, "test-synthetic")
     rec = _Recorder()
-    ctx._backend = rec  # type: ignore[assignment]
+    ctx._backend = rec
     entry = next(iter_manifest(ds))
     out = ctx.execute(entry)
     assert out.ok, out.error
@@ -238,7 +239,7 @@ def test_a_backend_cannot_rewrite_plan_fields_of_scene_json(tmp_path: Path, cata
             return {"cameras": {}}
 
     ctx = JobContext(ds, "test-synthetic")
-    ctx._backend = Liar()  # type: ignore[assignment]
+    ctx._backend = Liar()
     out = ctx.execute(next(iter_manifest(ds)))
     assert not out.ok and "plan fields ['cameras']" in (out.error or "")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import recammaster_official as official
+from cli_support import SYNTHETIC, generate_synthetic
 from typer.testing import CliRunner
 
 from exporters.metadata import (
@@ -46,9 +47,7 @@ def _scenes(ds: Path) -> list[Path]:
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two complete scenes x 10 cameras x 81 frames, made by ``multicam generate``."""
     ds = tmp_path_factory.mktemp("gen") / "ds"
-    res = runner.invoke(app, ["generate", "--out", str(ds), "--scenes", "2", "--seed", "5", "--resolution", "16",
-                              "--frames", "81", "--backend", "test-synthetic", "--no-progress"])
-    assert res.exit_code == 0, res.output
+    res = generate_synthetic(ds, scenes=2, size=16, frames=81, extra_args=("--seed", "5"))
     assert "warning" not in res.output
     return ds
 
@@ -135,8 +134,7 @@ def test_render_lists_only_complete_scenes_and_catches_up(tmp_path: Path) -> Non
     res = runner.invoke(app, ["plan", "--catalog", str(DEMO_CATALOG), "--scenes", "3", "--seed", "1", "--out", str(ds),
                               "--width", "16", "--height", "16", "--frames", "4", "--cameras", "3"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--no-progress", "--max-attempts", "1",
-                              "-o", "fail_always=s000002"])
+    res = runner.invoke(app, ["render", str(ds), *SYNTHETIC, "--max-attempts", "1", "-o", "fail_always=s000002"])
     assert res.exit_code == 1, res.output
     rows = _rows(ds)
     assert len(rows) == 6  # 2 complete scenes x 3 cameras; the failed job's scene is not listed
@@ -145,7 +143,7 @@ def test_render_lists_only_complete_scenes_and_catches_up(tmp_path: Path) -> Non
         out = {json.loads(line)["job_id"]: json.loads(line)["output_dir"] for line in fh}
     assert scenes == {out["s000001"].removeprefix("train/"), out["s000003"].removeprefix("train/")}
     assert runner.invoke(app, ["retry", str(ds)]).exit_code == 0
-    res = runner.invoke(app, ["render", str(ds), "--backend", "test-synthetic", "--no-progress"])
+    res = runner.invoke(app, ["render", str(ds), *SYNTHETIC])
     assert res.exit_code == 0, res.output
     assert len(_rows(ds)) == 9
 
@@ -325,9 +323,7 @@ def test_labels_and_captions_are_pure_functions_of_partial_records() -> None:
 
 def test_warns_once_when_the_dataset_path_holds_cam_and_a_digit(dataset: Path, tmp_path: Path) -> None:
     ds = tmp_path / "renders_cam2" / "ds"
-    res = runner.invoke(app, ["generate", "--out", str(ds), "--scenes", "1", "--resolution", "16", "--frames", "2",
-                              "--cameras", "2", "--backend", "test-synthetic", "--no-progress"])
-    assert res.exit_code == 0, res.output
+    res = generate_synthetic(ds, scenes=1, size=16, frames=2, cameras=2)
     assert res.output.count("warning: dataset path") == 1, res.output
     assert "'cam2'" in res.output and "camera 2" in res.output
     res = runner.invoke(app, ["captions", str(ds)])

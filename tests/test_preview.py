@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import RELEASED_VAL_JSON, generate_synthetic
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,15 +23,12 @@ from multicam_app import app
 
 runner = CliRunner()
 FRAMES, SIZE, CAMS, TILE = 12, 32, 10, 64
-RELEASED = Path(__file__).parent / "data" / "recammaster_val" / "cameras" / "camera_extrinsics.json"
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("preview") / "ds"
-    res = runner.invoke(app, ["generate", "--out", str(out), "--scenes", "1", "--resolution", str(SIZE), "--frames",
-                              str(FRAMES), "--cameras", str(CAMS), "--backend", "test-synthetic", "--no-progress"])
-    assert res.exit_code == 0, res.output
+    generate_synthetic(out, scenes=1, size=SIZE, frames=FRAMES, cameras=CAMS)
     (found,) = (out / "train").glob("*/scene1")
     rng = np.random.default_rng(0)
     for c in range(CAMS):  # every frame its own picture (8 px blocks), so a tile shows which frame it is
@@ -175,10 +173,10 @@ def test_presets_preview(tmp_path: Path) -> None:
 
 def test_released_camera_file(tmp_path: Path) -> None:
     out = tmp_path / "released"
-    res = runner.invoke(app, ["preview", str(RELEASED), "--out", str(out), "--no-progress"])
+    res = runner.invoke(app, ["preview", str(RELEASED_VAL_JSON), "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
     lay = _layout(out)
-    assert [c["name"] for c in lay["cameras"]] == read_camera_json(RELEASED)[1]
+    assert [c["name"] for c in lay["cameras"]] == read_camera_json(RELEASED_VAL_JSON)[1]
     assert all(c["label"] is None and c["video"] is None for c in lay["cameras"]) and lay["frames"] == 81
     img = np.asarray(Image.open(out / "trajectories.png").convert("RGB"))
     assert sum(_pixels_near(img, _rgb(c["colour"])) > 100 for c in lay["cameras"]) == 10

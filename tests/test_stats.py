@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from cli_support import VAL_FILE, run_cli
+from cli_support import RELEASED_VAL_JSON, generate_synthetic, run_cli
 from ue_projection import read_ue, ue_project
 
 
@@ -128,9 +128,7 @@ def test_planted_rule_breaks_are_flagged(sampled: Path, tmp_path: Path) -> None:
 
 def test_generated_dataset(tmp_path: Path) -> None:
     ds = tmp_path / "gen"
-    res = run_cli("generate", "--out", str(ds), "--scenes", "3", "--resolution", "32", "--frames", "4", "--cameras",
-                  "3", "--backend", "test-synthetic", "--no-progress", "--no-verify")
-    assert res.returncode == 0, res.stderr
+    generate_synthetic(ds, scenes=3, size=32, frames=4, cameras=3, extra_args=("--no-verify",))
     _, s = run_stats(ds, tmp_path, "--no-png")
     recs = [r for _, r in records(ds / "train")]
     for key in ("environment", "character", "animation"):
@@ -142,7 +140,7 @@ def test_generated_dataset(tmp_path: Path) -> None:
 def test_released_validation_file(tmp_path: Path) -> None:
     val = tmp_path / "val" / "10basic_trajectories"
     (val / "cameras").mkdir(parents=True)
-    shutil.copy(VAL_FILE, val / "cameras" / "camera_extrinsics.json")
+    shutil.copy(RELEASED_VAL_JSON, val / "cameras" / "camera_extrinsics.json")
     res, s = run_stats(tmp_path / "val", tmp_path, "--no-png")
     assert res.returncode == 0 and s["scenes"] == 1 and s["cameras"] == 10
     assert s["counts"]["camera_set"] == {"24mm (assumed)": 1} and s["counts"]["frames"] == {"81": 1}
@@ -150,7 +148,7 @@ def test_released_validation_file(tmp_path: Path) -> None:
     # pan right/left, tilt up/down, zoom in/out (a dolly), and four moves that turn to keep the subject: translate
     # up/down and the two arcs, which in the released file are straight chords
     assert s["counts"]["measured_motion"] == {"straight+turn": 4, "pan": 2, "tilt": 2, "straight": 2}
-    ue, _ = read_ue(VAL_FILE)
+    ue, _ = read_ue(RELEASED_VAL_JSON)
     fz = ue[..., 0, 2] / np.linalg.norm(ue[..., 0, :3], axis=-1)
     np.testing.assert_allclose(s["numeric"]["pitch_max_deg"]["max"], np.degrees(np.arcsin(fz)).max(), atol=1e-6)
     path = np.linalg.norm(np.diff(ue[:, :, 3, :3], axis=0), axis=-1).sum(0) / 100

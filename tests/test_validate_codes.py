@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from cli_support import RELEASED_VAL_DIR, generate_synthetic
 from typer.testing import CliRunner
 
 from exporters.camera_json import read_camera_json, write_camera_json
@@ -22,15 +23,12 @@ from multicam_app import app
 
 runner = CliRunner()
 FRAMES, SIZE, CAMS = 81, 32, 3
-RELEASED = Path(__file__).parent / "data" / "recammaster_val"
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("validate") / "ds"
-    res = runner.invoke(app, ["generate", "--out", str(out), "--scenes", "2", "--resolution", str(SIZE), "--frames",
-                              str(FRAMES), "--cameras", str(CAMS), "--backend", "test-synthetic", "--no-progress"])
-    assert res.exit_code == 0, res.output
+    generate_synthetic(out, scenes=2, size=SIZE, frames=FRAMES, cameras=CAMS)
     return out
 
 
@@ -44,7 +42,7 @@ def _scenes(ds: Path) -> list[Path]:
     return sorted(p.parent.parent for p in (ds / "train").rglob("camera_extrinsics.json"))
 
 
-def _rewrite_poses(scene: Path, edit: Callable[[np.ndarray], None]) -> None:
+def _rewrite_poses(scene: Path, edit: Callable[[np.ndarray], object]) -> None:
     path = scene / "cameras" / "camera_extrinsics.json"
     poses, names = read_camera_json(path)
     edit(poses)
@@ -84,7 +82,7 @@ def _moving(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
 
 
 # kind -> (what to do to a copy of the dataset, the codes it must produce, text the planted line must hold)
-DEFECTS: dict[str, tuple[Callable[[Path, Path], None], set[str], str]] = {
+DEFECTS: dict[str, tuple[Callable[[Path, Path], object], set[str], str]] = {
     "binary camera file": (lambda ds, s: (s / "cameras/camera_extrinsics.json").write_bytes(bytes(range(256)) * 4),
                            {"camera-file-encoding"}, "binary file (NUL byte at offset 0)"),
     "non-UTF-8 camera file": (lambda ds, s: (s / "cameras/camera_extrinsics.json").write_bytes(
@@ -235,7 +233,7 @@ def test_teleport_bounds_are_options(dataset: Path, tmp_path: Path) -> None:
 def test_released_validation_file_passes(tmp_path: Path) -> None:
     """The published ten basic trajectories: rigid, det +1, no teleport at the default bounds."""
     scene = tmp_path / "10basic_trajectories"
-    shutil.copytree(RELEASED, scene)
+    shutil.copytree(RELEASED_VAL_DIR, scene)
     _, names = read_camera_json(scene / "cameras" / "camera_extrinsics.json")
     for i, name in enumerate(names):
         encode_mp4(scene / "videos" / f"{name}.mp4", _moving(81, 16, seed=i))
