@@ -550,8 +550,7 @@ def test_infer_jobs_file_matches_single_runs_and_resumes(dataset: Path, wan_dir:
     import json
 
     from recam.cli import app
-    from recam.data import discover_scenes
-    from recam.data import load_video
+    from recam.data import discover_scenes, load_video
     from recam.infer import read_jobs
 
     scene = discover_scenes(dataset)[0]
