@@ -54,16 +54,29 @@ def worth_showing(text: str) -> list[str]:
 
 @contextlib.contextmanager
 def stdout_fd_to(fd: int) -> Iterator[None]:
-    """Point file descriptor 1 (C-level writes included) at ``fd`` for the block, then back."""
+    """Point file descriptor 1 (C-level writes included) at ``fd`` for the block, then back. C stdio buffers are
+    flushed at both ends, so Blender's printf output lands on the side of the switch it was written on."""
     sys.stdout.flush()
+    _flush_c_stdio()
     saved = os.dup(1)
     os.dup2(fd, 1)
     try:
         yield
     finally:
         sys.stdout.flush()
+        _flush_c_stdio()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    """``fflush(NULL)`` in the C library (Blender writes its log with printf); a no-op where there is none."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
 
 
 @contextlib.contextmanager
