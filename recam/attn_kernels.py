@@ -85,6 +85,12 @@ def format_fa4_fwd_config(cfg: dict[str, Any]) -> str:
 
 FA4_FWD_CONFIG.update(parse_fa4_fwd_config(os.environ.get("RECAM_FA4_FWD", "")))
 
+# FA4 compiles its kernels on first use in each process (~9 s for the DiT's forward on an H200, BENCHMARKS.md);
+# its own on-disk cache of compiled kernels (off unless asked for; read when flash_attn.cute is first imported,
+# which only the FA4 ops below do) makes that a one-time cost per machine. FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=0
+# turns it off, FLASH_ATTENTION_CUTE_DSL_CACHE_DIR moves it (default /tmp/$USER/flash_attention_cute_dsl_cache).
+os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
+
 
 def check_backend(name: str | None) -> None:
     if name is not None and name not in ATTENTION_BACKENDS:

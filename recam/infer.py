@@ -260,8 +260,10 @@ def infer_many(
     passes over the processes of a ``torchrun`` launch (see :mod:`recam.parallel`); rank 0 decodes and writes.
     ``attention``: self-attention kernel (``"auto"``: FlashAttention-4 where installed on Hopper/Blackwell, else
     cuDNN; or a name of :data:`recam.attn_kernels.ATTENTION_BACKENDS`, e.g. the opt-in ``"fp8"``).
-    ``compile``: ``torch.compile`` the transformer blocks; ``None`` = when more than one video is rendered on CUDA
-    (compiling costs ~16 s once and saves ~0.3 s a step on an H200: not paid back on one video).
+    ``compile``: ``torch.compile`` the transformer blocks but the last (see
+    :meth:`ReCamMasterTransformer.compile_blocks`); ``None`` = on CUDA. On an H200 it saves ~0.28 s a step and its
+    compilation (~9 s) is paid back within one 50-step video on a machine's first run, and is mostly skipped later
+    (inductor's and FlashAttention-4's on-disk caches): 194 vs 193 s cold, 178 vs 188 s warm (BENCHMARKS.md).
     ``tile``: VAE tile size in pixels, ``None``/0 untiled, ``"auto"`` (see :func:`resolve_tile`).
     A job's ``save_latents``: also write its denoised target latents ``(1, 16, T, h, w)`` there (safetensors).
     ``timings``: filled with the wall seconds of each stage summed over the jobs (``read video``, ``text``,
@@ -300,7 +302,7 @@ def infer_many(
         dev = pick_device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     if compile is None:
-        compile = dev.type == "cuda" and len(todo) > 1
+        compile = dev.type == "cuda"
     # the transformer's weight files are read into the page cache on a worker thread while the text and VAE
     # stages run, so the load below does not wait for the disk. Only file reads run there: building models in two
     # threads at once is not safe (diffusers/accelerate patch module construction globally while loading).
@@ -345,7 +347,7 @@ def infer_many(
                     inference_fusions="all" if cuda else (),
                 )
             if compile:
-                model.compile_blocks()
+                model.compile_blocks(skip_last=True)
         ctx = pad_prompt_embeddings([embs[job.prompt], embs[job.negative_prompt or negative_prompt]], max_length)
         with _stage(timings, "denoise", dev):
             latents = sample(

@@ -374,16 +374,22 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         for block in self.blocks:
             block.selective_recompute = mode  # type: ignore[assignment]
 
-    def compile_blocks(self, coordinate_descent_tuning: bool = False, **compile_kwargs: Any) -> None:
+    def compile_blocks(
+        self, coordinate_descent_tuning: bool = False, skip_last: bool = False, **compile_kwargs: Any
+    ) -> None:
         """``torch.compile`` each transformer block (identical blocks share one compiled graph).
 
         ``coordinate_descent_tuning``: let inductor tune the block sizes of its generated (norm / modulation)
-        kernels (inductor option of that name; ~+15 s compilation on an H100, see BENCHMARKS.md)."""
+        kernels (inductor option of that name; ~+15 s compilation on an H100, see BENCHMARKS.md).
+        ``skip_last``: leave the last block eager. ``target_only`` calls reach only that block, and they would
+        compile a second graph (as long again as the first) for 1/30 of the work: worth it for a training run,
+        not for the 50 steps of one video (``recam infer``)."""
         if coordinate_descent_tuning:
             options = dict(compile_kwargs.pop("options", None) or {})
             options["coordinate_descent_tuning"] = True
             compile_kwargs["options"] = options
-        for block in self.blocks:
+        blocks = list(self.blocks)
+        for block in blocks[:-1] if skip_last else blocks:
             block.compile(**compile_kwargs)
 
     # ------------------------------------------------------------------ forward

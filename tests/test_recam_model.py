@@ -343,6 +343,30 @@ def test_target_only_equals_target_half(checkpoint, setup):
     assert rel_err(half, reference_forward(checkpoint, CFG, x, t, text, cam)[:, :, :2]) < 1e-5
 
 
+@pytest.mark.parametrize("skip_last", [False, True])
+def test_compile_blocks_skip_last_compiles_one_graph(checkpoint, skip_last):
+    """``recam infer`` compiles every block but the last: the ``target_only`` call of the last block would be a
+    second graph. Counted by dynamo (eager backend, so no inductor build on the CPU); same output as uncompiled."""
+    import torch._dynamo
+
+    model = ReCamMasterTransformer.tiny()
+    model.load_recammaster_checkpoint(checkpoint)
+    model.set_fast_attention(True)
+    x, t, text, cam = inputs(seed=6)
+    with torch.no_grad():
+        ref = model(x, t, text, cam, target_only=True)[0]
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        model.compile_blocks(skip_last=skip_last, backend="eager")
+        compiled = [b._compiled_call_impl is not None for b in model.blocks]
+        out = model(x, t, text, cam, target_only=True)[0]
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    torch._dynamo.reset()
+    assert compiled == [True] * (len(model.blocks) - 1) + [not skip_last]
+    assert graphs == (1 if skip_last else 2)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
 def test_target_only_skips_the_source_half_of_the_last_block(checkpoint):
     """Counted matmul/attention FLOPs drop by the last block's source-half queries, cross-attention, FFN and
     output projections and the head's source half; nothing else."""
@@ -578,3 +602,18 @@ def test_fa4_forward_config_parsing_and_env(tmp_path: Path) -> None:
     env = {**os.environ, "RECAM_FA4_FWD": "192x112,nors"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "{'tile_mn': (192, 112), 'mma_pv_is_rs': False}"
+
+
+@pytest.mark.parametrize("given", [None, "0"])
+def test_fa4_disk_cache_is_on_unless_the_user_says_otherwise(given: str | None) -> None:
+    """recam turns on FA4's own on-disk kernel cache (flash_attn/cute/cache_utils.py reads
+    FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED == "1" at import) and leaves a value the user set alone."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"}
+    if given is not None:
+        env["FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"] = given
+    code = "import os, recam.attn_kernels; print(os.environ['FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ("1" if given is None else given)
