@@ -85,10 +85,11 @@ def format_fa4_fwd_config(cfg: dict[str, Any]) -> str:
 
 FA4_FWD_CONFIG.update(parse_fa4_fwd_config(os.environ.get("RECAM_FA4_FWD", "")))
 
-# FA4 compiles its kernels on first use in each process (~9 s for the DiT's forward on an H200, BENCHMARKS.md);
-# its own on-disk cache of compiled kernels (off unless asked for; read when flash_attn.cute is first imported,
-# which only the FA4 ops below do) makes that a one-time cost per machine. FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=0
-# turns it off, FLASH_ATTENTION_CUTE_DSL_CACHE_DIR moves it (default /tmp/$USER/flash_attention_cute_dsl_cache).
+# FA4 compiles its kernels on first use in each process; its own on-disk cache of compiled kernels (off unless asked
+# for; read when flash_attn.cute is first imported, which only the FA4 ops below do) skips that after a machine's
+# first run: ~3.6 s of the first `recam infer` step on an H200 (BENCHMARKS.md; the rest of that first call is the
+# CuTe DSL's import and CUDA start). FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=0 turns it off,
+# FLASH_ATTENTION_CUTE_DSL_CACHE_DIR moves it (default /tmp/$USER/flash_attention_cute_dsl_cache).
 os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
 
 

@@ -261,9 +261,10 @@ def infer_many(
     ``attention``: self-attention kernel (``"auto"``: FlashAttention-4 where installed on Hopper/Blackwell, else
     cuDNN; or a name of :data:`recam.attn_kernels.ATTENTION_BACKENDS`, e.g. the opt-in ``"fp8"``).
     ``compile``: ``torch.compile`` the transformer blocks but the last (see
-    :meth:`ReCamMasterTransformer.compile_blocks`); ``None`` = on CUDA. On an H200 it saves ~0.28 s a step and its
-    compilation (~9 s) is paid back within one 50-step video on a machine's first run, and is mostly skipped later
-    (inductor's and FlashAttention-4's on-disk caches): 194 vs 193 s cold, 178 vs 188 s warm (BENCHMARKS.md).
+    :meth:`ReCamMasterTransformer.compile_blocks`); ``None`` = on CUDA. On an H200 it saves ~0.28 s a step for ~9 s of
+    compilation on a machine's first run (denoise 164.5 vs 169.1 s; totals 194 vs 193 s, within the text stage's
+    spread) and mostly skips that later (inductor's and FlashAttention-4's on-disk caches): 178 vs 188 s in all
+    (BENCHMARKS.md).
     ``tile``: VAE tile size in pixels, ``None``/0 untiled, ``"auto"`` (see :func:`resolve_tile`).
     A job's ``save_latents``: also write its denoised target latents ``(1, 16, T, h, w)`` there (safetensors).
     ``timings``: filled with the wall seconds of each stage summed over the jobs (``read video``, ``text``,

@@ -382,8 +382,8 @@ class ReCamMasterTransformer(WanTransformer3DModel):
         ``coordinate_descent_tuning``: let inductor tune the block sizes of its generated (norm / modulation)
         kernels (inductor option of that name; ~+15 s compilation on an H100, see BENCHMARKS.md).
         ``skip_last``: leave the last block eager. ``target_only`` calls reach only that block, and they would
-        compile a second graph (as long again as the first) for 1/30 of the work: worth it for a training run,
-        not for the 50 steps of one video (``recam infer``)."""
+        compile a second graph for 1/30 of the work: worth it for a training run, not for the 50 steps of one
+        video (``recam infer``)."""
         if coordinate_descent_tuning:
             options = dict(compile_kwargs.pop("options", None) or {})
             options["coordinate_descent_tuning"] = True
